@@ -1,0 +1,209 @@
+"""params.yaml -> validated, typed settings.
+
+Each top-level section of params.yaml is a pydantic model. Unknown keys, wrong types and
+out-of-range values raise :class:`ConfigError` with a one-line message naming the key and
+what is allowed; the CLI turns it into that one line and a non-zero exit status.
+
+The method sections are defined next to their method (``mriqa_lib/methods/<name>/params.py``)
+so that a reader finds a paper's settings beside the paper's code.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mriqa_lib.methods.bricout.params import BricoutParams
+from mriqa_lib.methods.ecker.params import EckerParams
+from mriqa_lib.methods.shaw.params import ShawParams
+from mriqa_lib.methods.ssfd.params import SsfdParams
+from mriqa_lib.methods.zuo.params import ZuoParams
+
+PARAMS_FILE = "params.yaml"
+
+
+class ConfigError(ValueError):
+    """A params.yaml problem; the message is one line naming the file and the key."""
+
+
+class Section(BaseModel):
+    """Base for every params section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class SiteParams(Section):
+    """One acquisition site of the embedded cohort (all values synthetic)."""
+
+    name: str
+    spacing: tuple[float, float, float] = Field(description="voxel size in mm (x, y, z)")
+    wm: float = Field(gt=0, description="white-matter intensity")
+    gm: float = Field(gt=0, description="grey-matter intensity")
+    csf: float = Field(ge=0, description="CSF intensity")
+    bias: float = Field(ge=0, le=1, description="bias-field strength (log-amplitude)")
+    noise: float = Field(ge=0, le=0.5, description="Rician noise sigma relative to WM intensity")
+
+    @field_validator("spacing")
+    @classmethod
+    def _spacing(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(s < 0.5 or s > 6 for s in v):
+            raise ValueError("each voxel size must be within 0.5-6 mm")
+        return v
+
+
+class CohortParams(Section):
+    """The embedded default cohort built from the ICBM152 2009a template shipped in nilearn."""
+
+    n_subjects: int = Field(40, ge=2, le=10000)
+    seed: int = Field(0, ge=0)
+    contrasts: list[Literal["T1w", "T2w", "PD"]] = Field(default_factory=lambda: ["T1w"])
+    split: tuple[float, float, float] = Field((0.7, 0.15, 0.15), description="train/val/test fractions")
+    warp_mm: float = Field(3.0, ge=0, le=10, description="std of the smooth diffeomorphic warp (mm)")
+    scale_range: float = Field(0.1, ge=0, le=0.3, description="head size varies by +- this fraction")
+    rotation_deg: float = Field(4.0, ge=0, le=30)
+    translation_mm: float = Field(4.0, ge=0, le=30)
+    slices: int = Field(0, ge=0, le=64, description="centre axial 2-D slices exported per subject")
+    workers: int = Field(2, ge=1, le=64)
+    sites: list[SiteParams] = Field(min_length=1)
+
+    @field_validator("split")
+    @classmethod
+    def _split(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(x < 0 for x in v) or abs(sum(v) - 1) > 1e-6:
+            raise ValueError("split fractions must be >= 0 and sum to 1")
+        return v
+
+    @field_validator("contrasts")
+    @classmethod
+    def _contrasts(cls, v: list[str]) -> list[str]:
+        if "T1w" not in v:
+            raise ValueError("contrasts must include T1w")
+        return v
+
+
+DEFAULT_SITES = [
+    dict(name="siteA", spacing=(2.0, 2.0, 2.0), wm=1000, gm=620, csf=250, bias=0.15, noise=0.02),
+    dict(name="siteB", spacing=(1.8, 1.8, 2.2), wm=800, gm=560, csf=180, bias=0.30, noise=0.035),
+    dict(name="siteC", spacing=(2.2, 2.2, 2.2), wm=1200, gm=700, csf=350, bias=0.10, noise=0.015),
+    dict(name="siteD", spacing=(2.0, 2.0, 2.4), wm=900, gm=600, csf=300, bias=0.25, noise=0.04),
+    dict(name="siteE", spacing=(1.9, 1.9, 1.9), wm=1100, gm=640, csf=220, bias=0.20, noise=0.025),
+    dict(name="siteF", spacing=(2.1, 2.1, 2.1), wm=950, gm=520, csf=200, bias=0.35, noise=0.03),
+]
+
+
+def default_cohort_params() -> CohortParams:
+    """The embedded default cohort settings (used when no params.yaml is at hand)."""
+    return CohortParams(n_subjects=48, sites=[SiteParams(**s) for s in DEFAULT_SITES])
+
+
+class TrainerParams(Section):
+    """Passed straight to ``lightning.Trainer``: scale to GPUs, DDP and SLURM by configuration."""
+
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "cpu"
+    devices: int | str = 1
+    strategy: str = "auto"
+    num_nodes: int = Field(1, ge=1)
+    precision: Literal["32-true", "32", "16-mixed", "bf16-mixed", "64-true"] = "32-true"
+    num_workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes")
+    deterministic: bool = True
+    threads: int = Field(2, ge=1, le=256, description="torch CPU threads")
+
+
+class Settings(Section):
+    """All of params.yaml."""
+
+    cohort: CohortParams
+    trainer: TrainerParams = Field(default_factory=TrainerParams)
+    ecker: EckerParams = Field(default_factory=EckerParams)
+    zuo: ZuoParams = Field(default_factory=ZuoParams)
+    shaw: ShawParams = Field(default_factory=ShawParams)
+    ssfd: SsfdParams = Field(default_factory=SsfdParams)
+    bricout: BricoutParams = Field(default_factory=BricoutParams)
+
+    @model_validator(mode="after")
+    def _sites_unique(self) -> "Settings":
+        names = [s.name for s in self.cohort.sites]
+        if len(set(names)) != len(names):
+            raise ValueError(f"cohort.sites names must be unique, got {names}")
+        return self
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """Follow ``loc`` through nested pydantic models; return the model that owns the last key."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        for cand in (ann, *getattr(ann, "__args__", ())):
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                current = cand
+                break
+        else:
+            return None
+    return current if isinstance(current, type) else None
+
+
+def format_validation_error(exc: ValidationError, source: str, root: type[BaseModel] = Settings) -> str:
+    """One line naming the first bad key, what is wrong, and what is allowed."""
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    n_more = len(exc.errors()) - 1
+    more = f" (+{n_more} more problem{'s' if n_more > 1 else ''})" if n_more else ""
+    if err["type"] == "extra_forbidden":
+        owner = _model_at(root, loc)
+        allowed = ", ".join(owner.model_fields) if owner is not None else "?"
+        return f"{source}: unknown key '{key}'; allowed here: {allowed}{more}"
+    if err["type"] == "missing":
+        return f"{source}: missing required key '{key}'{more}"
+    got = err.get("input")
+    got_s = repr(got)
+    if len(got_s) > 60:
+        got_s = got_s[:57] + "..."
+    return f"{source}: bad value for '{key}': {err['msg']} (got {got_s}){more}"
+
+
+def parse_settings(raw: Any, source: str = PARAMS_FILE) -> Settings:
+    """Validate an already-parsed params mapping."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: file not found (run from the repository root or pass --params)")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+
+
+def load_settings(path: str | os.PathLike = PARAMS_FILE) -> Settings:
+    """Read and validate params.yaml (or another profile file)."""
+    return parse_settings(read_yaml(path), str(path))
+
+
+def deep_merge(base: dict, overlay: dict) -> dict:
+    """Return ``base`` with ``overlay`` merged in recursively (overlay wins; lists replaced)."""
+    out = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

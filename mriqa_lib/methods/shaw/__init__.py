@@ -1,0 +1,1 @@
+"""Paper slice: heteroscedastic reconstruction uncertainty (Shaw et al., paper 3)."""

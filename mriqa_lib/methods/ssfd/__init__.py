@@ -1,0 +1,1 @@
+"""Paper slice: SSFD self-supervised feature distance (Adamson et al., paper 4)."""

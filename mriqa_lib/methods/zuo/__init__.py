@@ -1,0 +1,1 @@
+"""Paper slice: contrastive artifact latent + RealNVP density (Zuo et al., paper 2)."""

@@ -1,0 +1,99 @@
+"""params.yaml section `zuo`: contrastive artifact latent + RealNVP density (Zuo et al., paper 2)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# artifact names of mriqa_lib.artifacts used by the rated test set and the held-out examples
+RATED_ARTIFACTS = ("noise", "motion", "ghosting", "bias", "wrap")
+
+
+class ZuoParams(BaseModel):
+    """Settings of the `zuo` method (embedded default; see profiles/zuo.paper.yaml).
+
+    Sizes are in voxels of the template grid, severities in the units of
+    :mod:`mriqa_lib.artifacts` (noise: sigma / mean foreground signal; motion and registration
+    error: RMS deviation in mm; bias: max |coefficient| of the log-field; wrap: FOV fraction).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    seed: int = Field(0, ge=0)
+
+    # --- data and preprocessing -------------------------------------------------------------
+    cohort_table: str | None = Field(
+        None, description="multi-cohort TSV (participant_id, cohort, path[, split, rating]); "
+        "None = the embedded cohort in data/embedded")
+    n4: bool = Field(False, description="N4 bias correction before registration (paper: yes)")
+    register: bool = Field(False, description="affine registration to the template (SimpleITK)")
+    template_spacing: float = Field(2.0, ge=0.5, le=4.0, description="template grid voxel size (mm)")
+    slice_size: int = Field(112, ge=32, le=512, description="slices are padded / cropped to this square")
+    band: int = Field(32, ge=4, le=256, description="training slices come from this many centre slices per orientation")
+    band_step: int = Field(2, ge=1, le=8, description="keep every band_step-th slice of the band")
+    n_centre_slices: int = Field(20, ge=1, le=128, description="centre axial slices averaged into the volume m")
+
+    # --- encoder and contrastive training ---------------------------------------------------
+    encoder: Literal["small", "densenet121"] = Field("small", description="small CNN or MONAI DenseNet121 (2-D)")
+    width: int = Field(16, ge=4, le=128, description="channels of the small CNN's first block")
+    batch_volumes: int = Field(16, ge=2, le=512, description="volumes (queries) per mini-batch")
+    n_negatives_volume: int = Field(8, ge=0, le=511, description="negatives from other volumes per query")
+    n_negatives_simulated: int = Field(4, ge=0, le=64, description="negatives = the query with simulated noise or motion")
+    noise_range: tuple[float, float] = Field((0.08, 0.4), description="Rician sigma / mean foreground of simulated negatives")
+    motion_range_px: tuple[float, float] = Field((1.0, 6.0), description="max translation (pixels) of simulated motion negatives")
+    steps: int = Field(200, ge=1, le=1_000_000, description="encoder training iterations")
+    lr: float = Field(1e-3, gt=0, le=1.0)
+    weight_decay: float = Field(1e-4, ge=0, le=1.0)
+
+    # --- flow density ----------------------------------------------------------------------
+    flow_transforms: int = Field(6, ge=1, le=32, description="RealNVP affine coupling layers (paper: 6)")
+    flow_hidden: tuple[int, ...] = Field((64, 64), description="hidden layers of each coupling's s, t networks")
+    flow_steps: int = Field(1500, ge=1, le=1_000_000, description="full-batch flow training iterations")
+    flow_lr: float = Field(3e-3, gt=0, le=1.0)
+    flow_jitter: float = Field(0.1, ge=0, le=2.0, description="Gaussian jitter (in std units of m) added to "
+                               "training m each step; 0 = none (paper)")
+    density_splits: list[str] = Field(default_factory=lambda: ["train", "val"], description="splits the flow is fitted on")
+    taus: list[float] = Field(default_factory=lambda: [5.0, 3.0], description="flag thresholds, percentiles of training densities")
+
+    # --- evaluation ------------------------------------------------------------------------
+    rated_artifacts: list[str] = Field(default_factory=lambda: list(RATED_ARTIFACTS))
+    rated_variants: int = Field(12, ge=1, le=1000, description="artifact variants per test subject")
+    severity_low: dict[str, float] = Field(default_factory=lambda: {
+        "noise": 0.0, "motion": 0.0, "ghosting": 0.0, "bias": 0.0, "wrap": 0.0},
+        description="severity at the bottom of the rated scale (realised severity = low + r * (high - low))")
+    severity_high: dict[str, float] = Field(default_factory=lambda: {
+        "noise": 0.3, "motion": 3.0, "ghosting": 0.6, "bias": 1.2, "wrap": 0.3},
+        description="severity at the top of the rated scale (r = 1)")
+    bins: tuple[float, float] = Field((1 / 3, 2 / 3), description="r below bins[0] = low, below bins[1] = medium, else high")
+
+    @field_validator("noise_range", "motion_range_px", "bins")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if v[0] < 0 or v[1] < v[0]:
+            raise ValueError("expected 0 <= low <= high")
+        return v
+
+    @field_validator("taus")
+    @classmethod
+    def _taus(cls, v: list[float]) -> list[float]:
+        if not v or any(t <= 0 or t >= 100 for t in v):
+            raise ValueError("each tau must be a percentile in (0, 100)")
+        return v
+
+    @field_validator("density_splits")
+    @classmethod
+    def _splits(cls, v: list[str]) -> list[str]:
+        if not v or any(s not in ("train", "val") for s in v):
+            raise ValueError("density_splits must be a non-empty subset of [train, val] (test is held out)")
+        return v
+
+    @model_validator(mode="after")
+    def _rated(self) -> "ZuoParams":
+        for name in self.rated_artifacts:
+            if name not in RATED_ARTIFACTS:
+                raise ValueError(f"rated_artifacts: unknown '{name}'; allowed: {', '.join(RATED_ARTIFACTS)}")
+            if name not in self.severity_high:
+                raise ValueError(f"severity_high has no value for rated artifact '{name}'")
+        if self.band_step * 1 > self.band:
+            raise ValueError("band_step must be <= band")
+        return self

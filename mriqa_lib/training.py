@@ -1,0 +1,121 @@
+"""Shared Lightning plumbing: one trainer factory and the cost monitor (time, memory, power).
+
+``trainer`` settings from params.yaml go straight to ``lightning.Trainer``, so DDP, SLURM and
+mixed precision are configuration only. Checkpoints are written to the folder given (never
+under the logger), and the best one is what the stages keep.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from mriqa_lib.config import TrainerParams
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (MiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if sys.platform != "darwin" else peak / 2**20
+
+
+class CostMonitor:
+    """Measures wall time, peak memory (accelerator when present, else process RSS) and, when
+    NVML is available, mean and peak GPU power and energy. Use as a context manager; ``result``
+    holds the numbers for a metrics JSON (paper 5, Table 4)."""
+
+    def __init__(self, poll_s: float = 0.5) -> None:
+        self.poll_s = poll_s
+        self.result: dict[str, Any] = {}
+        self._power: list[float] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._nvml = None
+
+    def _poll(self) -> None:
+        handle = self._nvml.nvmlDeviceGetHandleByIndex(0)  # type: ignore[union-attr]
+        while not self._stop.wait(self.poll_s):
+            try:
+                self._power.append(self._nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0)  # type: ignore[union-attr]
+            except Exception:
+                return
+
+    def __enter__(self) -> "CostMonitor":
+        import torch
+
+        self._cuda = torch.cuda.is_available()
+        if self._cuda:
+            torch.cuda.reset_peak_memory_stats()
+            try:
+                import pynvml
+
+                pynvml.nvmlInit()
+                self._nvml = pynvml
+                self._thread = threading.Thread(target=self._poll, daemon=True)
+                self._thread.start()
+            except Exception:
+                self._nvml = None
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import torch
+
+        seconds = time.perf_counter() - self._t0
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=2)
+        self.result = {"wall_seconds": round(seconds, 2), "peak_cpu_rss_mb": round(peak_rss_mb(), 1)}
+        if self._cuda:
+            self.result["device"] = torch.cuda.get_device_name(0)
+            self.result["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        else:
+            self.result["device"] = "cpu"
+        if self._power:
+            mean_w = sum(self._power) / len(self._power)
+            self.result.update(mean_power_w=round(mean_w, 1), peak_power_w=round(max(self._power), 1),
+                               energy_wh=round(mean_w * seconds / 3600, 3))
+        else:
+            self.result["power"] = "not measured (no NVML)"
+
+
+def build_trainer(params: TrainerParams, ckpt_dir: str | os.PathLike, max_epochs: int,
+                  monitor: str | None = None, mode: str = "min", patience: int | None = None,
+                  log_dir: str | os.PathLike | None = None, callbacks: list | None = None,
+                  **overrides: Any):
+    """A ``lightning.Trainer`` configured from params.
+
+    Args:
+        params: the ``trainer`` section (accelerator, devices, strategy, num_nodes, precision).
+        ckpt_dir: where the best (``best.ckpt``) and last checkpoints go.
+        max_epochs: epochs to train.
+        monitor: logged metric that selects the best checkpoint (and early stopping); None keeps
+            the last epoch only.
+        mode: "min" or "max" for ``monitor``.
+        patience: early-stopping patience in epochs (None: no early stopping).
+        log_dir: CSV logs (default ``ckpt_dir/logs``).
+        overrides: further ``lightning.Trainer`` arguments.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    ckpt_dir = Path(ckpt_dir)
+    cbs = list(callbacks or [])
+    cbs.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode,
+                               save_top_k=1, save_last=False, enable_version_counter=False))
+    if monitor and patience:
+        cbs.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience))
+    kwargs: dict[str, Any] = dict(
+        accelerator=params.accelerator, devices=params.devices, strategy=params.strategy,
+        num_nodes=params.num_nodes, precision=params.precision, max_epochs=max_epochs,
+        deterministic=params.deterministic if params.accelerator == "cpu" else False,
+        callbacks=cbs, logger=CSVLogger(str(log_dir or ckpt_dir / "logs"), name="", version=""),
+        enable_model_summary=False, log_every_n_steps=1,
+    )
+    kwargs.update(overrides)
+    return L.Trainer(**kwargs)

@@ -1,0 +1,96 @@
+"""params.yaml validation: unknown key, wrong type, out-of-range value -> one line naming the key."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mriqa_lib.cli import main
+from mriqa_lib.config import ConfigError, load_settings, parse_settings, read_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def raw() -> dict:
+    return read_yaml(ROOT / "params.yaml")
+
+
+def test_repository_params_are_valid(raw):
+    settings = parse_settings(raw)
+    assert settings.cohort.n_subjects == raw["cohort"]["n_subjects"]
+    assert settings.trainer.accelerator == raw["trainer"]["accelerator"]
+
+
+@pytest.mark.parametrize("section, key, value, pattern", [
+    ("cohort", "n_subjekts", 3, r"unknown key 'cohort.n_subjekts'; allowed here: n_subjects, seed"),
+    ("cohort", "n_subjects", "many", r"bad value for 'cohort.n_subjects': .*integer"),
+    ("cohort", "n_subjects", -5, r"bad value for 'cohort.n_subjects': .*greater than or equal to 2 \(got -5\)"),
+    ("cohort", "split", [0.5, 0.5, 0.5], r"'cohort.split': .*sum to 1"),
+    ("trainer", "precision", "8-bit", r"'trainer.precision': .*'16-mixed'"),
+    ("trainer", "colour", "red", r"unknown key 'trainer.colour'; allowed here: accelerator"),
+])
+def test_bad_values_name_the_key(raw, section, key, value, pattern):
+    raw[section][key] = value
+    with pytest.raises(ConfigError, match=pattern) as info:
+        parse_settings(raw, "params.yaml")
+    assert "\n" not in str(info.value)
+
+
+def test_bad_site_value_names_nested_key(raw):
+    raw["cohort"]["sites"][1]["noise"] = 3.0
+    with pytest.raises(ConfigError, match=r"'cohort.sites.1.noise': .*less than or equal to 0.5"):
+        parse_settings(raw)
+
+
+def test_unknown_section(raw):
+    raw["ekcer"] = {"seed": 1}
+    with pytest.raises(ConfigError, match="unknown key 'ekcer'; allowed here: cohort, trainer, ecker"):
+        parse_settings(raw)
+
+
+def test_invalid_yaml_names_line(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("cohort:\n  n_subjects: 3\n   seed: [\n")
+    with pytest.raises(ConfigError, match=r"params.yaml: invalid YAML at line"):
+        load_settings(bad)
+
+
+def test_cli_exit_status_and_one_line(tmp_path, raw, capsys):
+    raw["cohort"]["n_subjects"] = 0
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    assert main(["check", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "cohort.n_subjects" in err and "Traceback" not in err
+    assert main(["check", str(ROOT / "params.yaml")]) == 0
+
+
+def test_stage_exits_nonzero_on_bad_params(tmp_path, raw):
+    raw["cohort"]["workers"] = "two"
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    proc = subprocess.run([sys.executable, "-m", "mriqa_lib.cli", "stage", "prepare", "--params", str(bad)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "cohort.workers" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "data").exists()  # nothing written
+
+
+def test_paper_profiles_validate(raw):
+    from mriqa_lib.commands.profile import merged_profile, profile_files
+
+    files = profile_files("paper")
+    if not files:
+        pytest.skip("no paper profile yet")
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        parse_settings(merged_profile(raw, "paper"), "paper profile")
+    finally:
+        os.chdir(cwd)
