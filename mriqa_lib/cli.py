@@ -8,7 +8,7 @@ import sys
 
 from mriqa_lib import __version__
 
-COMMANDS = ("cohort", "corrupt", "stage", "notebook", "profile", "check", "score")
+COMMANDS = ("cohort", "corrupt", "stage", "notebook", "profile", "check", "score", "readme")
 
 
 def build_parser() -> argparse.ArgumentParser:

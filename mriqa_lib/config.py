@@ -112,6 +112,23 @@ class TrainerParams(Section):
     threads: int = Field(2, ge=1, le=256, description="torch CPU threads")
 
 
+class BenchmarkParams(Section):
+    """Cross-method benchmark: held-out test subjects x every artifact x several severities."""
+
+    n_subjects: int = Field(6, ge=1, le=1000, description="test-split subjects used (clean + corrupted)")
+    artifacts: list[str] = Field(default_factory=lambda: ["all"], description="registry names, or [all]")
+    levels: list[float] = Field(default_factory=lambda: [1 / 3, 2 / 3, 1.0],
+                                description="severities as fractions of each artifact's benchmark maximum")
+    seed: int = Field(0, ge=0)
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, v: list[float]) -> list[float]:
+        if not v or any(x <= 0 or x > 1 for x in v):
+            raise ValueError("levels must be a non-empty list of fractions in (0, 1]")
+        return v
+
+
 class Settings(Section):
     """All of params.yaml."""
 
@@ -122,6 +139,7 @@ class Settings(Section):
     shaw: ShawParams = Field(default_factory=ShawParams)
     ssfd: SsfdParams = Field(default_factory=SsfdParams)
     bricout: BricoutParams = Field(default_factory=BricoutParams)
+    benchmark: BenchmarkParams = Field(default_factory=BenchmarkParams)
 
     @model_validator(mode="after")
     def _sites_unique(self) -> "Settings":

@@ -7,6 +7,7 @@ from pathlib import Path
 
 METHODS = ("ecker", "zuo", "shaw", "ssfd", "bricout")
 STEPS = ("synthesize", "train", "evaluate")
+SINGLE = ("prepare", "benchmark")  # stages without a step
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from mriqa_lib.config import ConfigError, load_settings
 
     settings = load_settings(args.params)
-    if args.step is None:
+    if args.step is None and args.name in SINGLE:
         module = importlib.import_module(f"mriqa_lib.stages.{args.name}")
         module.run(settings)
         return 0

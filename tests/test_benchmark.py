@@ -1,0 +1,52 @@
+"""Benchmark summary: AUROC / Spearman per method x artifact, and the generated README block."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mriqa_lib.stages.benchmark import README_BEGIN, README_END, readme_section, summarise, update_readme
+
+
+def _scores() -> pd.DataFrame:
+    rows = []
+    rng = np.random.default_rng(0)
+    for s in range(4):
+        rows.append({"subject": s, "artifact": "clean", "severity_level": 0})
+        for lvl in (1, 2, 3):
+            rows.append({"subject": s, "artifact": "noise", "severity_level": lvl})
+            rows.append({"subject": s, "artifact": "blur", "severity_level": lvl})
+    f = pd.DataFrame(rows)
+    # shaw: badness grows with noise severity only; blind to blur (random)
+    f["shaw_total_sigma"] = np.where(f.artifact == "noise", f.severity_level * 10.0, 0.0) + rng.random(len(f))
+    # zuo: log-density falls (badness rises) with blur severity only
+    f["zuo_logdensity"] = -np.where(f.artifact == "blur", f.severity_level * 10.0, 0.0) + rng.random(len(f))
+    f["shaw_seconds"], f["zuo_seconds"] = 0.5, 0.25
+    return f
+
+
+def test_summary_auroc_and_spearman():
+    t = summarise(_scores(), ["zuo", "shaw"]).set_index(["method", "artifact"])
+    assert t.loc[("shaw", "noise"), "auroc"] == 1.0 and t.loc[("zuo", "blur"), "auroc"] == 1.0
+    assert t.loc[("shaw", "noise"), "spearman"] > 0.9
+    assert abs(t.loc[("shaw", "blur"), "auroc"] - 0.5) < 0.35  # blind: near chance
+    assert t.loc[("zuo", "noise"), "seconds_per_volume"] == 0.25
+
+
+def test_readme_section_marks_best_and_replaces_block(tmp_path):
+    table = summarise(_scores(), ["zuo", "shaw"])
+    section = readme_section(table)
+    assert "| blur | **1.00** |" in section and section.splitlines()[-1] == README_END
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_BEGIN}\nSTALE-TABLE\n{README_END}\noutro\n")
+    assert update_readme(readme, section)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("\noutro\n") and "STALE-TABLE" not in text
+    assert not update_readme(readme, section)  # idempotent
+
+
+def test_missing_markers_raise(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="markers"):
+        update_readme(readme, "x")
