@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# Busy-waiting OpenMP threads make torch ~10x slower on oversubscribed CPUs (2 cores, several
+# processes); must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from mriqa_lib import __version__
 

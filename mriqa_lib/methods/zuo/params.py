@@ -6,15 +6,19 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # artifact names of mriqa_lib.artifacts used by the rated test set and the held-out examples
-RATED_ARTIFACTS = ("noise", "motion", "ghosting", "bias", "wrap")
+RATED_ARTIFACTS = ("rician_noise", "motion", "ghosting", "bias_field", "wrap_around")
+# held-out examples of Fig. 3b: letter -> artifact (A clean; B non-T1w contrast from the tissue maps)
+EXAMPLES = {"A": "clean", "B": "non_t1w", "C": "bias_field", "D": "rician_noise", "E": "motion",
+            "F": "wrap_around", "G": "remove_side", "H": "registration_error"}
 
 
 class ZuoParams(BaseModel):
     """Settings of the `zuo` method (embedded default; see profiles/zuo.paper.yaml).
 
     Sizes are in voxels of the template grid, severities in the units of
-    :mod:`mriqa_lib.artifacts` (noise: sigma / mean foreground signal; motion and registration
-    error: RMS deviation in mm; bias: max |coefficient| of the log-field; wrap: FOV fraction).
+    :mod:`mriqa_lib.artifacts` (rician_noise: sigma / mean foreground signal; motion and
+    registration_error: RMS deviation in mm; bias_field: max |coefficient| of the log-field;
+    wrap_around: FOV fraction removed; ghosting: ghost intensity; remove_side: head fraction).
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -26,7 +30,7 @@ class ZuoParams(BaseModel):
         None, description="multi-cohort TSV (participant_id, cohort, path[, split, rating]); "
         "None = the embedded cohort in data/embedded")
     n4: bool = Field(False, description="N4 bias correction before registration (paper: yes)")
-    register: bool = Field(False, description="affine registration to the template (SimpleITK)")
+    registration: bool = Field(False, description="affine registration to the template (SimpleITK)")
     template_spacing: float = Field(2.0, ge=0.5, le=4.0, description="template grid voxel size (mm)")
     slice_size: int = Field(112, ge=32, le=512, description="slices are padded / cropped to this square")
     band: int = Field(32, ge=4, le=256, description="training slices come from this many centre slices per orientation")
@@ -39,8 +43,8 @@ class ZuoParams(BaseModel):
     batch_volumes: int = Field(16, ge=2, le=512, description="volumes (queries) per mini-batch")
     n_negatives_volume: int = Field(8, ge=0, le=511, description="negatives from other volumes per query")
     n_negatives_simulated: int = Field(4, ge=0, le=64, description="negatives = the query with simulated noise or motion")
-    noise_range: tuple[float, float] = Field((0.08, 0.4), description="Rician sigma / mean foreground of simulated negatives")
-    motion_range_px: tuple[float, float] = Field((1.0, 6.0), description="max translation (pixels) of simulated motion negatives")
+    noise_range: tuple[float, float] = Field((0.08, 0.3), description="Rician sigma / mean foreground of simulated negatives")
+    motion_range_px: tuple[float, float] = Field((1.5, 4.0), description="range of the max translation (pixels) and rotation (degrees) of simulated motion negatives")
     steps: int = Field(200, ge=1, le=1_000_000, description="encoder training iterations")
     lr: float = Field(1e-3, gt=0, le=1.0)
     weight_decay: float = Field(1e-4, ge=0, le=1.0)
@@ -48,22 +52,29 @@ class ZuoParams(BaseModel):
     # --- flow density ----------------------------------------------------------------------
     flow_transforms: int = Field(6, ge=1, le=32, description="RealNVP affine coupling layers (paper: 6)")
     flow_hidden: tuple[int, ...] = Field((64, 64), description="hidden layers of each coupling's s, t networks")
-    flow_steps: int = Field(1500, ge=1, le=1_000_000, description="full-batch flow training iterations")
+    flow_steps: int = Field(600, ge=1, le=1_000_000, description="full-batch flow training iterations")
     flow_lr: float = Field(3e-3, gt=0, le=1.0)
     flow_jitter: float = Field(0.1, ge=0, le=2.0, description="Gaussian jitter (in std units of m) added to "
                                "training m each step; 0 = none (paper)")
-    density_splits: list[str] = Field(default_factory=lambda: ["train", "val"], description="splits the flow is fitted on")
+    density_splits: list[str] = Field(default_factory=lambda: ["train"], description="splits the flow is fitted on")
     taus: list[float] = Field(default_factory=lambda: [5.0, 3.0], description="flag thresholds, percentiles of training densities")
 
     # --- evaluation ------------------------------------------------------------------------
+    rated_splits: list[str] = Field(default_factory=lambda: ["val", "test"], description="splits of the rated "
+                                    "test set; must not overlap density_splits or train (the encoder's)")
     rated_artifacts: list[str] = Field(default_factory=lambda: list(RATED_ARTIFACTS))
-    rated_variants: int = Field(12, ge=1, le=1000, description="artifact variants per test subject")
-    severity_low: dict[str, float] = Field(default_factory=lambda: {
-        "noise": 0.0, "motion": 0.0, "ghosting": 0.0, "bias": 0.0, "wrap": 0.0},
-        description="severity at the bottom of the rated scale (realised severity = low + r * (high - low))")
-    severity_high: dict[str, float] = Field(default_factory=lambda: {
-        "noise": 0.3, "motion": 3.0, "ghosting": 0.6, "bias": 1.2, "wrap": 0.3},
-        description="severity at the top of the rated scale (r = 1)")
+    rated_variants: int = Field(9, ge=1, le=1000, description="artifact variants per test subject")
+    rated_clean: int = Field(1, ge=0, le=10, description="unaltered copies per test subject in the rated set (rating low)")
+    severity_max: dict[str, float] = Field(default_factory=lambda: {
+        "rician_noise": 0.15, "motion": 6.0, "ghosting": 0.45, "bias_field": 0.9, "wrap_around": 0.3},
+        description="severity at the top of the rated scale: realised severity = r * severity_max, r ~ U(0, 1) "
+        "stratified over the three bins; chosen so that the low bin (r < 1/3) stays within the clean "
+        "cohort's own variation (site noise sigma/S <= ~0.05, site bias <= 0.35) or below visibility "
+        "(motion <= 2 mm RMS, ghosts <= 0.15, wrap <= 10 % of the FOV)")
+    example_subject: int = Field(0, ge=0, description="index (within the rated splits) of the subject of examples A-H")
+    example_severity: dict[str, float] = Field(default_factory=lambda: {
+        "bias_field": 1.0, "rician_noise": 0.3, "motion": 8.0, "wrap_around": 0.3, "remove_side": 0.5,
+        "registration_error": 15.0}, description="severities of the held-out examples C-H")
     bins: tuple[float, float] = Field((1 / 3, 2 / 3), description="r below bins[0] = low, below bins[1] = medium, else high")
 
     @field_validator("noise_range", "motion_range_px", "bins")
@@ -92,8 +103,17 @@ class ZuoParams(BaseModel):
         for name in self.rated_artifacts:
             if name not in RATED_ARTIFACTS:
                 raise ValueError(f"rated_artifacts: unknown '{name}'; allowed: {', '.join(RATED_ARTIFACTS)}")
-            if name not in self.severity_high:
-                raise ValueError(f"severity_high has no value for rated artifact '{name}'")
-        if self.band_step * 1 > self.band:
+            if name not in self.severity_max:
+                raise ValueError(f"severity_max has no value for rated artifact '{name}'")
+        missing = [a for a in EXAMPLES.values() if a not in ("clean", "non_t1w") and a not in self.example_severity]
+        if missing:
+            raise ValueError(f"example_severity has no value for {missing}")
+        if self.n_negatives_volume + self.n_negatives_simulated < 1:
+            raise ValueError("n_negatives_volume + n_negatives_simulated must be >= 1")
+        if set(self.rated_splits) & (set(self.density_splits) | {"train"}):
+            raise ValueError("rated_splits must not overlap density_splits or the encoder's train split")
+        if not self.rated_splits or any(s not in ("val", "test") for s in self.rated_splits):
+            raise ValueError("rated_splits must be a non-empty subset of [val, test]")
+        if self.band_step > self.band:
             raise ValueError("band_step must be <= band")
         return self

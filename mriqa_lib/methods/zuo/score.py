@@ -1,0 +1,42 @@
+"""Scorer for `mriqa score`: log-density of the volume's artifact features and the tau flags."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mriqa_lib.io import Volume
+from mriqa_lib.methods.zuo.inference import load_model, volume_m
+from mriqa_lib.methods.zuo.prep import centre_axial, prepare_volume
+
+__all__ = ["Scorer", "load_scorer"]
+
+
+class Scorer:
+    """Scores a 3-D T1w volume with the trained encoder + flow (same preparation as the pipeline)."""
+
+    def __init__(self, model_dir: str | Path, settings=None) -> None:
+        import torch
+
+        p = getattr(settings, "zuo", None)
+        trainer = getattr(settings, "trainer", None)
+        if trainer is not None:
+            torch.set_num_threads(trainer.threads)
+        self.encoder, self.density, self.p = load_model(model_dir, p)
+
+    def score(self, volume: Volume, reference: Volume | None = None) -> dict:
+        """Columns ``zuo_logdensity`` (natural log of p_M(m)), ``zuo_flag5`` / ``zuo_flag3`` (True:
+        density below the 5 % / 3 % percentile of the training densities), ``zuo_m1``, ``zuo_m2``.
+        ``reference`` is unused (the method needs none)."""
+        data = prepare_volume(volume, self.p)
+        m = volume_m(self.encoder, centre_axial(data, self.p).astype(np.float16).astype(np.float32))
+        logp = float(self.density.log_density(m)[0])
+        out = {"zuo_logdensity": logp, "zuo_m1": float(m[0]), "zuo_m2": float(m[1])}
+        for tau, thr in self.density.thresholds.items():
+            out[f"zuo_flag{tau}"] = bool(logp < thr)
+        return out
+
+
+def load_scorer(model_dir: Path, settings) -> Scorer:
+    """The `mriqa score` entry point (see CONTRIBUTING)."""
+    return Scorer(model_dir, settings)
