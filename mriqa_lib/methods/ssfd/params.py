@@ -33,25 +33,25 @@ class SsfdParams(BaseModel):
     # --- pretext: inpainting U-Net --------------------------------------------------------------
     patch_size: int = Field(16, ge=2, le=128, description="side of the zero-filled square patches (pixels)")
     patch_fraction: float = Field(0.25, gt=0.0, lt=0.6, description="image area covered by patches")
-    encoder_channels: list[int] = Field(default_factory=lambda: [10, 20, 40, 80, 160],
+    encoder_channels: list[int] = Field(default_factory=lambda: [8, 16, 32, 64, 128],
                                         description="channels of the 5 encoder levels")
-    group_norm_groups: int = Field(5, ge=1, le=64)
-    pretext_epochs: int = Field(12, ge=1, le=1000)
-    pretext_lr: float = Field(2e-3, gt=0.0, le=1.0)
+    group_norm_groups: int = Field(4, ge=1, le=64)
+    pretext_epochs: int = Field(5, ge=1, le=1000)
+    pretext_lr: float = Field(3e-3, gt=0.0, le=1.0)
     pretext_batch_size: int = Field(16, ge=1, le=1024)
 
     # --- supervised reconstruction U-Net ---------------------------------------------------------
-    recon_channels: list[int] = Field(default_factory=lambda: [8, 16, 32, 64])
-    recon_epochs: int = Field(12, ge=1, le=1000)
-    recon_lr: float = Field(2e-3, gt=0.0, le=1.0)
+    recon_channels: list[int] = Field(default_factory=lambda: [8, 16, 32])
+    recon_epochs: int = Field(4, ge=1, le=1000)
+    recon_lr: float = Field(3e-3, gt=0.0, le=1.0)
     recon_batch_size: int = Field(16, ge=1, le=1024)
 
     # --- metric and experiments ---------------------------------------------------------------
     layer: int = Field(4, ge=1, le=5, description="encoder level whose features SSFD compares")
     layers_compared: list[int] = Field(default_factory=lambda: [1, 2, 3, 4])
-    shift_px: list[float] = Field(default_factory=lambda: [0, 0.5, 1, 1.5, 2, 2.5, 3])
-    blur_sigma_px: list[float] = Field(default_factory=lambda: [0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5])
-    noise_std: list[float] = Field(default_factory=lambda: [0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06],
+    shift_px: list[float] = Field(default_factory=lambda: [0, 0.25, 0.5, 0.75, 1.0, 1.25])
+    blur_sigma_px: list[float] = Field(default_factory=lambda: [0, 0.4, 0.8, 1.2, 1.6, 2.0])
+    noise_std: list[float] = Field(default_factory=lambda: [0, 0.01, 0.02, 0.03, 0.04, 0.05],
                                    description="Gaussian noise std relative to the image range")
     n_boot: int = Field(1000, ge=100, le=100000)
     vgg_weights: str | None = Field(None, description="VGG-16 state dict (torchvision key names "
