@@ -1,12 +1,82 @@
 """params.yaml section `ecker`: SimCLR zero-shot HQ/LQ classification (Ecker et al., paper 1)."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class EckerParams(BaseModel):
-    """Settings of the `ecker` method (embedded default; see profiles/ecker.paper.yaml)."""
+    """Settings of the `ecker` method (embedded default; see profiles/ecker.paper.yaml).
+
+    Real data: ``ukb_dir`` (a folder per subject holding ``wat.nii.gz``) with ``ukb_table``
+    (subject id, sex, height, weight) trains the encoder and gives the references;
+    ``nako_dir`` (a folder per subject with a breath-hold and a free-breathing volume) is the
+    NAKO-IQA test. ``null`` uses the embedded cohort instead (2-D axial slices; respiratory
+    motion simulated for the NAKO-like set).
+    """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     seed: int = Field(0, ge=0)
+    # --- data -----------------------------------------------------------------------------
+    ukb_dir: Optional[str] = Field(None, description="UK Biobank Dixon root: <dir>/<eid>/wat.nii.gz (null = embedded)")
+    ukb_table: Optional[str] = Field(None, description="TSV/CSV with eid, sex, height (cm), weight (kg)")
+    nako_dir: Optional[str] = Field(None, description="NAKO-IQA root: <dir>/<id>/{breathhold,freebreathing}.nii.gz (null = embedded)")
+    nako_table: Optional[str] = Field(None, description="optional TSV/CSV with id, sex, height, weight of NAKO-IQA subjects")
+    n_test_subjects: int = Field(20, ge=2, le=100000, description="held-out subjects (never trained on, never references)")
+    n_slices: int = Field(12, ge=1, le=256, description="centre axial slices per volume")
+    slice_step: int = Field(3, ge=1, le=16, description="every n-th axial slice")
+    img_size: int = Field(96, ge=16, le=1024, description="prepared slice size (px, square): stored, and the inference input")
+    train_size: int = Field(48, ge=16, le=1024, description="output size of the random resized crop (px): the training input")
+    crop: float = Field(0.86, gt=0.1, le=1.0, description="centre crop of the square-padded slice before resizing (fraction)")
+    # --- simulated artifacts ------------------------------------------------------------------
+    noise_sigma: float = Field(0.25, ge=0, le=5, description="Gaussian noise sigma on [0,1]-scaled images")
+    motion_degrees: float = Field(3.0, ge=0, le=45, description="rigid motion: max |rotation| per pose (deg)")
+    motion_translation_mm: float = Field(6.0, ge=0, le=100, description="rigid motion: max |translation| per pose (mm)")
+    motion_transforms: int = Field(4, ge=1, le=32, description="rigid motion: number of poses")
+    resp_amplitude_mm: float = Field(8.0, ge=0, le=100, description="free breathing: peak displacement (mm)")
+    resp_period_lines: float = Field(12.0, gt=1, le=10000, description="free breathing: period in phase-encoding lines")
+    nako_lq: Literal["motion", "noise", "respiratory"] = Field("motion", description="artifact of the LQ references for the NAKO set")
+    # --- tests ----------------------------------------------------------------------------------
+    n_test_motion: int = Field(240, ge=2, le=1000000, description="simulated-motion test cases (half HQ, half LQ)")
+    n_test_noise: int = Field(240, ge=2, le=1000000, description="simulated-noise test cases (half HQ, half LQ)")
+    n_refs: int = Field(10, ge=1, le=1000, description="HQ (and as many LQ) references matched per test subject")
+    match_sex: bool = True
+    continuous_levels: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0],
+                                           description="continuous test: rotation (deg) = translation (mm) ranges")
+    continuous_cases: int = Field(3, ge=1, le=10000, description="continuous test: slices per subject (one motion per subject and level)")
+    # --- network and training -----------------------------------------------------------------
+    width: float = Field(0.25, gt=0, le=4, description="ResNet18 widen factor (1 = 64..512 channels)")
+    conv1_stride: int = Field(2, ge=1, le=4)
+    proj_dim: int = Field(128, ge=2, le=4096)
+    temperature: float = Field(0.1, gt=0, le=10)
+    crop_scale: tuple[float, float] = Field((0.2, 1.0), description="random resized crop area fraction")
+    crop_ratio: tuple[float, float] = Field((0.75, 4 / 3), description="random resized crop aspect ratio")
+    epochs: int = Field(10, ge=1, le=10000)
+    warmup_epochs: int = Field(1, ge=0, le=1000)
+    batch_size: int = Field(32, ge=2, le=65536)
+    lr: float = Field(1e-3, gt=0, le=10)
+    weight_decay: float = Field(1e-6, ge=0, le=1)
+
+    @field_validator("crop_scale", "crop_ratio")
+    @classmethod
+    def _range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not (0 < v[0] <= v[1]):
+            raise ValueError("need 0 < low <= high")
+        return v
+
+    @field_validator("continuous_levels")
+    @classmethod
+    def _levels(cls, v: list[float]) -> list[float]:
+        if len(v) < 2 or any(x < 0 or x > 45 for x in v):
+            raise ValueError("need at least 2 levels, each within 0-45")
+        return v
+
+    @model_validator(mode="after")
+    def _pairs(self) -> "EckerParams":
+        if (self.ukb_dir is None) != (self.ukb_table is None):
+            raise ValueError("ukb_dir and ukb_table must be set together")
+        if self.warmup_epochs >= self.epochs and self.epochs > 1:
+            raise ValueError("warmup_epochs must be < epochs")
+        return self

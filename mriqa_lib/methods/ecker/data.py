@@ -1,0 +1,262 @@
+"""Data of paper 1: UK Biobank / NAKO-IQA adapters, their embedded equivalents, slice preparation,
+simulated artifacts and reference matching.
+
+One preparation path for everything (training, references, tests, ``mriqa score``)::
+
+    volume --(conform, embedded brains only)--> normalise to [0, 1] --> centre axial slices
+           --(artifact, on the full-resolution slice)--> pad to square, centre crop, resize
+"""
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mriqa_lib.data.preprocess import centre_slices, conform, crop_or_pad, normalise
+from mriqa_lib.io import MriqaInputError, Volume, load_nifti, read_tsv
+
+from .params import EckerParams
+
+NAKO_NAMES = {"HQ": ("breathhold", "bh", "breath-hold", "breath_hold"),
+              "LQ": ("freebreathing", "fb", "free-breathing", "free_breathing")}
+
+
+# --------------------------------------------------------------------------------------------
+# subject tables (adapters)
+# --------------------------------------------------------------------------------------------
+def _sex_code(values: pd.Series, where: str) -> pd.Series:
+    """M/F from UKB codes (1 = male, 0 = female) or strings."""
+    mapping = {"1": "M", "0": "F", "m": "M", "f": "F", "male": "M", "female": "F"}
+    out = values.astype(str).str.strip().str.lower().str.replace(r"\.0$", "", regex=True).map(mapping)
+    if out.isna().any():
+        bad = values[out.isna()].iloc[0]
+        raise MriqaInputError(f"{where}: unknown sex value {bad!r} (use M/F or UKB codes 1/0)")
+    return out
+
+
+def read_table(path: str | Path, id_columns: tuple[str, ...] = ("participant_id", "eid", "id", "subject")) -> pd.DataFrame:
+    """A subject table (TSV or CSV) with an id column and sex, height (cm), weight (kg)."""
+    path = Path(path)
+    if not path.exists():
+        raise MriqaInputError(f"{path}: file not found")
+    sep = "," if path.suffix.lower() == ".csv" else "\t"
+    try:
+        frame = pd.read_csv(path, sep=sep, dtype=str)
+    except Exception as exc:
+        raise MriqaInputError(f"{path}: cannot parse table ({exc})") from None
+    id_col = next((c for c in id_columns if c in frame.columns), None)
+    if id_col is None:
+        raise MriqaInputError(f"{path}: needs an id column (one of {list(id_columns)}); found {list(frame.columns)}")
+    missing = [c for c in ("sex", "height", "weight") if c not in frame.columns]
+    if missing:
+        raise MriqaInputError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
+    out = pd.DataFrame({"participant_id": frame[id_col].astype(str), "sex": _sex_code(frame["sex"], str(path))})
+    for col in ("height", "weight"):
+        out[col] = pd.to_numeric(frame[col], errors="coerce")
+        if out[col].isna().any():
+            raise MriqaInputError(f"{path}: column '{col}' has missing or non-numeric values")
+    return out
+
+
+def embedded_subjects(root: str | Path = "data/embedded") -> pd.DataFrame:
+    """Embedded cohort: participant_id, sex, height, weight, split, path (T1w), dataset."""
+    root = Path(root)
+    frame = read_tsv(root / "participants.tsv", required=("participant_id", "sex", "height", "weight"))
+    frame = frame.copy()
+    frame["path"] = [str(root / p / "anat" / f"{p}_T1w.nii.gz") for p in frame["participant_id"]]
+    if "split" not in frame.columns:
+        frame["split"] = "train"
+    frame["dataset"] = "embedded"
+    return frame[["participant_id", "sex", "height", "weight", "split", "path", "dataset"]]
+
+
+def ukb_subjects(root: str | Path, table: str | Path) -> pd.DataFrame:
+    """UK Biobank abdominal Dixon: ``root/<eid>/wat.nii.gz`` (water image; fat/in/opp are not
+    used) and ``table`` (eid, sex, height, weight). Subjects without a water image are an error."""
+    root = Path(root)
+    frame = read_table(table)
+    frame["path"] = [str(root / e / "wat.nii.gz") for e in frame["participant_id"]]
+    missing = [p for p in frame["path"] if not Path(p).exists()]
+    if missing:
+        raise MriqaInputError(f"{missing[0]}: file not found ({len(missing)} of {len(frame)} subjects in {table} lack wat.nii.gz)")
+    frame["split"] = "train"
+    frame["dataset"] = "ukb"
+    return frame
+
+
+def _find(folder: Path, names: tuple[str, ...]) -> Path | None:
+    for name in names:
+        for ext in (".nii.gz", ".nii"):
+            if (folder / f"{name}{ext}").exists():
+                return folder / f"{name}{ext}"
+    return None
+
+
+def nako_subjects(root: str | Path, table: str | Path | None = None) -> pd.DataFrame:
+    """NAKO-IQA: ``root/<id>/{breathhold,freebreathing}.nii.gz`` (also bh/fb). Returns one row
+    per volume: participant_id, label (HQ = breath-hold, LQ = free-breathing), path, and sex,
+    height, weight from ``table`` when given (else empty: all references are used)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise MriqaInputError(f"{root}: NAKO-IQA folder not found (params key ecker.nako_dir)")
+    rows = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        for label, names in NAKO_NAMES.items():
+            path = _find(folder, names)
+            if path is None:
+                raise MriqaInputError(f"{folder}: no {'/'.join(names)}.nii.gz")
+            rows.append({"participant_id": folder.name, "label": label, "path": str(path)})
+    if not rows:
+        raise MriqaInputError(f"{root}: no subject folders")
+    frame = pd.DataFrame(rows)
+    if table is not None:
+        frame = frame.merge(read_table(table), on="participant_id", how="left")
+    else:
+        frame["sex"], frame["height"], frame["weight"] = None, np.nan, np.nan
+    return frame
+
+
+def split_subjects(frame: pd.DataFrame, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of (pool, test) subjects. Test subjects (never trained on, never references) are
+    the cohort's own ``test`` split first, then ``val``, then a seeded draw from the rest."""
+    if n_test >= len(frame) - 1:
+        raise MriqaInputError(f"ecker.n_test_subjects={n_test} leaves fewer than 2 of {len(frame)} subjects for training")
+    rng = np.random.default_rng(seed)
+    order = []
+    for split in ("test", "val"):
+        idx = np.flatnonzero(frame["split"].to_numpy() == split)
+        order.extend(rng.permutation(idx).tolist())
+    rest = np.setdiff1d(np.arange(len(frame)), order)
+    order.extend(rng.permutation(rest).tolist())
+    test = np.sort(np.array(order[:n_test], dtype=int))
+    pool = np.setdiff1d(np.arange(len(frame)), test)
+    return pool, test
+
+
+# --------------------------------------------------------------------------------------------
+# preparation
+# --------------------------------------------------------------------------------------------
+def volume_slices(volume: Volume, p: EckerParams, conform_grid: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Full-resolution normalised centre axial slices ``(n, X, Y)`` and their in-plane spacing (mm).
+
+    Args:
+        volume: the 3-D image.
+        p: settings (``n_slices``, ``slice_step``).
+        conform_grid: resample to the 2 mm reference grid first (embedded brains).
+    """
+    if conform_grid:
+        volume = conform(volume)
+    data = normalise(volume.data)
+    n = p.n_slices
+    if n * p.slice_step > data.shape[2]:
+        raise MriqaInputError(f"{volume.path}: {data.shape[2]} axial slices, fewer than ecker.n_slices * "
+                              f"ecker.slice_step = {n * p.slice_step}")
+    return centre_slices(data, axis=2, n=n, step=p.slice_step), volume.spacing[:2].copy()
+
+
+def prepare_slices(slices: np.ndarray, p: EckerParams) -> np.ndarray:
+    """Network input ``(n, S, S)`` from full-resolution slices ``(n, X, Y)`` (or one ``(X, Y)``):
+    zero-pad to a square, keep the central ``p.crop`` fraction, resize (antialiased) to
+    ``p.img_size``."""
+    import torch
+    import torch.nn.functional as F
+
+    x = np.asarray(slices, dtype=np.float32)
+    single = x.ndim == 2
+    x = x[None] if single else x
+    side = max(x.shape[1:])
+    x = np.stack([crop_or_pad(s, (side, side)) for s in x])
+    keep = max(1, int(round(side * p.crop)))
+    x = np.stack([crop_or_pad(s, (keep, keep)) for s in x])
+    t = torch.from_numpy(x)[:, None]
+    t = F.interpolate(t, size=(p.img_size, p.img_size), mode="bilinear", antialias=True, align_corners=False)
+    out = t[:, 0].numpy().astype(np.float32)
+    return out[0] if single else out
+
+
+def case_seed(*parts: object) -> int:
+    """A stable seed from strings/ints (crc32), independent of Python's hash randomisation."""
+    return zlib.crc32("|".join(map(str, parts)).encode()) & 0x7FFFFFFF
+
+
+def _artifact(name: str, image: np.ndarray, seed: int, spacing, **kw) -> np.ndarray:
+    """Apply an artifact of the shared library (``mriqa_lib.artifacts.apply_artifact``)."""
+    from mriqa_lib.artifacts import apply_artifact
+
+    registry_name = {"motion": "motion", "noise": "gaussian_noise", "respiratory": "respiratory"}[name]
+    out, _ = apply_artifact(registry_name, image, seed=seed, spacing=spacing, **kw)
+    return out
+
+
+def degrade(slices: np.ndarray, kind: str, p: EckerParams, seed: int, spacing, level: float | None = None) -> np.ndarray:
+    """The simulated LQ version of normalised slices ``(n, X, Y)`` (or one ``(X, Y)``) of one scan.
+
+    All slices of one call share one acquisition: the same motion poses, the same breathing
+    phase (as a multi-slice scan whose slices are read out together). The phase-encoding (and
+    k-space segment) axis is the last one (Y, anterior-posterior in the axial slices).
+
+    Args:
+        slices: normalised slices ([0, 1] scale).
+        kind: ``motion`` (rigid, TorchIO k-space model of ``mriqa_lib.artifacts``,
+            ``motion_transforms`` poses, in-plane angle within +-``motion_degrees`` deg and each
+            in-plane translation within +-``motion_translation_mm``), ``noise`` (additive
+            N(0, ``noise_sigma``)) or ``respiratory`` (periodic translation along the
+            phase-encoding axis, amplitude ``resp_amplitude_mm``, period ``resp_period_lines``).
+        p: settings.
+        seed: random seed.
+        spacing: in-plane voxel size (mm), 2 values.
+        level: motion only: overrides both ranges (continuous experiment); a fixed seed then
+            moves along one random direction as the level grows.
+    """
+    x = np.asarray(slices, dtype=np.float32)
+    single = x.ndim == 2
+    x = x[None] if single else x
+    sp = (1.0, *np.broadcast_to(np.asarray(spacing, float), (2,)))
+    if kind == "motion":
+        deg_r = p.motion_degrees if level is None else level
+        tr_r = p.motion_translation_mm if level is None else level
+        rng = np.random.default_rng(seed)
+        n = p.motion_transforms
+        deg = np.zeros((n, 3))
+        tr = np.zeros((n, 3))
+        deg[:, 0] = rng.uniform(-1, 1, n) * deg_r  # in-plane rotation (about the slice axis)
+        tr[:, 1:] = rng.uniform(-1, 1, (n, 2)) * tr_r  # in-plane translation
+        if deg_r == 0 and tr_r == 0:
+            out = x.copy()
+        else:
+            out = _artifact("motion", x, seed, sp, degrees=deg, translation=tr)
+    elif kind == "noise":
+        out = _artifact("noise", x, seed, sp, severity=p.noise_sigma, reference="absolute")
+    elif kind == "respiratory":
+        out = _artifact("respiratory", x, seed, sp, severity=p.resp_amplitude_mm,
+                        period_lines=p.resp_period_lines, pe_axis=2)
+    else:
+        raise ValueError(f"unknown artifact kind {kind!r}")
+    return out[0] if single else out
+
+
+# --------------------------------------------------------------------------------------------
+# reference matching
+# --------------------------------------------------------------------------------------------
+def match_references(pool: pd.DataFrame, sex: str | None, height: float | None, weight: float | None,
+                     n_refs: int, match_sex: bool = True) -> np.ndarray:
+    """Row positions of the ``n_refs`` pool subjects most similar to a test subject.
+
+    Same sex first (when ``match_sex`` and the sex is known; other-sex subjects only fill up a
+    too small same-sex pool), then the smallest Euclidean distance of height and weight, each
+    divided by its standard deviation in the pool; ties are broken by pool order. Unknown
+    height/weight: every subject of the (same-sex) pool is equally close.
+    """
+    n = len(pool)
+    k = min(n_refs, n)
+    hs, ws = pool["height"].to_numpy(float), pool["weight"].to_numpy(float)
+    sh, sw = (np.std(hs) or 1.0), (np.std(ws) or 1.0)
+    if height is None or weight is None or not np.isfinite(height) or not np.isfinite(weight):
+        dist = np.zeros(n)
+    else:
+        dist = np.hypot((hs - height) / sh, (ws - weight) / sw)
+    if match_sex and sex in ("M", "F"):
+        dist = dist + np.where(pool["sex"].to_numpy() == sex, 0.0, 1e6)
+    return np.argsort(dist, kind="stable")[:k]

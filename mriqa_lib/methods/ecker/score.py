@@ -1,0 +1,70 @@
+"""`mriqa score` scorer of paper 1: zero-shot HQ/LQ class and SIM score of a 3-D volume.
+
+The volume is prepared exactly as the training data (``data.volume_slices`` then
+``data.prepare_slices``: conform for embedded-trained models, normalise, centre axial slices,
+pad/crop/resize); each slice is compared with the reference slices at the same position
+(HQ references and their simulated-motion LQ versions, stored by the train stage in
+``models/ecker/references.npz``); the mean similarities are averaged over slices.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mriqa_lib.io import MriqaInputError, Volume
+
+from . import data as D
+from .inference import decide, mean_similarities
+
+
+class Scorer:
+    """Zero-shot SimCLR quality scorer (Ecker et al.)."""
+
+    def __init__(self, net, params, refs: dict, conform_grid: bool, lq: str = "motion") -> None:
+        self.net, self.p, self.conform_grid, self.lq = net, params, conform_grid, lq
+        self.pool = pd.DataFrame({"participant_id": refs["participant_id"], "sex": refs["sex"],
+                                  "height": refs["height"], "weight": refs["weight"]})
+        self.hq, self.lq_bank = refs["hq"], refs[lq]
+
+    def score(self, volume: Volume, reference: Volume | None = None, *, sex: str | None = None,
+              height: float | None = None, weight: float | None = None) -> dict:
+        """Columns ``ecker_class`` (HQ/LQ), ``ecker_sim``, ``ecker_sim_hq``, ``ecker_sim_lq``.
+
+        Args:
+            volume: the 3-D image to assess.
+            reference: unused (the method needs no reference scan of the same subject).
+            sex, height (cm), weight (kg): used to match the references when given; otherwise
+                all reference subjects are used.
+        """
+        from .simclr import embed
+
+        if volume.data.ndim != 3:
+            raise MriqaInputError(f"{volume.path}: ecker needs a 3-D volume, got shape {volume.shape}")
+        slices, _ = D.volume_slices(volume, self.p, self.conform_grid)
+        h = embed(self.net, D.prepare_slices(slices, self.p))  # (s, d)
+        n = len(self.pool) if (height is None and sex is None) else self.p.n_refs
+        refs = D.match_references(self.pool, sex, height, weight, n, self.p.match_sex)
+        s_hq, s_lq = mean_similarities(h, self.hq[refs].transpose(1, 0, 2), self.lq_bank[refs].transpose(1, 0, 2))
+        label, sim = decide(s_hq, s_lq)
+        return {"ecker_class": str(label), "ecker_sim": float(sim), "ecker_sim_hq": s_hq, "ecker_sim_lq": s_lq}
+
+
+def load_scorer(model_dir: Path, settings=None) -> Scorer:
+    """The scorer of a trained ``models/ecker`` folder (network, config and reference bank).
+
+    Args:
+        model_dir: folder written by ``mriqa stage ecker train``.
+        settings: unused (the stored training config defines the preprocessing).
+    """
+    from mriqa_lib.stages.ecker import load_net
+
+    model_dir = Path(model_dir)
+    for name in ("simclr.pt", "config.json", "references.npz"):
+        if not (model_dir / name).exists():
+            raise MriqaInputError(f"{model_dir / name}: file not found (run `mriqa stage ecker train`)")
+    net, params, cfg = load_net(model_dir)
+    with np.load(model_dir / "references.npz", allow_pickle=False) as f:
+        refs = {k: f[k] for k in f.files}
+    return Scorer(net, params, refs, bool(cfg["conform_grid"]))
