@@ -1,0 +1,207 @@
+"""Paper 5 (Bricout et al.): soft labels, KL loss, AMP SCZ adapter, splits, synthetic pipeline."""
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mriqa_lib.config import default_cohort_params, Settings
+from mriqa_lib.data.ampscz import qc_class, read_qc_table, split_subjects, synthesis_eligible
+from mriqa_lib.io import MriqaInputError
+from mriqa_lib.methods.bricout.model import bin_centres, expectation, kl_loss, soft_labels
+from mriqa_lib.methods.bricout.params import BricoutParams, EmbeddedQCParams
+
+
+def test_soft_labels_sum_to_one_and_expectation_is_target():
+    targets = np.linspace(0.0, 4.0, 41)
+    lab = soft_labels(targets)  # paper: sigma 0.168, 50 bins on [-0.8, 4.8]
+    assert lab.shape == (41, 50)
+    assert torch.allclose(lab.sum(1), torch.ones(41), atol=1e-6)
+    centres = torch.from_numpy(bin_centres()).float()
+    width = 5.6 / 50
+    assert np.allclose(np.diff(bin_centres()), width)
+    exp = expectation(torch.log(lab.clamp_min(1e-30)), centres).numpy()
+    assert np.all(np.abs(exp - targets) < width)
+    # the mode sits in the bin that contains the target
+    assert np.all(np.abs(centres.numpy()[lab.argmax(1).numpy()] - targets) <= width / 2 + 1e-6)
+
+
+def test_kl_zero_for_equal_distributions_positive_otherwise():
+    p = soft_labels([0.3, 2.2])
+    logp = torch.log(p.clamp_min(1e-38))
+    assert float(kl_loss(logp, p)) == pytest.approx(0.0, abs=1e-6)
+    q = soft_labels([1.0, 3.0])
+    assert float(kl_loss(torch.log(q.clamp_min(1e-38)), p)) > 1.0
+
+
+def _write_caps(tmp_path, sites=("s1", "s2", "s3", "s4"), subjects_per_site=3):
+    caps = tmp_path / "caps"
+    rows = []
+    rng = np.random.default_rng(0)
+    affine = np.diag([8.0, 8.0, 8.0, 1.0])
+    affine[:3, 3] = [-96, -130, -74]
+    for si, site in enumerate(sites):
+        for j in range(subjects_per_site):
+            sub = f"sub-{site}{j:02d}"
+            for ses in ("ses-01", "ses-02"):
+                folder = caps / "subjects" / sub / ses / "t1_linear"
+                folder.mkdir(parents=True)
+                data = np.zeros((24, 28, 24), np.float32)
+                data[4:20, 4:24, 4:20] = 100 + rng.normal(0, 5, (16, 20, 16))
+                nib.save(nib.Nifti1Image(data, affine),
+                         str(folder / f"{sub}_{ses}_space-MNI152NLin2009cSym_res-1x1x1_T1w.nii.gz"))
+                score = int(rng.choice([2, 3, 4, 4]))
+                comment = "slight motion" if (j == 0 and ses == "ses-01") else ""
+                rows.append({"subject": sub[4:], "session": ses, "site": site, "score": score, "comments": comment})
+    table = tmp_path / "qc.tsv"
+    pd.DataFrame(rows).to_csv(table, sep="\t", index=False)
+    return caps, table
+
+
+def test_qc_table_validation_names_file(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("subject,session,site,score,comments\n001,ses-01,A,5,\n")
+    with pytest.raises(MriqaInputError, match="bad.csv"):
+        read_qc_table(bad)
+    missing = tmp_path / "missing.tsv"
+    missing.write_text("subject\tsite\n001\tA\n")
+    with pytest.raises(MriqaInputError, match="session"):
+        read_qc_table(missing)
+
+
+def test_eligibility_and_classes():
+    frame = pd.DataFrame({"score": [4, 4, 3, 1, 4], "comments": ["", "Motion ringing", "", "", "fine"]})
+    assert synthesis_eligible(frame).tolist() == [True, False, False, False, True]
+    assert qc_class(np.array([1, 2, 3, 4])).tolist() == [0, 0, 1, 2]
+
+
+def test_split_subjects_disjoint_and_complete():
+    subs = [f"s{i}" for i in range(20)]
+    mapping = split_subjects(subs * 3, (0.6, 0.2, 0.2), seed=1)
+    assert set(mapping) == set(subs)
+    assert sorted(pd.Series(mapping).value_counts().tolist()) == [4, 4, 12]
+
+
+def test_synthesize_real_layout_splits_and_resume(tmp_path, monkeypatch):
+    """Site-wise and subject-wise splits on a tiny CAPS tree; a rerun writes nothing new."""
+    from mriqa_lib.stages import bricout as stage
+
+    caps, table = _write_caps(tmp_path)
+    bp = BricoutParams(progress=False, workers=1)
+    bp.data.ampscz_caps, bp.data.ampscz_qc = str(caps), str(table)
+    bp.data.n_qc_sites, bp.data.grid_mm, bp.data.crop = 1, 8.0, (16, 16, 16)
+    bp.pretrain.samples_per_volume = 2
+    bp.augment.elastic_max_displacement_mm = 4.0
+    settings = Settings(cohort=default_cohort_params(), bricout=bp)
+    monkeypatch.chdir(tmp_path)
+    stage.synthesize(settings)
+    out = tmp_path / "data/synthetic/bricout"
+    scans = pd.read_csv(out / "scans.tsv", sep="\t", dtype=str)
+    # no site in both roles, no subject in two splits (synthesis or QC)
+    roles = scans.groupby("site").role.nunique()
+    assert (roles == 1).all() and set(scans.role) == {"synthesis", "qc"}
+    for role in ("synthesis", "qc"):
+        part = scans[(scans.role == role) & (scans.split.notna())]
+        assert (part.groupby("subject").split.nunique() == 1).all()
+    # motion only on score-4 scans without a motion comment
+    syn = pd.read_csv(out / "synthetic.tsv", sep="\t", dtype={"session": str})
+    eligible = scans[scans.eligible == "True"]
+    assert len(syn) == 2 * len(eligible)
+    assert set(zip(syn.subject, syn.session)) == set(zip(eligible.subject, eligible.session))
+    assert not any("motion" in c for c in scans[scans.eligible == "True"].comments.fillna(""))
+    assert set(pd.read_csv(out / "qc.tsv", sep="\t").site) == set(scans[scans.role == "qc"].site)
+    # resumable: the same settings rewrite no sample
+    files = sorted((out / "samples").glob("*.nii.gz"))
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    stage.synthesize(settings)
+    assert [f.stat().st_mtime_ns for f in files] == mtimes
+    shape = nib.load(str(files[0])).shape
+    assert shape == (16, 16, 16)
+
+
+def test_pipeline_label_is_the_motion_rms_and_fast_motion_matches_torchio():
+    from mriqa_lib.artifacts.motion import apply_torchio_motion
+    from mriqa_lib.methods.bricout.data import augment, fast_motion
+
+    rng = np.random.default_rng(0)
+    img = np.zeros((24, 28, 20), np.float32)
+    img[5:19, 6:22, 4:16] = 1.0
+    img += rng.normal(0, 0.01, img.shape).astype(np.float32)
+    deg, tr = rng.uniform(-2, 2, (3, 3)), rng.uniform(-4, 4, (3, 3))
+    times = np.array([0.2, 0.45, 0.7])
+    ref, _ = apply_torchio_motion(img, deg, tr, times, [4.0] * 3)
+    fast = fast_motion(img, 4.0, deg, tr, times)
+    assert np.corrcoef((ref - img).ravel(), (fast - img).ravel())[0, 1] > 0.99
+    bp = BricoutParams()
+    bp.motion.clean_fraction = 0.0
+    out, info = augment(img, 4.0, 3, bp.motion, bp.augment, (16, 16, 16))
+    assert out.shape == (16, 16, 16)
+    assert abs(info["rms"] - info["target_rms"]) <= bp.motion.tolerance_mm + 1e-9
+    assert bp.motion.target_range[0] <= info["target_rms"] <= bp.motion.target_range[1]
+
+
+def test_embedded_scores_are_unbalanced_like_table2():
+    from mriqa_lib.methods.bricout.data import draw_degradations
+
+    qp = EmbeddedQCParams()
+    rows = draw_degradations(200, 0, qp)
+    counts = np.bincount([r["score"] for r in rows], minlength=5)[1:] / 200
+    assert np.allclose(counts, qp.score_fractions, atol=0.01)
+    # worse scores have more hidden degradation on average (rater noise is moderate)
+    bad = pd.DataFrame(rows).groupby("score").badness.mean()
+    assert bad.is_monotonic_decreasing
+
+
+def test_scorer_columns_from_saved_models(tmp_path):
+    """load_scorer reads what the train stage writes (plain state dicts, weights_only) and scores a volume."""
+    from mriqa_lib.io import Volume, write_json
+    from mriqa_lib.methods.bricout.score import load_scorer
+    from mriqa_lib.models.sfcn import SFCN, QCHead
+
+    bp = BricoutParams()
+    bp.model.channels, bp.model.latent = [2, 2, 2], 3
+    bp.data.grid_mm, bp.data.crop = 8.0, (16, 16, 16)
+    settings = Settings(cohort=default_cohort_params(), bricout=bp)
+    torch.manual_seed(0)
+    net = SFCN(bp.model.channels, bp.model.latent, bp.model.n_bins)
+    (tmp_path / "pretrain").mkdir()
+    (tmp_path / "transfer" / "seed3").mkdir(parents=True)
+    torch.save(net.state_dict(), tmp_path / "pretrain" / "sfcn.pt")
+    in_features = 3 * 2 * 2 * 2
+    torch.save(QCHead(in_features, 10).state_dict(), tmp_path / "transfer" / "seed3" / "model.pt")
+    write_json(tmp_path / "config.json", {"in_features": in_features, "transfer": {
+        "selected_seed": 3, "config": {"hidden": 10, "dropout": 0.7}}})
+    scorer = load_scorer(tmp_path, settings)
+    data = np.zeros((40, 48, 40), np.float32)
+    data[8:32, 10:38, 8:32] = 1.0
+    aff = np.diag([4.0, 4.0, 4.0, 1.0])
+    aff[:3, 3] = [-78, -112, -56]
+    out = scorer.score(Volume(data, aff))
+    assert out["bricout_qc_class"] in (0, 1, 2)
+    assert -0.8 <= out["bricout_motion_rms"] <= 4.8
+    assert sum(out[k] for k in out if k.startswith("bricout_qc_p")) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(MriqaInputError, match="config.json: not found"):
+        load_scorer(tmp_path / "nothing", settings)
+
+
+def test_precise_bn_recovers_population_statistics():
+    """After PreciseBN the running mean/var are the averages over the training volumes, not the
+    last batches' exponential average."""
+    from types import SimpleNamespace
+
+    from torch.utils.data import TensorDataset
+
+    from mriqa_lib.methods.bricout.model import PreciseBN
+
+    torch.manual_seed(0)
+    bn = torch.nn.BatchNorm3d(1)
+    module = torch.nn.Sequential(bn).eval()
+    x = torch.randn(32, 1, 2, 2, 2) * 3 + 5
+    bn.running_mean.fill_(-100.0)
+    trainer = SimpleNamespace(sanity_checking=False, train_dataloader=SimpleNamespace(dataset=TensorDataset(x, x)))
+    module.device = torch.device("cpu")
+    PreciseBN(n_samples=32, batch_size=8).on_validation_start(trainer, module)
+    assert float(bn.running_mean) == pytest.approx(float(x.mean()), abs=1e-4)
+    assert bn.momentum == 0.1 and not module.training

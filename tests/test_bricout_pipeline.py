@@ -1,0 +1,41 @@
+"""End to end on a tiny CAPS tree: synthesize -> train -> evaluate writes every metric the issue names."""
+import json
+
+import pandas as pd
+
+from mriqa_lib.config import Settings, default_cohort_params
+from mriqa_lib.methods.bricout.params import BricoutParams
+from test_bricout import _write_caps  # noqa: E402  (tests/ is on sys.path under pytest)
+
+
+def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
+    from mriqa_lib.stages import bricout as stage
+
+    caps, table = _write_caps(tmp_path, sites=("s1", "s2", "s3"), subjects_per_site=4)
+    bp = BricoutParams(progress=False, workers=1, seeds=[0, 1])
+    bp.data.ampscz_caps, bp.data.ampscz_qc = str(caps), str(table)
+    bp.data.n_qc_sites, bp.data.grid_mm, bp.data.crop = 1, 8.0, (16, 16, 16)
+    bp.data.synth_split = (0.5, 0.25, 0.25)
+    bp.data.qc_split = (0.5, 0.25, 0.25)
+    bp.model.channels, bp.model.latent = [2, 2], 2
+    bp.pretrain.samples_per_volume, bp.pretrain.max_epochs = 2, 1
+    bp.transfer.max_epochs = bp.scratch.max_epochs = 1
+    bp.augment.elastic_max_displacement_mm = 4.0
+    settings = Settings(cohort=default_cohort_params(), bricout=bp)
+    monkeypatch.chdir(tmp_path)
+    stage.synthesize(settings)
+    stage.train(settings)
+    stage.evaluate(settings)
+    metrics = json.loads((tmp_path / "metrics/bricout.json").read_text())
+    train = json.loads((tmp_path / "metrics/bricout_train.json").read_text())
+    for key in ("synth_test_r2", "transfer_bal_acc_median", "scratch_bal_acc_median",
+                "transfer_bal_acc_seed0", "scratch_bal_acc_seed1"):
+        assert key in metrics
+    assert 0.0 <= metrics["transfer_bal_acc_median"] <= 1.0
+    for kind in ("pretrain", "transfer", "scratch"):
+        assert train[f"{kind}_wall_seconds"] > 0
+        assert train[f"{kind}_peak_cpu_rss_mb"] > 0
+    per_seed = pd.read_csv(tmp_path / "results/bricout/qc_per_seed.tsv", sep="\t")
+    assert sorted(per_seed.model.unique()) == ["scratch", "transfer"] and len(per_seed) == 4
+    for name in ("calibration.tsv", "qc_split_counts.tsv", "parameters.tsv", "pipeline_examples.npz", "cost.json"):
+        assert (tmp_path / "results/bricout" / name).exists()
