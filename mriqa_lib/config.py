@@ -119,6 +119,9 @@ class BenchmarkParams(Section):
     artifacts: list[str] = Field(default_factory=lambda: ["all"], description="registry names, or [all]")
     levels: list[float] = Field(default_factory=lambda: [1 / 3, 2 / 3, 1.0],
                                 description="severities as fractions of each artifact's benchmark maximum")
+    design: Literal["rotate", "full"] = Field(
+        "rotate", description="full: every subject x artifact x level; rotate: each artifact x level once, "
+        "on the subjects in turn (all subjects also clean): same coverage, fewer volumes")
     seed: int = Field(0, ge=0)
 
     @field_validator("levels")

@@ -23,9 +23,9 @@ METHODS = ("ecker", "zuo", "shaw", "ssfd", "bricout")
 NIFTI = (".nii", ".nii.gz")
 _BIDS_ENTITY = re.compile(r"(sub|ses)-([A-Za-z0-9]+)")
 
-# For ordering the report: the column of each method where a larger value means a worse scan.
+# For ordering the report: each method's column and the sign that makes larger = worse scan.
 BADNESS = {
-    "ecker": ("ecker_lq_prob", 1.0),
+    "ecker": ("ecker_lq_margin", 1.0),
     "zuo": ("zuo_logdensity", -1.0),
     "shaw": ("shaw_total_sigma", 1.0),
     "ssfd": ("ssfd_distance", 1.0),

@@ -50,3 +50,14 @@ def test_missing_markers_raise(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         update_readme(readme, "x")
+
+
+def test_rotating_design_covers_every_artifact_level_once():
+    from mriqa_lib.stages.benchmark import benchmark_design
+
+    subjects, names, levels = ["s1", "s2", "s3"], ["a", "b"], [0.5, 1.0]
+    rot = benchmark_design(subjects, names, levels, "rotate")
+    assert sorted((a, k) for _, a, k, _ in rot) == [("a", 1), ("a", 2), ("b", 1), ("b", 2)]
+    assert [s for s, *_ in rot] == ["s1", "s2", "s3", "s1"]
+    full = benchmark_design(subjects, names, levels, "full")
+    assert len(full) == 12 and len(set(full)) == 12

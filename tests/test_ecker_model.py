@@ -41,7 +41,8 @@ def test_scorer_columns_on_tiny_bank(tmp_path):
     scorer = load_scorer(tmp_path)
     vol = Volume(rng.random((12, 10, 6)).astype(np.float32), np.eye(4))
     row = scorer.score(vol, sex="M", height=175.0, weight=75.0)
-    assert set(row) == {"ecker_class", "ecker_sim", "ecker_sim_hq", "ecker_sim_lq"}
+    assert set(row) == {"ecker_class", "ecker_sim", "ecker_sim_hq", "ecker_sim_lq", "ecker_lq_margin"}
+    assert (row["ecker_lq_margin"] > 0) == (row["ecker_class"] == "LQ")
     assert row["ecker_class"] in ("HQ", "LQ")
     expect = row["ecker_sim_hq"] if row["ecker_class"] == "HQ" else 1 - row["ecker_sim_lq"]
     assert row["ecker_sim"] == pytest.approx(expect)

@@ -46,6 +46,15 @@ def artifact_names(requested: list[str]) -> list[str]:
     return [n for n in names if 3 in REGISTRY[n].dims]
 
 
+def benchmark_design(subjects: list[str], names: list[str], levels: list[float],
+                     design: str) -> list[tuple[str, str, int, float]]:
+    """(subject, artifact, level index from 1, level) for every corrupted volume of the benchmark."""
+    combos = [(a, k + 1, lvl) for a in names for k, lvl in enumerate(levels)]
+    if design == "full":
+        return [(s, a, k, lvl) for s in subjects for a, k, lvl in combos]
+    return [(subjects[i % len(subjects)], a, k, lvl) for i, (a, k, lvl) in enumerate(combos)]
+
+
 def summarise(scores: "Any", methods: list[str]) -> "Any":
     """Per method x artifact: AUROC clean vs corrupted, Spearman rho with severity, seconds/volume."""
     import pandas as pd
@@ -53,9 +62,9 @@ def summarise(scores: "Any", methods: list[str]) -> "Any":
     rows = []
     clean = scores[scores.artifact == "clean"]
     for m in methods:
-        col, sign = BADNESS[m]
-        if col not in scores:
+        if m not in BADNESS or BADNESS[m][0] not in scores:
             continue
+        col, sign = BADNESS[m]
         for art in sorted(a for a in scores.artifact.unique() if a != "clean"):
             sub = scores[scores.artifact == art]
             both = pd.concat([clean, sub])
@@ -127,8 +136,7 @@ def run(settings: Settings) -> None:
         raise RuntimeError("no trained method available; run the train stages first")
     methods = list(loaded.scorers)
     rows: list[dict[str, Any]] = []
-    jobs = [(s, "clean", 0, 0.0) for s in subjects] + [
-        (s, a, k + 1, lvl) for s in subjects for a in names for k, lvl in enumerate(params.levels)]
+    jobs = [(s, "clean", 0, 0.0) for s in subjects] + benchmark_design(subjects, names, params.levels, params.design)
     print(f"benchmark: {len(subjects)} subjects x ({len(names)} artifacts x {len(params.levels)} levels + clean) "
           f"= {len(jobs)} volumes, methods {', '.join(methods)}")
     clean_cache: dict[str, Volume] = {}

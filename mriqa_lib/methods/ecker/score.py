@@ -30,7 +30,8 @@ class Scorer:
 
     def score(self, volume: Volume, reference: Volume | None = None, *, sex: str | None = None,
               height: float | None = None, weight: float | None = None) -> dict:
-        """Columns ``ecker_class`` (HQ/LQ), ``ecker_sim``, ``ecker_sim_hq``, ``ecker_sim_lq``.
+        """Columns ``ecker_class`` (HQ/LQ), ``ecker_sim``, ``ecker_sim_hq``, ``ecker_sim_lq`` and
+        ``ecker_lq_margin`` = sim_lq - sim_hq (> 0 exactly when the class is LQ; a continuous badness).
 
         Args:
             volume: the 3-D image to assess.
@@ -48,7 +49,8 @@ class Scorer:
         refs = D.match_references(self.pool, sex, height, weight, n, self.p.match_sex)
         s_hq, s_lq = mean_similarities(h, self.hq[refs].transpose(1, 0, 2), self.lq_bank[refs].transpose(1, 0, 2))
         label, sim = decide(s_hq, s_lq)
-        return {"ecker_class": str(label), "ecker_sim": float(sim), "ecker_sim_hq": s_hq, "ecker_sim_lq": s_lq}
+        return {"ecker_class": str(label), "ecker_sim": float(sim), "ecker_sim_hq": s_hq, "ecker_sim_lq": s_lq,
+                "ecker_lq_margin": float(s_lq - s_hq)}
 
 
 def load_scorer(model_dir: Path, settings=None) -> Scorer:
