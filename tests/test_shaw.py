@@ -1,0 +1,234 @@
+"""Paper 3 (Shaw et al.): losses, network heads, working grid, ADNI adapter, scorer.
+
+Tiny inputs built here; truth from closed forms (GaussianNLLLoss, the optimum of Eq. 2), exact
+properties (zero-initialised mean head = identity, sigma > 0) and known rigid shifts.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mriqa_lib.io import MriqaInputError, load_nifti, save_nifti
+from mriqa_lib.methods.shaw.losses import hetero_nll, seg_uncertainty_loss
+from mriqa_lib.methods.shaw.params import ShawParams
+from mriqa_lib.models.unet_hetero import HeteroUNet, MultiTaskHeteroUNet
+
+torch.set_num_threads(1)
+
+
+# --- losses ------------------------------------------------------------------------------------
+def test_hetero_loss_equals_gaussian_nll():
+    g = torch.Generator().manual_seed(0)
+    mean, target = torch.randn(2, 1, 5, 6, 7, generator=g), torch.randn(2, 1, 5, 6, 7, generator=g)
+    logvar = torch.empty(2, 1, 5, 6, 7).uniform_(-6, 3, generator=g)
+    ref = torch.nn.GaussianNLLLoss(full=False, eps=1e-6, reduction="mean")(mean, target, torch.exp(logvar))
+    assert torch.allclose(hetero_nll(mean, logvar, target), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_hetero_loss_gradients_match_gaussian_nll():
+    g = torch.Generator().manual_seed(1)
+    mean = torch.randn(1, 1, 4, 4, 4, generator=g, requires_grad=True)
+    logvar = torch.empty(1, 1, 4, 4, 4).uniform_(-3, 2, generator=g).requires_grad_()
+    target = torch.randn(1, 1, 4, 4, 4, generator=g)
+    g1 = torch.autograd.grad(hetero_nll(mean, logvar, target), (mean, logvar))
+    ref = torch.nn.GaussianNLLLoss()(mean, target, torch.exp(logvar))
+    g2 = torch.autograd.grad(ref, (mean, logvar))
+    for a, b in zip(g1, g2):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-7)
+
+
+def test_seg_loss_closed_form_and_optimum():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(1, 2, 3, 4, 5, generator=g)
+    target = torch.randint(0, 2, (1, 3, 4, 5), generator=g)
+    ce = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+    # sigma_s = 1 (log 0): Eq. 2 is the plain cross entropy
+    assert torch.allclose(seg_uncertainty_loss(logits, torch.zeros(1, 1, 3, 4, 5), target), ce.mean())
+    # Eq. 2 is minimised per voxel at sigma_s^2 = 2 CE: the gradient vanishes there
+    s = torch.log(2 * ce)[:, None].clone().requires_grad_()
+    (grad,) = torch.autograd.grad(seg_uncertainty_loss(logits, s, target), s)
+    assert grad.abs().max() < 1e-6
+    s2 = torch.full_like(s, 0.7)
+    expected = (torch.exp(-s2[:, 0]) * ce + 0.35).mean()
+    assert torch.allclose(seg_uncertainty_loss(logits, s2, target), expected)
+
+
+# --- networks ----------------------------------------------------------------------------------
+def test_zero_initialised_mean_head_returns_input():
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 16, 16, 8)
+    for net in (HeteroUNet((4, 8, 16)), MultiTaskHeteroUNet((4, 8, 16))):
+        with torch.no_grad():
+            mean = net(x)[0]
+        assert torch.equal(mean, x)  # exactly the input through the residual path
+    no_res = HeteroUNet((4, 8, 16), residual=False)
+    with torch.no_grad():
+        assert torch.count_nonzero(no_res(x)[0]) == 0
+
+
+def test_sigma_positive_and_finite_for_extreme_inputs():
+    from mriqa_lib.methods.shaw.inference import predict
+
+    torch.manual_seed(0)
+    net = MultiTaskHeteroUNet((4, 8), logvar_range=(-12.0, 6.0))
+    for m in net.modules():  # large random weights push the heads far out
+        if isinstance(m, torch.nn.Conv3d):
+            torch.nn.init.normal_(m.weight, 0, 3.0)
+    vols = np.stack([np.zeros((8, 10, 6)), np.full((8, 10, 6), 1e4), np.random.default_rng(0).normal(0, 1e3, (8, 10, 6))])
+    out = predict(net, vols.astype(np.float32))
+    for key in ("sigma", "seg_sigma"):
+        assert out[key].shape == (3, 8, 10, 6)  # padded to a multiple of 2 inside, cropped back
+        assert np.all(np.isfinite(out[key])) and np.all(out[key] > 0)
+        assert out[key].min() >= np.exp(-6.0) * 0.999 and out[key].max() <= np.exp(3.0) * 1.001
+    assert np.all((out["seg_prob"] >= 0) & (out["seg_prob"] <= 1))
+
+
+def test_variance_head_learns_noise_level():
+    """After a short fit on inputs with two noise levels, sigma is larger on the noisier input."""
+    from mriqa_lib.methods.shaw.inference import predict
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    clean = np.zeros((16, 16, 16), np.float32)
+    clean[4:12, 4:12, 4:12] = 1.0
+    net = HeteroUNet((4, 8), norm="none")
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    y = torch.from_numpy(clean)[None, None]
+    for step in range(60):
+        level = 0.02 if step % 2 else 0.4
+        x = torch.from_numpy(clean + rng.normal(0, level, clean.shape).astype(np.float32))[None, None]
+        loss = hetero_nll(*net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    low = predict(net, clean + rng.normal(0, 0.02, clean.shape).astype(np.float32))["sigma"]
+    high = predict(net, clean + rng.normal(0, 0.4, clean.shape).astype(np.float32))["sigma"]
+    assert np.median(high) > 2 * np.median(low)
+
+
+# --- working grid and params ----------------------------------------------------------------------
+def test_work_grid_block_centres():
+    from mriqa_lib.data.template import REF_AFFINE
+    from mriqa_lib.methods.shaw.data import block_mean, work_grid
+
+    affine, shape = work_grid(4.0)
+    assert shape == (48, 56, 48)
+    idx = np.array([3, 5, 7, 1.0])
+    # block i averages reference voxels 2i and 2i + 1: its centre is their mean position
+    ref_pts = [REF_AFFINE @ np.r_[2 * idx[:3] + d, 1] for d in (0, 1)]
+    assert np.allclose(affine @ idx, (ref_pts[0] + ref_pts[1]) / 2)
+    data = np.arange(4 * 4 * 4, dtype=np.float32).reshape(4, 4, 4)
+    assert block_mean(data, 2)[0, 0, 0] == pytest.approx(data[:2, :2, :2].mean())
+
+
+def test_params_validation():
+    with pytest.raises(ValueError, match="multiple"):
+        ShawParams(grid_mm=5.0)
+    with pytest.raises(ValueError, match="low <= high"):
+        ShawParams(noise_snr_db=(10.0, -10.0))
+    with pytest.raises(ValueError, match="adni_root"):
+        ShawParams(adni_qc_table="qc.csv")
+    with pytest.raises(ValueError):
+        ShawParams(unknown_key=1)
+
+
+# --- ADNI adapter -------------------------------------------------------------------------------
+def _phantom(shape=(28, 30, 26)) -> np.ndarray:
+    x, y, z = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij")
+    c = np.array(shape) / 2
+    img = 100.0 * (((x - c[0]) / 9) ** 2 + ((y - c[1]) / 11) ** 2 + ((z - c[2]) / 8) ** 2 < 1)
+    img += 60.0 * (((x - c[0] - 4) ** 2 + (y - c[1] + 3) ** 2 + (z - c[2] - 2) ** 2) < 9)  # asymmetric blob
+    img -= 40.0 * (((x - c[0] + 3) ** 2 + (y - c[1] - 5) ** 2 + (z - c[2] + 1) ** 2) < 6)
+    from scipy import ndimage
+
+    return ndimage.gaussian_filter(img, 0.8).astype(np.float32)
+
+
+@pytest.fixture()
+def adni_dir(tmp_path):
+    from scipy import ndimage
+
+    root = tmp_path / "ADNI"
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = [-28, -30, -26]
+    base = _phantom()
+    shifted = ndimage.shift(base, (1.5, -1.0, 0.5), order=3)  # (3, -2, 1) mm
+    files = {
+        "101": ("002_S_0001", base, "1"), "102": ("002_S_0001", shifted, "0"),
+        "201": ("002_S_0002", np.roll(base, 1, axis=0), "yes"),
+    }
+    for iid, (ptid, data, _) in files.items():
+        d = root / ptid / "MPRAGE" / "2006-01-01" / f"I{iid}"
+        save_nifti(d / f"ADNI_{ptid}_MR_MPRAGE_br_raw_2006_S1_I{iid}.nii.gz", data, affine)
+    (tmp_path / "qc.csv").write_text("ImageUID,PTID,artefact_free\n" + "".join(
+        f"I{iid},{ptid},{flag}\n" for iid, (ptid, _, flag) in files.items()))
+    (tmp_path / "pairs.tsv").write_text("subject_id\tclean_image_id\tartefact_image_id\n002_S_0001\tI101\tI102\n")
+    return root, tmp_path / "qc.csv", tmp_path / "pairs.tsv", base
+
+
+def test_adni_qc_table_and_pairs_alignment(adni_dir):
+    from mriqa_lib.data.adni import adni_pairs, adni_scans
+
+    root, qc, pairs, base = adni_dir
+    frame = adni_scans(root, qc)
+    assert list(frame["image_id"]) == ["101", "102", "201"]
+    assert list(frame["artefact_free"]) == [True, False, True]
+    assert all(p.name.endswith(f"_I{i}.nii.gz") for p, i in zip(frame["path"], frame["image_id"]))
+    (pair,) = adni_pairs(root, pairs, qc)
+    assert pair["subject_id"] == "002_S_0001"
+    art = pair["artefact"]
+    assert art.shape == base.shape and np.allclose(art.affine, pair["clean"].affine)
+    # the recovered transform undoes the known (3, -2, 1) mm shift (ITK LPS frame: x, y flipped)
+    assert np.allclose(pair["alignment"]["translation_mm"], [-3.0, 2.0, 1.0], atol=0.4)
+    inner = (slice(4, -4),) * 3
+    before = np.abs(load_nifti(sorted(root.rglob("*I102.nii.gz"))[0]).data - base)[inner].mean()
+    after = np.abs(art.data - base)[inner].mean()
+    assert after < 0.3 * before
+
+
+def test_adni_errors_name_the_file(adni_dir, tmp_path):
+    from mriqa_lib.data.adni import adni_scans, read_qc_table, split_subjects
+
+    root, qc, _, _ = adni_dir
+    bad = tmp_path / "bad.csv"
+    bad.write_text("ImageUID,PTID,artefact_free\nI999,002_S_0009,1\n")
+    with pytest.raises(MriqaInputError, match="bad.csv: image 999"):
+        adni_scans(root, bad)
+    bad.write_text("ImageUID,PTID,artefact_free\nI101,002_S_0001,maybe\n")
+    with pytest.raises(MriqaInputError, match="bad.csv: row 2"):
+        read_qc_table(bad)
+    bad.write_text("ImageUID,artefact_free\nI101,1\n")
+    with pytest.raises(MriqaInputError, match="no subject column"):
+        read_qc_table(bad)
+    split = split_subjects([f"s{i}" for i in range(20)] + ["s0"], (0.8, 0.1, 0.1), seed=0)
+    assert sorted(split.values()).count("test") == 2 and sorted(split.values()).count("val") == 2
+
+
+# --- scorer -------------------------------------------------------------------------------------
+def test_scorer_columns_and_sigma_map_geometry(tmp_path):
+    from mriqa_lib.methods.shaw.inference import save_model
+    from mriqa_lib.methods.shaw.score import load_scorer
+
+    p = ShawParams(features=[4, 8])
+    torch.manual_seed(0)
+    model_dir = tmp_path / "models"
+    save_model(HeteroUNet((4, 8), norm=p.norm), "recon", p, model_dir / "recon.pt")
+
+    class S:
+        shaw = p
+
+    scorer = load_scorer(model_dir, S())
+    affine = np.diag([3.0, 3.0, 3.0, 1.0])
+    affine[:3, 3] = [-60, -90, -50]
+    data = np.zeros((40, 44, 38), np.float32)
+    data[8:32, 8:36, 8:30] = 500 + np.random.default_rng(0).normal(0, 20, (24, 28, 22))
+    path = tmp_path / "in" / "sub-01_T1w.nii.gz"
+    save_nifti(path, data, affine)
+    row = scorer.score(load_nifti(path), maps_dir=tmp_path / "maps")
+    assert row["shaw_total_sigma"] > 0 and row["shaw_median_sigma"] > 0
+    import nibabel as nib
+
+    sigma_map = nib.load(str(tmp_path / "maps" / "sub-01_T1w_shaw_sigma.nii.gz"))
+    assert sigma_map.shape == data.shape and np.allclose(sigma_map.affine, affine)
+    assert np.all(np.asarray(sigma_map.dataobj) >= 0)
