@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mriqa_lib.config import CohortParams, SiteParams, default_cohort_params
+from mriqa_lib.config import CohortParams, default_cohort_params
 
 
 @pytest.fixture(scope="session")

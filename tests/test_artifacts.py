@@ -162,7 +162,6 @@ def test_euler_convention_matches_simpleitk():
 # rigid motion (TorchIO underneath)
 # ------------------------------------------------------------------------------------------
 def test_motion_sidecar_matches_torchio_history():
-    import SimpleITK as sitk
     import torch
     import torchio as tio
     from torchio.data.io import nib_to_sitk

@@ -1,5 +1,4 @@
 """Paper 5 (Bricout et al.): soft labels, KL loss, AMP SCZ adapter, splits, synthetic pipeline."""
-import json
 
 import nibabel as nib
 import numpy as np

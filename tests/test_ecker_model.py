@@ -24,7 +24,7 @@ def test_simclr_net_shapes_and_stride():
 def test_scorer_columns_on_tiny_bank(tmp_path):
     from mriqa_lib.io import Volume, write_json
     from mriqa_lib.methods.ecker.params import EckerParams
-    from mriqa_lib.methods.ecker.score import load_scorer
+    from mriqa_lib.methods.ecker.score import Scorer, load_scorer
 
     p = EckerParams(n_slices=2, slice_step=1, img_size=16, width=0.125, n_refs=2)
     torch.manual_seed(0)
@@ -41,7 +41,12 @@ def test_scorer_columns_on_tiny_bank(tmp_path):
     scorer = load_scorer(tmp_path)
     vol = Volume(rng.random((12, 10, 6)).astype(np.float32), np.eye(4))
     row = scorer.score(vol, sex="M", height=175.0, weight=75.0)
-    assert set(row) == {"ecker_class", "ecker_sim", "ecker_sim_hq", "ecker_sim_lq", "ecker_lq_margin"}
+    assert set(row) == {"ecker_class", "ecker_sim", "ecker_sim_hq", "ecker_sim_lq", "ecker_lq_kind", "ecker_lq_margin"}
+    # the LQ similarity is that of the LQ set the scan resembles most
+    single = {k: Scorer(scorer.net, scorer.p, dict(np.load(tmp_path / "references.npz")), False, lq=(k,))
+              .score(vol, sex="M", height=175.0, weight=75.0)["ecker_sim_lq"] for k in ("motion", "noise")}
+    assert row["ecker_sim_lq"] == pytest.approx(max(single.values()))
+    assert row["ecker_lq_kind"] == max(single, key=single.get)
     assert (row["ecker_lq_margin"] > 0) == (row["ecker_class"] == "LQ")
     assert row["ecker_class"] in ("HQ", "LQ")
     expect = row["ecker_sim_hq"] if row["ecker_class"] == "HQ" else 1 - row["ecker_sim_lq"]

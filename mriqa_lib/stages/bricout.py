@@ -250,7 +250,6 @@ def _loader(x, y, batch_size: int, shuffle: bool, settings: Settings, seed: int)
 def _fit_classifier(settings: Settings, cfg: dict, frozen: bool, data: dict, seed: int, ckpt_dir: Path,
                     in_features: int, encoder_state: dict | None = None) -> tuple[Any, dict]:
     """Train one QC classifier; returns (best module, {"val_bal_acc", "epochs"})."""
-    import torch
     from lightning.pytorch.callbacks import EarlyStopping
 
     from mriqa_lib.methods.bricout.model import QCClassifier, load_state

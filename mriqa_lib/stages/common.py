@@ -50,6 +50,19 @@ class MethodPaths:
     def figures(self) -> Path:
         return Path("figures") / self.name
 
+    def load_split(self, split: str) -> dict[str, np.ndarray]:
+        """Arrays of ``data/synthetic/<name>/<split>.npz`` (written by the synthesize step)."""
+        from mriqa_lib.io import MriqaInputError
+
+        path = self.synthetic / f"{split}.npz"
+        if not path.exists():
+            raise MriqaInputError(f"{path}: not found; run `mriqa stage {self.name} synthesize` first")
+        try:
+            with np.load(path) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError) as exc:
+            raise MriqaInputError(f"{path}: cannot read ({exc}); rerun `mriqa stage {self.name} synthesize`") from None
+
 
 def seed_everything(seed: int, threads: int | None = None) -> None:
     """Seed Python, NumPy and torch; optionally set torch's CPU thread count."""

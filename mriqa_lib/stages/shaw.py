@@ -174,14 +174,6 @@ def synthesize(settings: Settings) -> None:
 # ---------------------------------------------------------------------------------------------
 # train
 # ---------------------------------------------------------------------------------------------
-def _load_split(name: str) -> dict[str, np.ndarray]:
-    path = PATHS.synthetic / f"{name}.npz"
-    if not path.exists():
-        raise MriqaInputError(f"{path}: not found; run `mriqa stage shaw synthesize` first")
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
-
-
 def _fit(kind: str, settings: Settings, train: dict, val: dict, iterations: int,
          init: dict | None = None) -> tuple[Any, dict]:
     from torch.utils.data import DataLoader
@@ -225,7 +217,7 @@ def train(settings: Settings) -> None:
 
     p = settings.shaw
     start = time.perf_counter()
-    train_set, val_set = _load_split("train"), _load_split("val")
+    train_set, val_set = PATHS.load_split("train"), PATHS.load_split("val")
     PATHS.models.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, Any] = {"n_train_samples": int(len(train_set["inputs"])), "n_val": int(len(val_set["inputs"]))}
     net, info = _fit("recon", settings, train_set, val_set, p.iterations)
@@ -274,7 +266,7 @@ def evaluate(settings: Settings) -> None:
     if res.exists():
         shutil.rmtree(res)
     (res / "maps").mkdir(parents=True)
-    test = _load_split("test")
+    test = PATHS.load_split("test")
     test_rows = read_tsv(PATHS.synthetic / "test.tsv", required=("subject_id",))
     n_test = len(test["clean"]) if not p.max_test else min(p.max_test, len(test["clean"]))
     recon_model, _ = load_model(PATHS.models / "recon.pt")

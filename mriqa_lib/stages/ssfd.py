@@ -99,14 +99,6 @@ def synthesize(settings: Settings) -> None:
     print(f"synthesize done in {time.perf_counter() - t0:.1f} s")
 
 
-def _load_split(split: str) -> dict[str, np.ndarray]:
-    path = PATHS.synthetic / f"{split}.npz"
-    if not path.exists():
-        raise MriqaInputError(f"{path}: not found (run `mriqa stage ssfd synthesize`)")
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
-
-
 def _fit(module, train_ds, val_ds, settings: Settings, ckpt_dir: Path, epochs: int, batch_size: int, seed: int):
     import torch
     from torch.utils.data import DataLoader
@@ -137,7 +129,7 @@ def train(settings: Settings) -> None:
 
     p = settings.ssfd
     seed_everything(p.seed, settings.trainer.threads)
-    tr, va = _load_split("train"), _load_split("val")
+    tr, va = PATHS.load_split("train"), PATHS.load_split("val")
     out = PATHS.models
     out.mkdir(parents=True, exist_ok=True)
     c0 = time.process_time()
@@ -177,7 +169,7 @@ def evaluate(settings: Settings) -> None:
     p = settings.ssfd
     seed_everything(p.seed, settings.trainer.threads)
     t0, c0 = time.perf_counter(), time.process_time()
-    metrics = run_evaluation(p, _load_split("test"), PATHS.models, PATHS.results)
+    metrics = run_evaluation(p, PATHS.load_split("test"), PATHS.models, PATHS.results)
     metrics["evaluate_seconds"] = round(time.perf_counter() - t0, 2)
     metrics["evaluate_cpu_seconds"] = round(time.process_time() - c0, 2)
     write_json(PATHS.results / "metrics.json", metrics)  # the notebook reads results/ only

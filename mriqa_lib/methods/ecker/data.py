@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from mriqa_lib.data.preprocess import centre_slices, conform, crop_or_pad, normalise
-from mriqa_lib.io import MriqaInputError, Volume, load_nifti, read_tsv
+from mriqa_lib.io import MriqaInputError, Volume, read_tsv
 
 from .params import EckerParams
 

@@ -22,16 +22,23 @@ from .inference import decide, mean_similarities
 class Scorer:
     """Zero-shot SimCLR quality scorer (Ecker et al.)."""
 
-    def __init__(self, net, params, refs: dict, conform_grid: bool, lq: str = "motion") -> None:
-        self.net, self.p, self.conform_grid, self.lq = net, params, conform_grid, lq
+    def __init__(self, net, params, refs: dict, conform_grid: bool,
+                 lq: tuple[str, ...] = ("motion", "noise")) -> None:
+        self.net, self.p, self.conform_grid = net, params, conform_grid
         self.pool = pd.DataFrame({"participant_id": refs["participant_id"], "sex": refs["sex"],
                                   "height": refs["height"], "weight": refs["weight"]})
-        self.hq, self.lq_bank = refs["hq"], refs[lq]
+        missing = [k for k in lq if k not in refs]
+        if missing:
+            raise MriqaInputError(f"reference bank has no {missing} LQ references; has {sorted(refs)}")
+        # A user's scan may carry either artifact of the paper: compare with each LQ set and keep
+        # the one it resembles most (the paper's test sets each used one kind).
+        self.hq, self.lq_banks = refs["hq"], {k: refs[k] for k in lq}
 
     def score(self, volume: Volume, reference: Volume | None = None, *, sex: str | None = None,
               height: float | None = None, weight: float | None = None) -> dict:
-        """Columns ``ecker_class`` (HQ/LQ), ``ecker_sim``, ``ecker_sim_hq``, ``ecker_sim_lq`` and
-        ``ecker_lq_margin`` = sim_lq - sim_hq (> 0 exactly when the class is LQ; a continuous badness).
+        """Columns ``ecker_class`` (HQ/LQ), ``ecker_sim``, ``ecker_sim_hq``, ``ecker_sim_lq`` (the LQ
+        set the scan resembles most, named in ``ecker_lq_kind``) and ``ecker_lq_margin`` =
+        sim_lq - sim_hq (> 0 exactly when the class is LQ; a continuous badness).
 
         Args:
             volume: the 3-D image to assess.
@@ -47,10 +54,13 @@ class Scorer:
         h = embed(self.net, D.prepare_slices(slices, self.p))  # (s, d)
         n = len(self.pool) if (height is None and sex is None) else self.p.n_refs
         refs = D.match_references(self.pool, sex, height, weight, n, self.p.match_sex)
-        s_hq, s_lq = mean_similarities(h, self.hq[refs].transpose(1, 0, 2), self.lq_bank[refs].transpose(1, 0, 2))
+        per_kind = {k: mean_similarities(h, self.hq[refs].transpose(1, 0, 2), bank[refs].transpose(1, 0, 2))
+                    for k, bank in self.lq_banks.items()}
+        kind = max(per_kind, key=lambda k: per_kind[k][1])
+        s_hq, s_lq = per_kind[kind]
         label, sim = decide(s_hq, s_lq)
         return {"ecker_class": str(label), "ecker_sim": float(sim), "ecker_sim_hq": s_hq, "ecker_sim_lq": s_lq,
-                "ecker_lq_margin": float(s_lq - s_hq)}
+                "ecker_lq_kind": kind, "ecker_lq_margin": float(s_lq - s_hq)}
 
 
 def load_scorer(model_dir: Path, settings=None) -> Scorer:
