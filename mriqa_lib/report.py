@@ -39,6 +39,7 @@ table { border-collapse: collapse; font-size: 13px; }
 th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; }
 th { background: #f0f0f0; cursor: pointer; position: sticky; top: 0; }
 td.text { text-align: left; max-width: 28em; overflow-wrap: anywhere; }
+td.path { white-space: nowrap; max-width: none; }
 tr.err td { background: #fde8e8; }
 .vol { display: inline-block; margin: 6px; vertical-align: top; border: 1px solid #ddd; padding: 4px; }
 .vol p { margin: 2px; font-size: 12px; max-width: 420px; overflow-wrap: anywhere; }
@@ -87,6 +88,12 @@ def _cell(value: Any) -> str:
     return f'<td class="text">{html.escape(str(value))}</td>'
 
 
+def _path_cell(path: str) -> str:
+    """The file name, with the whole path on hover (long absolute paths crush the table)."""
+    full = html.escape(str(path))
+    return f'<td class="text path" data-v="{full}" title="{full}">{html.escape(Path(str(path)).name)}</td>'
+
+
 def write_report(frame: "Any", out_dir: Path, unavailable: dict[str, str] | None = None,
                  max_mosaics: int = 200) -> Path:
     """Write ``out_dir/report.html`` from the scores table; volumes ordered worst first."""
@@ -101,7 +108,8 @@ def write_report(frame: "Any", out_dir: Path, unavailable: dict[str, str] | None
     body = []
     for (_, rec), bad in zip(frame.iterrows(), errors):
         cls = ' class="err"' if bad else ""
-        body.append(f"<tr{cls}>" + "".join(_cell(rec[c]) for c in cols) + "</tr>")
+        cells = [_path_cell(rec[c]) if c == "path" else _cell(rec[c]) for c in cols]
+        body.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
     mosaics = []
     for (_, rec), bad in list(zip(frame.iterrows(), errors))[:max_mosaics]:
         if bad and "error" in rec and str(rec["error"]).startswith(str(rec["path"])):

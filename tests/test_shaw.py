@@ -6,6 +6,7 @@ properties (zero-initialised mean head = identity, sigma > 0) and known rigid sh
 from __future__ import annotations
 
 import numpy as np
+from pathlib import Path
 import pytest
 import torch
 
@@ -229,6 +230,8 @@ def test_scorer_columns_and_sigma_map_geometry(tmp_path):
     assert row["shaw_total_sigma"] > 0 and row["shaw_median_sigma"] > 0
     import nibabel as nib
 
-    sigma_map = nib.load(str(tmp_path / "maps" / "sub-01_T1w_shaw_sigma.nii.gz"))
+    map_path = Path(row["shaw_sigma_map"])
+    assert map_path.parent == tmp_path / "maps" and map_path.name.startswith("sub-01_T1w_")
+    sigma_map = nib.load(str(map_path))
     assert sigma_map.shape == data.shape and np.allclose(sigma_map.affine, affine)
     assert np.all(np.asarray(sigma_map.dataobj) >= 0)

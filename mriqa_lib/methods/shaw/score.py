@@ -53,9 +53,14 @@ class Scorer:
             mt = predict(self.multitask, prep.data)
             out["shaw_seg_total_sigma"] = float(mt["seg_sigma"][fg].sum() * self.grid_mm ** 3 / 1000.0)
         if maps_dir is not None:
+            import hashlib
+
             name = Path(volume.path).name.split(".nii")[0] if volume.path else "volume"
+            # same file names in different folders (e.g. sessions) must not overwrite each other
+            tag = hashlib.sha1(str(Path(volume.path).resolve()).encode()).hexdigest()[:8] if volume.path else "0"
             native = resample_to(pred["sigma"], prep.affine, volume.affine, volume.shape, order=1)
-            save_nifti(Path(maps_dir) / f"{name}_shaw_sigma.nii.gz", native, volume.affine)
+            path = save_nifti(Path(maps_dir) / f"{name}_{tag}_shaw_sigma.nii.gz", native, volume.affine)
+            out["shaw_sigma_map"] = str(path)
         return out
 
 
