@@ -63,7 +63,7 @@ def load_scorer(model_dir: Path, settings) -> BricoutScorer:
     tc = cfg["transfer"]
     seed = tc["selected_seed"]
     head = QCHead(cfg["in_features"], tc["config"]["hidden"], 3, tc["config"]["dropout"])
-    head.load_state_dict(torch.load(model_dir / "transfer" / f"seed{seed}" / "model.pt", map_location="cpu",
-                                    weights_only=True))
+    head_file = model_dir / "transfer" / f"seed{seed}" / "model.pt"
+    head.load_state_dict(torch.load(head_file, map_location="cpu", weights_only=True))
     centres = torch.from_numpy(bin_centres(bp.model.bin_range, bp.model.n_bins)).float()
     return BricoutScorer(net.eval(), head.eval(), centres, bp.data)
