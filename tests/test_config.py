@@ -81,16 +81,32 @@ def test_stage_exits_nonzero_on_bad_params(tmp_path, raw):
 
 
 def test_paper_profiles_validate(raw):
-    from mriqa_lib.commands.profile import merged_profile, profile_files
+    """Every paper profile merges into valid settings, and each value it sets is what validation keeps."""
+    from mriqa_lib.commands.profile import PROFILES, merged_profile
 
-    files = profile_files("paper")
-    if not files:
-        pytest.skip("no paper profile yet")
+    files = sorted((ROOT / PROFILES).glob("*.paper.yaml"))
+    assert len(files) == 5, files
     import os
 
     cwd = os.getcwd()
     os.chdir(ROOT)
     try:
-        parse_settings(merged_profile(raw, "paper"), "paper profile")
+        settings = parse_settings(merged_profile(raw, "paper"), "paper profile")
     finally:
         os.chdir(cwd)
+    dumped = settings.model_dump(mode="json")
+
+    def leaves(tree, prefix=()):
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                yield from leaves(value, prefix + (key,))
+            else:
+                yield prefix + (key,), value
+
+    for path in files:
+        for keys, value in leaves(read_yaml(path)):
+            got = dumped
+            for k in keys:
+                got = got[k]
+            expect = list(value) if isinstance(value, tuple) else value
+            assert got == expect or (isinstance(got, list) and got == list(expect)), (path.name, keys, got, value)
