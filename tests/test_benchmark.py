@@ -61,3 +61,20 @@ def test_rotating_design_covers_every_artifact_level_once():
     assert [s for s, *_ in rot] == ["s1", "s2", "s3", "s1"]
     full = benchmark_design(subjects, names, levels, "full")
     assert len(full) == 12 and len(set(full)) == 12
+
+
+def test_readme_check_ignores_only_timing(tmp_path):
+    from mriqa_lib.cli import main
+
+    table = summarise(_scores(), ["zuo", "shaw"])
+    section = readme_section(table)
+    readme, stored = tmp_path / "README.md", tmp_path / "section.md"
+    readme.write_text(f"x\n{README_BEGIN}\n{README_END}\n")
+    stored.write_text(section)
+    update_readme(readme, section)
+    args = ["readme", "--check", "--readme", str(readme), "--section", str(stored)]
+    assert main(args) == 0
+    stored.write_text(section.replace("| seconds / volume | 0.25", "| seconds / volume | 9.99"))
+    assert main(args) == 0
+    stored.write_text(section.replace("**1.00**", "**0.99**", 1))
+    assert main(args) == 1

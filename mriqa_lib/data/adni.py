@@ -21,10 +21,11 @@ mutual information) by :func:`rigid_align`, the artefact scan onto the clean sca
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -222,6 +223,20 @@ def from_sitk(img, affine: np.ndarray, path: Path | None = None) -> Volume:
     return Volume(sitk.GetArrayFromImage(img).transpose(2, 1, 0).astype(np.float32), np.asarray(affine), path)
 
 
+@contextlib.contextmanager
+def single_itk_thread() -> Iterator[None]:
+    """Run ITK single-threaded: its threaded metrics sum in scheduling order, so the same inputs
+    could give last-bit different registrations."""
+    import SimpleITK as sitk
+
+    before = sitk.ProcessObject_GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(1)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(before)
+
+
 def rigid_align(fixed: Volume, moving: Volume, iterations: int = 100, sampling: float = 0.25,
                 seed: int = 0, interpolation: str = "bspline") -> tuple[Volume, dict[str, Any]]:
     """Rigidly register ``moving`` to ``fixed`` and resample it onto ``fixed``'s grid.
@@ -244,7 +259,8 @@ def rigid_align(fixed: Volume, moving: Volume, iterations: int = 100, sampling: 
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(float(sampling), int(seed))
+    # SimpleITK reads seed 0 as "seed from the wall clock" (sitkWallClock): shift it to stay reproducible
+    reg.SetMetricSamplingPercentage(float(sampling), int(seed) + 1)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4, numberOfIterations=int(iterations),
                                                  relaxationFactor=0.6, gradientMagnitudeTolerance=1e-6)
@@ -253,7 +269,8 @@ def rigid_align(fixed: Volume, moving: Volume, iterations: int = 100, sampling: 
     reg.SetSmoothingSigmasPerLevel([1, 0])
     reg.SetInitialTransform(init, inPlace=False)
     try:
-        transform = reg.Execute(f_img, m_img)
+        with single_itk_thread():
+            transform = reg.Execute(f_img, m_img)
     except RuntimeError as exc:
         raise MriqaInputError(f"{moving.path or 'moving image'}: rigid registration to {fixed.path or 'fixed image'} "
                               f"failed ({str(exc).splitlines()[-1]})") from None

@@ -153,7 +153,8 @@ def register_affine(volume: Volume, template: Volume, iterations: int = 200, see
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(0.25, seed)
+    # SimpleITK reads seed 0 as "seed from the wall clock" (sitkWallClock): shift it to stay reproducible
+    reg.SetMetricSamplingPercentage(0.25, int(seed) + 1)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4, numberOfIterations=iterations,
                                                  gradientMagnitudeTolerance=1e-6)
@@ -162,7 +163,10 @@ def register_affine(volume: Volume, template: Volume, iterations: int = 200, see
     reg.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     reg.SetInitialTransform(init, inPlace=False)
-    transform = reg.Execute(fixed, moving)
+    from mriqa_lib.data.adni import single_itk_thread
+
+    with single_itk_thread():
+        transform = reg.Execute(fixed, moving)
     out = sitk.Resample(moving, fixed, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     affine_t = sitk.AffineTransform(3)
     # flatten the composite to one matrix for the record
