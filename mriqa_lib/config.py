@@ -21,6 +21,7 @@ from mriqa_lib.methods.ecker.params import EckerParams
 from mriqa_lib.methods.shaw.params import ShawParams
 from mriqa_lib.methods.ssfd.params import SsfdParams
 from mriqa_lib.methods.zuo.params import ZuoParams
+from mriqa_lib.validation import SplitFractions
 
 PARAMS_FILE = "params.yaml"
 
@@ -60,7 +61,7 @@ class CohortParams(Section):
     n_subjects: int = Field(40, ge=2, le=10000)
     seed: int = Field(0, ge=0)
     contrasts: list[Literal["T1w", "T2w", "PD"]] = Field(default_factory=lambda: ["T1w"])
-    split: tuple[float, float, float] = Field((0.7, 0.15, 0.15), description="train/val/test fractions")
+    split: SplitFractions = Field((0.7, 0.15, 0.15), description="train/val/test fractions")
     warp_mm: float = Field(3.0, ge=0, le=10, description="std of the smooth diffeomorphic warp (mm)")
     scale_range: float = Field(0.1, ge=0, le=0.3, description="head size varies by +- this fraction")
     rotation_deg: float = Field(4.0, ge=0, le=30)
@@ -68,13 +69,6 @@ class CohortParams(Section):
     slices: int = Field(0, ge=0, le=64, description="centre axial 2-D slices exported per subject")
     workers: int = Field(2, ge=1, le=64)
     sites: list[SiteParams] = Field(min_length=1)
-
-    @field_validator("split")
-    @classmethod
-    def _split(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
-        if any(x < 0 for x in v) or abs(sum(v) - 1) > 1e-6:
-            raise ValueError("split fractions must be >= 0 and sum to 1")
-        return v
 
     @field_validator("contrasts")
     @classmethod

@@ -30,6 +30,8 @@ def test_repository_params_are_valid(raw):
     ("cohort", "n_subjects", "many", r"bad value for 'cohort.n_subjects': .*integer"),
     ("cohort", "n_subjects", -5, r"bad value for 'cohort.n_subjects': .*greater than or equal to 2 \(got -5\)"),
     ("cohort", "split", [0.5, 0.5, 0.5], r"'cohort.split': .*sum to 1"),
+    ("cohort", "split", [0.0, 0.5, 0.5], r"'cohort.split': .*non-empty train part"),
+    ("shaw", "split", [0.9, 0.2, -0.1], r"'shaw.split': .*>= 0 and sum to 1"),
     ("trainer", "precision", "8-bit", r"'trainer.precision': .*'16-mixed'"),
     ("trainer", "colour", "red", r"unknown key 'trainer.colour'; allowed here: accelerator"),
 ])
@@ -38,6 +40,13 @@ def test_bad_values_name_the_key(raw, section, key, value, pattern):
     with pytest.raises(ConfigError, match=pattern) as info:
         parse_settings(raw, "params.yaml")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("key, value", [("qc_split", [0.0, 0.5, 0.5]), ("synth_split", [0.7, 0.2, 0.2])])
+def test_bricout_splits_share_the_split_rule(raw, key, value):
+    raw["bricout"]["data"][key] = value
+    with pytest.raises(ConfigError, match=rf"'bricout.data.{key}': "):
+        parse_settings(raw)
 
 
 def test_bad_site_value_names_nested_key(raw):

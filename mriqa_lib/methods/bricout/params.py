@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mriqa_lib.validation import Fractions4, SplitFractions
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -26,19 +28,12 @@ class DataParams(_Section):
                               "exclude a scan from motion synthesis")
     qc_sites: list[str] | None = Field(None, description="sites reserved for QC transfer (null: n_qc_sites drawn)")
     n_qc_sites: int = Field(2, ge=1, le=100, description="number of QC sites when qc_sites is null")
-    synth_split: tuple[float, float, float] = Field((0.7, 0.15, 0.15), description="subject-wise train/val/test "
+    synth_split: SplitFractions = Field((0.7, 0.15, 0.15), description="subject-wise train/val/test "
                                                     "fractions of the synthesis volumes")
-    qc_split: tuple[float, float, float] = Field((0.4, 0.15, 0.45), description="subject-wise train/val/test "
+    qc_split: SplitFractions = Field((0.4, 0.15, 0.45), description="subject-wise train/val/test "
                                                  "fractions of the QC volumes")
     grid_mm: float = Field(4.0, ge=0.5, le=8.0, description="isotropic voxel size of the network input (mm)")
     crop: tuple[int, int, int] = Field((40, 48, 40), description="network input shape (voxels) after the centre crop")
-
-    @field_validator("synth_split", "qc_split")
-    @classmethod
-    def _split(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
-        if any(x < 0 for x in v) or abs(sum(v) - 1) > 1e-6 or v[0] == 0:
-            raise ValueError("split fractions must be >= 0, sum to 1, with a non-empty train part")
-        return v
 
     @field_validator("crop")
     @classmethod
@@ -52,19 +47,12 @@ class EmbeddedQCParams(_Section):
     """Embedded stand-in for the manual QC scores: hidden per-session degradation + rater noise."""
 
     sessions: int = Field(8, ge=1, le=100, description="degraded sessions per subject of the QC sites")
-    score_fractions: tuple[float, float, float, float] = Field(
+    score_fractions: Fractions4 = Field(
         (0.02, 0.04, 0.37, 0.57), description="target fractions of scores 1, 2, 3, 4 (paper Table 2 totals)")
     rater_noise: float = Field(0.25, ge=0, le=5, description="rater noise, std relative to the std of the hidden badness")
-    artifact_probs: tuple[float, float, float, float] = Field(
+    artifact_probs: Fractions4 = Field(
         (0.55, 0.2, 0.15, 0.1), description="probabilities that the dominant degradation is motion, noise, ghosting, bias")
     max_motion_mm: float = Field(3.0, gt=0, le=10, description="largest hidden motion RMS (mm)")
-
-    @field_validator("score_fractions", "artifact_probs")
-    @classmethod
-    def _probs(cls, v: tuple[float, ...]) -> tuple[float, ...]:
-        if any(x < 0 for x in v) or abs(sum(v) - 1) > 1e-6:
-            raise ValueError("fractions must be >= 0 and sum to 1")
-        return v
 
 
 class MotionParams(_Section):

@@ -5,6 +5,8 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mriqa_lib.validation import SplitFractions
+
 ARTEFACTS = ("motion", "ghosting", "spike", "rician_noise", "regional_noise")
 
 
@@ -24,7 +26,7 @@ class ShawParams(BaseModel):
     adni_root: Optional[str] = Field(None, description="folder with the ADNI MPRAGE NIfTI files (null = embedded)")
     adni_qc_table: Optional[str] = Field(None, description="CSV/TSV: image_id, subject_id, artefact_free[, path, gm_path]")
     adni_pairs_table: Optional[str] = Field(None, description="CSV/TSV: subject_id, clean_image_id, artefact_image_id")
-    split: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train/val/test fractions of the clean scans")
+    split: SplitFractions = Field((0.8, 0.1, 0.1), description="train/val/test fractions of the clean scans")
     grid_mm: float = Field(4.0, ge=2.0, le=8.0, description="working voxel size: the 2 mm reference grid "
                            "block-averaged by grid_mm/2 (must be a multiple of 2 mm)")
     # --- simulated artefacts for training ----------------------------------------------------------
@@ -74,13 +76,6 @@ class ShawParams(BaseModel):
     max_test: int = Field(0, ge=0, le=100000, description="cap on test volumes per experiment (0 = all)")
     map_cases: int = Field(3, ge=0, le=100000, description="cases whose maps are written as NIfTI per experiment")
     fg_fraction: float = Field(0.1, gt=0, lt=1, description="foreground = clean > fg_fraction * max (sigma statistics)")
-
-    @field_validator("split")
-    @classmethod
-    def _split(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
-        if any(x < 0 for x in v) or abs(sum(v) - 1) > 1e-6:
-            raise ValueError("split fractions must be >= 0 and sum to 1")
-        return v
 
     @field_validator("grid_mm")
     @classmethod
