@@ -28,7 +28,8 @@ class EckerParams(BaseModel):
     n_slices: int = Field(12, ge=1, le=256, description="centre axial slices per volume")
     slice_step: int = Field(3, ge=1, le=16, description="every n-th axial slice")
     img_size: int = Field(96, ge=16, le=1024, description="prepared slice size (px, square): stored, and the inference input")
-    train_size: int = Field(48, ge=16, le=1024, description="output size of the random resized crop (px): the training input")
+    train_size: int = Field(48, ge=16, le=1024, description="output size of the random resized crop (px): the training input; "
+                            "set it to img_size so that a scale-1 crop is the inference input (no train/test scale gap)")
     crop: float = Field(0.86, gt=0.1, le=1.0, description="centre crop of the square-padded slice before resizing (fraction)")
     # --- simulated artifacts ------------------------------------------------------------------
     noise_sigma: float = Field(0.25, ge=0, le=5, description="Gaussian noise sigma on [0,1]-scaled images")
