@@ -126,8 +126,8 @@ def synthesize(settings) -> None:
     np.savez_compressed(out / "test_continuous.npz", images=D.prepare_slices(np.stack(imgs), p))
     write_tsv(out / "test_continuous.tsv", pd.DataFrame(rows))
     write_json(out / "meta.json", {"conform_grid": conform_grid, "dataset": "ukb" if p.ukb_dir else "embedded",
-                                   "nako": "nako-iqa" if p.nako_dir else "embedded-respiratory",
-                                   "seconds": round(time.perf_counter() - t0, 1)})
+                                   "nako": "nako-iqa" if p.nako_dir else "embedded-respiratory"})
+    # the wall time is printed, not stored: identical data must hash identically for DVC
     print(f"ecker synthesize: done in {time.perf_counter() - t0:.1f} s")
 
 
