@@ -119,3 +119,31 @@ def test_paper_profiles_validate(raw):
                 got = got[k]
             expect = list(value) if isinstance(value, tuple) else value
             assert got == expect or (isinstance(got, list) and got == list(expect)), (path.name, keys, got, value)
+
+
+def test_profile_command_keeps_comments_and_matches_the_plain_merge(tmp_path, monkeypatch):
+    """`mriqa profile paper` writes the same settings as the plain merge, keeps params.yaml's own
+    comments and carries each profile value's source comment along."""
+    import shutil
+
+    from ruamel.yaml import YAML
+
+    from mriqa_lib.commands.profile import merged_profile
+
+    shutil.copytree(ROOT / "profiles", tmp_path / "profiles")
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    before = (tmp_path / "params.yaml").read_text()
+    expected = merged_profile(read_yaml("params.yaml"), "paper")
+    assert main(["profile", "paper"]) == 0
+    after = (tmp_path / "params.yaml").read_text()
+    assert read_yaml("params.yaml") == yaml.safe_load(yaml.safe_dump(expected))
+    assert (tmp_path / "params.yaml.bak").read_text() == before
+    # a comment of params.yaml on a key no profile sets survives
+    own = [ln for ln in before.splitlines() if ln.lstrip().startswith("warp_mm:")][0]
+    assert own.strip() in after
+    # every end-of-line comment of a profile's top-level section keys arrives with its value
+    prof = YAML().load((ROOT / "profiles" / "bricout.paper.yaml").read_text())["bricout"]["pretrain"]
+    for key, tokens in prof.ca.items.items():
+        comment = next(t for t in tokens if t is not None).value.strip()
+        assert comment in after, (key, comment)

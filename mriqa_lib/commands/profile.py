@@ -34,7 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "profile", help="apply a settings profile (e.g. `paper`) to params.yaml",
         description="Merge profiles/<method>.NAME.yaml into params.yaml. `mriqa profile paper` gives the "
         "published settings of every paper (GPU-sized; each value's source is commented in the profile "
-        "file). Validates before writing; the previous params.yaml is kept as params.yaml.bak.",
+        "file, and those comments are carried into params.yaml). Validates before writing; the previous "
+        "params.yaml is kept as params.yaml.bak.",
     )
     p.add_argument("name", help="profile name, e.g. paper")
     p.add_argument("--methods", default=None, help="comma-separated methods to apply (default: all)")
@@ -43,23 +44,58 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _round_trip():
+    from ruamel.yaml import YAML
+
+    yaml = YAML()  # round-trip mode: keeps comments, key order and flow style
+    yaml.width = 120
+    return yaml
+
+
+def merge_keeping_comments(base, overlay) -> None:
+    """Merge ruamel mapping ``overlay`` into ``base`` in place; each value set by the overlay
+    brings its end-of-line comment along (the profiles cite their sources there)."""
+    from ruamel.yaml.comments import CommentedMap
+
+    for key, value in overlay.items():
+        if isinstance(value, CommentedMap) and isinstance(base.get(key), CommentedMap):
+            if not value.fa.flow_style():  # a commented block overlay cannot live inside {...}
+                base[key].fa.set_block_style()
+            merge_keeping_comments(base[key], value)
+            continue
+        base[key] = value
+        if key in overlay.ca.items:
+            base.ca.items[key] = overlay.ca.items[key]
+
+
 def run(args: argparse.Namespace) -> int:
+    import io
     import shutil
 
-    import yaml
-
-    from mriqa_lib.config import parse_settings, read_yaml
+    from mriqa_lib.config import ConfigError, parse_settings
     from mriqa_lib.io import atomic_path
 
     methods = args.methods.split(",") if args.methods else None
-    merged = merged_profile(read_yaml(args.params), args.name, methods)
-    parse_settings(merged, f"{args.params} + profile '{args.name}'")
-    text = yaml.safe_dump(merged, sort_keys=False)
+    yaml = _round_trip()
+    files = [f for f in profile_files(args.name) if not methods or f.name.split(".")[0] in methods]
+    if not files:
+        raise ConfigError(f"no profile '{args.name}' for {methods or 'any method'}: "
+                          f"no files {PROFILES}/*.{args.name}.yaml")
+    try:
+        doc = yaml.load(args.params.read_text())
+        for path in files:
+            merge_keeping_comments(doc, yaml.load(path.read_text()) or {})
+    except Exception as exc:  # ruamel's errors carry the line; the key checks follow in parse_settings
+        raise ConfigError(f"cannot merge profile '{args.name}' into {args.params}: {exc}".splitlines()[0]) from exc
+    parse_settings(doc, f"{args.params} + profile '{args.name}'")
+    buf = io.StringIO()
+    yaml.dump(doc, buf)
+    text = f"# profile '{args.name}' applied by `mriqa profile` (previous settings: {args.params.name}.bak)\n" + buf.getvalue()
     if args.dry_run:
         print(text)
         return 0
     shutil.copyfile(args.params, args.params.with_suffix(".yaml.bak"))
     with atomic_path(args.params) as tmp:
-        tmp.write_text(f"# params.yaml with profile '{args.name}' applied (previous: params.yaml.bak)\n" + text)
+        tmp.write_text(text)
     print(f"{args.params}: profile '{args.name}' applied; previous settings in {args.params}.bak")
     return 0

@@ -132,7 +132,8 @@ def synthesize(settings) -> None:
                for (letter, name), (_, _, sev) in zip(EXAMPLES.items(), done)]
     _save_npz(out / "examples.npz", centre=np.stack([c for c, _, _ in done]), thumb=np.stack([t for _, t, _ in done]))
     write_tsv(out / "examples.tsv", pd.DataFrame(ex_rows))
-    write_json(out / "synthesize.json", {"seconds": round(time.time() - t0, 1), "n_train": len(train_rows),
+    # the wall time is printed below, not stored: identical data must hash identically for DVC
+    write_json(out / "synthesize.json", {"n_train": len(train_rows),
                                          "n_density": len(dens_rows), "n_rated": len(rated_rows),
                                          "n_examples": len(ex_rows)})
     print(f"zuo synthesize: {len(train_rows)} encoder / {len(dens_rows)} density / {len(rated_rows)} rated "
