@@ -1,6 +1,8 @@
 """Benchmark summary: AUROC / Spearman per method x artifact, and the generated README block."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -65,16 +67,67 @@ def test_rotating_design_covers_every_artifact_level_once():
 
 def test_readme_check_ignores_only_timing(tmp_path):
     from mriqa_lib.cli import main
+    from mriqa_lib.commands.readme import CLAIMS_BEGIN, CLAIMS_END, claims_section
 
     table = summarise(_scores(), ["zuo", "shaw"])
     section = readme_section(table)
     readme, stored = tmp_path / "README.md", tmp_path / "section.md"
-    readme.write_text(f"x\n{README_BEGIN}\n{README_END}\n")
+    readme.write_text(f"x\n{README_BEGIN}\n{README_END}\n{CLAIMS_BEGIN}\n{CLAIMS_END}\n")
     stored.write_text(section)
     update_readme(readme, section)
-    args = ["readme", "--check", "--readme", str(readme), "--section", str(stored)]
+    update_readme(readme, claims_section(tmp_path / "metrics"), CLAIMS_BEGIN, CLAIMS_END)
+    args = ["readme", "--check", "--readme", str(readme), "--section", str(stored), "--metrics", str(tmp_path / "metrics")]
     assert main(args) == 0
     stored.write_text(section.replace("| seconds / volume | 0.25", "| seconds / volume | 9.99"))
     assert main(args) == 0
     stored.write_text(section.replace("**1.00**", "**0.99**", 1))
     assert main(args) == 1
+
+
+def _write_metrics(folder, **per_method):
+    folder.mkdir(parents=True, exist_ok=True)
+    for method, values in per_method.items():
+        (folder / f"{method}.json").write_text(json.dumps(values))
+
+
+def test_claims_read_metrics_and_judge_targets(tmp_path):
+    from mriqa_lib.claims import CLAIMS, evaluate_claims
+
+    metrics = tmp_path / "metrics"
+    _write_metrics(metrics,
+                   bricout={"synth_test_r2": 0.7, "transfer_bal_acc_median": 0.40, "scratch_bal_acc_median": 0.45},
+                   shaw={"exp3_recon_sigma_rise": 0.3, "exp3_seg_sigma_rise": 0.1, "exp1_r2_mean": 0.79},
+                   zuo={"examples_all_as_expected_tau5": True})
+    rows = {(r["claim"].method, r["claim"].metric): r for r in evaluate_claims(metrics)}
+    assert len(rows) == len(CLAIMS)
+    assert rows[("bricout", "synth_test_r2")]["holds"] is True  # >= at the boundary
+    diff = rows[("bricout", "transfer_bal_acc_median - scratch_bal_acc_median")]
+    assert diff["value"] == pytest.approx(-0.05) and diff["holds"] is False
+    assert rows[("shaw", "exp3_recon_sigma_rise - exp3_seg_sigma_rise")]["holds"] is True
+    assert rows[("shaw", "exp1_r2_mean")]["holds"] is False
+    assert rows[("zuo", "examples_all_as_expected_tau5")]["holds"] is True
+    missing = rows[("zuo", "sensitivity_tau5")]
+    assert missing["value"] is None and missing["holds"] is None
+    assert rows[("ecker", "motion_accuracy")]["holds"] is None  # no ecker.json at all
+
+
+def test_readme_command_writes_and_checks_the_claims_table(tmp_path, monkeypatch, capsys):
+    from mriqa_lib.cli import main
+    from mriqa_lib.commands.readme import CLAIMS_BEGIN, CLAIMS_END
+
+    table = summarise(_scores(), ["zuo", "shaw"])
+    section = tmp_path / "section.md"
+    section.write_text(readme_section(table))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"x\n{README_BEGIN}\n{README_END}\ny\n{CLAIMS_BEGIN}\n{CLAIMS_END}\nz\n")
+    metrics = tmp_path / "metrics"
+    _write_metrics(metrics, bricout={"synth_test_r2": 0.5})
+    args = ["readme", "--readme", str(readme), "--section", str(section), "--metrics", str(metrics)]
+    assert main(args + ["--check"]) == 1
+    assert main(args) == 0
+    text = readme.read_text()
+    assert "| P5 | bricout | R^2, synthetic-motion test set | >= 0.7 | 0.500 | **no** |" in text
+    assert text.startswith("x\n") and text.endswith("z\n")
+    assert main(args + ["--check"]) == 0
+    _write_metrics(metrics, bricout={"synth_test_r2": 0.75})
+    assert main(args + ["--check"]) == 1  # new metrics, stale README

@@ -106,13 +106,14 @@ def readme_section(table: "Any") -> str:
     return "\n".join(lines)
 
 
-def update_readme(readme: Path, section: str) -> bool:
-    """Replace the generated block in README.md; return True when it changed."""
+def update_readme(readme: Path, section: str, begin: str = README_BEGIN, end: str = README_END) -> bool:
+    """Replace the generated block between ``begin`` and ``end`` in README.md (``section``
+    includes both markers); return True when it changed."""
     text = readme.read_text()
-    if README_BEGIN not in text or README_END not in text:
-        raise ValueError(f"{readme}: markers for the benchmark table not found")
-    head, rest = text.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
+    if begin not in text or end not in text:
+        raise ValueError(f"{readme}: markers {begin} ... {end} not found")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
     new = head + section + tail
     if new != text:
         readme.write_text(new)
