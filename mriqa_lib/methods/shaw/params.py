@@ -35,7 +35,7 @@ class ShawParams(BaseModel):
     artefact_weights: Optional[list[float]] = Field(default_factory=lambda: [3.0, 1.0, 1.0, 2.0], description="relative frequency of each artefact "
                                                     "(same length as artefacts; null = equal); motion is subtle on a 4 mm grid and noise drives "
                                                     "experiment 1, so both are drawn more often")
-    multitask_extra_per_volume: int = Field(3, ge=0, le=1000, description="extra regional-noise copies of each "
+    multitask_extra_per_volume: int = Field(0, ge=0, le=1000, description="extra regional-noise copies of each "
                                             "training scan, seen by the multi-task model only (local noise)")
     corruptions_per_volume: int = Field(3, ge=1, le=1000, description="corrupted copies of each training scan")
     clean_fraction: float = Field(0.15, ge=0, le=1, description="fraction of training samples left uncorrupted")
@@ -51,9 +51,10 @@ class ShawParams(BaseModel):
     patch: int = Field(24, ge=8, le=512, description="training patch side (voxels, cubic)")
     whole_volume: bool = Field(False, description="train on whole volumes instead of patches")
     iterations: int = Field(400, ge=1, le=10_000_000, description="optimiser steps of the reconstruction model")
-    multitask_iterations: int = Field(200, ge=1, le=10_000_000, description="optimiser steps of the multi-task model")
-    multitask_from_recon: bool = Field(True, description="start the multi-task model's encoder and reconstruction "
-                                       "decoder from the trained reconstruction model (saves CPU steps)")
+    multitask_iterations: int = Field(400, ge=1, le=10_000_000, description="optimiser steps of the multi-task model")
+    multitask_from_recon: bool = Field(False, description="start the multi-task model's encoder and reconstruction "
+                                       "decoder from the trained reconstruction model (fewer steps, but the shared "
+                                       "encoder then carries the noise features into the segmentation sigma)")
     batch_size: int = Field(1, ge=1, le=256)
     lr: float = Field(2e-3, gt=0, le=1, description="Adam learning rate")
     lr_schedule: Literal["cosine", "constant"] = Field("cosine", description="cosine decay of the learning rate "
