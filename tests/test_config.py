@@ -147,3 +147,15 @@ def test_profile_command_keeps_comments_and_matches_the_plain_merge(tmp_path, mo
     for key, tokens in prof.ca.items.items():
         comment = next(t for t in tokens if t is not None).value.strip()
         assert comment in after, (key, comment)
+
+
+def test_profile_command_names_a_broken_params_file_and_leaves_it(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    shutil.copytree(ROOT / "profiles", tmp_path / "profiles")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("cohort:\n  n_subjects: [\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["profile", "paper"]) == 2
+    assert "params.yaml: invalid YAML at line" in capsys.readouterr().err
+    assert bad.read_text() == "cohort:\n  n_subjects: [\n" and not (tmp_path / "params.yaml.bak").exists()

@@ -81,12 +81,15 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise ConfigError(f"no profile '{args.name}' for {methods or 'any method'}: "
                           f"no files {PROFILES}/*.{args.name}.yaml")
+    source = args.params
     try:
         doc = yaml.load(args.params.read_text())
-        for path in files:
-            merge_keeping_comments(doc, yaml.load(path.read_text()) or {})
-    except Exception as exc:  # ruamel's errors carry the line; the key checks follow in parse_settings
-        raise ConfigError(f"cannot merge profile '{args.name}' into {args.params}: {exc}".splitlines()[0]) from exc
+        for source in files:
+            merge_keeping_comments(doc, yaml.load(source.read_text()) or {})
+    except Exception as exc:  # invalid YAML; the key checks follow in parse_settings
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{source}: invalid YAML{where}: {getattr(exc, 'problem', None) or exc}".splitlines()[0]) from exc
     parse_settings(doc, f"{args.params} + profile '{args.name}'")
     buf = io.StringIO()
     yaml.dump(doc, buf)
