@@ -68,6 +68,28 @@ def merge_keeping_comments(base, overlay) -> None:
             base.ca.items[key] = overlay.ca.items[key]
 
 
+def _load_mapping(yaml, path: Path):
+    """A YAML file as a ruamel mapping (an empty file is an empty mapping); errors name the file."""
+    from ruamel.yaml.comments import CommentedMap
+    from ruamel.yaml.error import YAMLError
+
+    from mriqa_lib.config import ConfigError
+
+    try:
+        doc = yaml.load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', None) or exc}".splitlines()[0]) from exc
+    if doc is None:
+        return CommentedMap()
+    if not isinstance(doc, CommentedMap):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(doc).__name__}")
+    return doc
+
+
 def run(args: argparse.Namespace) -> int:
     import io
     import shutil
@@ -81,19 +103,14 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         raise ConfigError(f"no profile '{args.name}' for {methods or 'any method'}: "
                           f"no files {PROFILES}/*.{args.name}.yaml")
-    source = args.params
-    try:
-        doc = yaml.load(args.params.read_text())
-        for source in files:
-            merge_keeping_comments(doc, yaml.load(source.read_text()) or {})
-    except Exception as exc:  # invalid YAML; the key checks follow in parse_settings
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{source}: invalid YAML{where}: {getattr(exc, 'problem', None) or exc}".splitlines()[0]) from exc
+    doc = _load_mapping(yaml, args.params)
+    for path in files:
+        merge_keeping_comments(doc, _load_mapping(yaml, path))
     parse_settings(doc, f"{args.params} + profile '{args.name}'")
     buf = io.StringIO()
     yaml.dump(doc, buf)
-    text = f"# profile '{args.name}' applied by `mriqa profile` (previous settings: {args.params.name}.bak)\n" + buf.getvalue()
+    header = f"# profile '{args.name}' applied by `mriqa profile` (previous settings: {args.params.name}.bak)\n"
+    text = buf.getvalue() if buf.getvalue().startswith(header) else header + buf.getvalue()
     if args.dry_run:
         print(text)
         return 0
