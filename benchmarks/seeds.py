@@ -65,7 +65,7 @@ def run_seed(method: str, seed: int, raw: dict[str, Any], work: Path, threads: i
     folder = work / f"seed-{seed}"
     (folder / "data").mkdir(parents=True, exist_ok=True)
     link = folder / "data" / "embedded"
-    if not link.exists():
+    if not link.is_symlink():
         link.symlink_to(Path("data/embedded").resolve())
     (folder / "params.yaml").write_text(yaml.safe_dump(seed_params(raw, method, seed, threads), sort_keys=False))
     for step in STEPS:

@@ -81,7 +81,7 @@ def _fmt(v: Any) -> str:
         return "not measured"
     if isinstance(v, bool):
         return "yes" if v else "no"
-    return f"{v:+.3f}" if isinstance(v, float) and v < 0 else f"{v:.3f}"
+    return f"{v:.3f}"
 
 
 def claims_table(metrics_dir: str | Path = "metrics") -> str:
