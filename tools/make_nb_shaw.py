@@ -160,8 +160,9 @@ md("""## What the embedded default shows, and what it cannot
 
 The embedded run is a CPU-sized stand-in: 48 synthetic subjects instead of 272 ADNI scans, a
 4 mm grid, a small U-Net trained on patches for a few hundred steps instead of 50k iterations,
-and simulated test-retest pairs (a clean scan and the same subject misaligned, with a random
-k-space artefact, rigidly re-aligned by SimpleITK) instead of ADNI's rater-labelled pairs. So
+and simulated test-retest pairs (two acquisitions of one subject in slightly different head
+positions, one with a random k-space artefact, both rigidly re-aligned by SimpleITK so that both
+carry the same interpolation smoothing, which lowers sigma) instead of ADNI's rater-labelled pairs. So
 Fig. 4 cannot show the paper's finding that some "clean" scans hold artefacts missed by raters,
 and misalignment is removed by registration rather than being a confound of training. The
 numbers below are read from `results/shaw/summary.json`. The outcome of experiment 2 is

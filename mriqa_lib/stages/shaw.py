@@ -150,8 +150,12 @@ def synthesize(settings: Settings) -> None:
             spec = sample_corruption(p, rng, scale=tuple(p.pair_severity_scale), allow_clean=False, weighted=False)
             art, info = corrupt(moved.data, spec, p.grid_mm)
             aligned, reg = rigid_align(fixed, Volume(art, affine), iterations=30, sampling=0.1, seed=p.seed)
+            # the clean partner is a separate acquisition too: its own head position, realigned the
+            # same way, so both scans carry the same interpolation smoothing (which lowers sigma)
+            moved_clean, _ = misalign(fixed, rng, p.pair_rotation_deg, p.pair_translation_mm)
+            clean, _ = rigid_align(fixed, moved_clean, iterations=30, sampling=0.1, seed=p.seed)
             names = {r: staging / "pairs" / f"pair-{k:03d}_{r}.nii.gz" for r in ("clean", "artefact")}
-            save_nifti(names["clean"], fixed.data, affine)
+            save_nifti(names["clean"], clean.data, affine)
             save_nifti(names["artefact"], aligned.data, affine)
             pair_rows.append({"pair": f"pair-{k:03d}", "subject_id": scans_frame["subject_id"].iloc[i],
                               "artefact": spec["artefact"], "severity": float(info.get("severity", 0.0)),
