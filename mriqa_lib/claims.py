@@ -3,7 +3,7 @@
 Each claim is the target of an issue's "Done when" (or, for paper 5's transfer result and
 paper 4's shift and layer claims, the paper's own statement). Targets are written here once;
 measured values are only ever read from the metrics the pipeline wrote. `mriqa readme` turns
-the list into the README's "What the embedded default reproduces" table.
+the list into the claims table of the README's "What the embedded default can and cannot show".
 """
 from __future__ import annotations
 
