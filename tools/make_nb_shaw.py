@@ -166,9 +166,11 @@ carry the same interpolation smoothing, which lowers sigma) instead of ADNI's ra
 Fig. 4 cannot show the paper's finding that some "clean" scans hold artefacts missed by raters,
 and misalignment is removed by registration rather than being a confound of training. The
 numbers below are read from `results/shaw/summary.json`. The outcome of experiment 2 is
-fragile at this training length: motion on a 4 mm grid changes the image little, and runs with
+fragile at this training length: motion on a 4 mm grid changes the image little, runs with
 other artefact mixes gave between 55 % and 95 % of pairs with the artefact scan above its clean
-partner (noise, spike and ghosting pairs are detected much more reliably than motion). For
+partner, and other seeds of this setting between 50 % and 100 % (`benchmarks/seeds.py shaw`);
+noise, spike and ghosting pairs are detected much more reliably than motion. Experiment 3 too
+holds on the default seed but not on seeds 1 and 2. For
 experiment 3 the paper's claim is that reconstruction sigma rises under partial noise while the
 segmentation sigma stays roughly constant; the line under the table says whether this run's
 relative rises of total sigma bear that out. Read it with Fig. 7: at this training length the
