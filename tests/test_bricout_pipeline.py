@@ -1,5 +1,6 @@
 """End to end on a tiny CAPS tree: synthesize -> train -> evaluate writes every metric the issue names."""
 import json
+from pathlib import Path
 
 import pandas as pd
 
@@ -21,6 +22,7 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
     bp.pretrain.samples_per_volume, bp.pretrain.max_epochs = 2, 1
     bp.transfer.max_epochs = bp.scratch.max_epochs = 1
     bp.augment.elastic_max_displacement_mm = 4.0
+    bp.search.enabled, bp.search.n_trials = True, 2  # the paper's hyper-parameter search, run for real
     settings = Settings(cohort=default_cohort_params(), bricout=bp)
     monkeypatch.chdir(tmp_path)
     stage.synthesize(settings)
@@ -37,5 +39,39 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
         assert train[f"{kind}_peak_cpu_rss_mb"] > 0
     per_seed = pd.read_csv(tmp_path / "results/bricout/qc_per_seed.tsv", sep="\t")
     assert sorted(per_seed.model.unique()) == ["scratch", "transfer"] and len(per_seed) == 4
+    config = json.loads((tmp_path / "models/bricout/config.json").read_text())
+    sp = bp.search
+    for kind in ("transfer", "scratch"):
+        trials = config[kind]["search_trials"]
+        assert len(trials) == 2
+        for t in trials:
+            assert sp.lr[0] <= t["lr"] <= sp.lr[1] and sp.dropout[0] <= t["dropout"] <= sp.dropout[1]
+            assert t["hidden"] in sp.hidden and sp.weight_decay[0] <= t["weight_decay"] <= sp.weight_decay[1]
+        best = max(trials, key=lambda t: t["val_bal_acc"])
+        assert {k: config[kind]["config"][k] for k in ("lr", "dropout", "hidden")} == \
+            {k: best[k] for k in ("lr", "dropout", "hidden")}
     for name in ("calibration.tsv", "qc_split_counts.tsv", "parameters.tsv", "pipeline_examples.npz", "cost.json"):
         assert (tmp_path / "results/bricout" / name).exists()
+
+
+def test_search_keeps_the_best_trial_and_samples_within_ranges(monkeypatch):
+    """Random search: the returned config is the trial with the highest validation score."""
+    import numpy as np
+
+    from mriqa_lib.stages import bricout as stage
+
+    def fake_fit(settings, cfg, frozen, data, seed, ckpt, in_features, enc_state):
+        return None, {"val_bal_acc": -abs(np.log10(cfg["lr"]) + 3.0)}  # best at lr = 1e-3
+
+    monkeypatch.setattr(stage, "_fit_classifier", fake_fit)
+    bp = BricoutParams(progress=False)
+    bp.search.enabled, bp.search.n_trials = True, 12
+    settings = Settings(cohort=default_cohort_params(), bricout=bp)
+    base = bp.transfer.model_dump()
+    cfg, trials = stage._search(settings, base, True, {}, 4, Path("/nonexistent"), None)
+    lrs = np.array([t["lr"] for t in trials])
+    assert len(trials) == 12 and len(set(lrs)) == 12
+    assert cfg["lr"] == lrs[np.argmin(np.abs(np.log10(lrs) + 3.0))]
+    assert cfg["max_epochs"] == base["max_epochs"]  # untouched keys come from the base config
+    again, _ = stage._search(settings, base, True, {}, 4, Path("/nonexistent"), None)
+    assert again == cfg  # seeded: the same trials again
