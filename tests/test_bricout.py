@@ -204,3 +204,21 @@ def test_precise_bn_recovers_population_statistics():
     PreciseBN(n_samples=32, batch_size=8).on_validation_start(trainer, module)
     assert float(bn.running_mean) == pytest.approx(float(x.mean()), abs=1e-4)
     assert bn.momentum == 0.1 and not module.training
+
+
+def test_precise_bn_samples_the_whole_training_set():
+    """The training set is stored volume by volume: PreciseBN must not use only the first volumes."""
+    from types import SimpleNamespace
+
+    from torch.utils.data import TensorDataset
+
+    from mriqa_lib.methods.bricout.model import PreciseBN
+
+    bn = torch.nn.BatchNorm3d(1)
+    module = torch.nn.Sequential(bn).eval()
+    x = torch.arange(64, dtype=torch.float32).view(64, 1, 1, 1, 1).expand(64, 1, 2, 2, 2).contiguous()
+    trainer = SimpleNamespace(sanity_checking=False, train_dataloader=SimpleNamespace(dataset=TensorDataset(x, x)))
+    module.device = torch.device("cpu")
+    PreciseBN(n_samples=16, batch_size=4).on_validation_start(trainer, module)
+    # 16 of 64 samples spread evenly: their mean is the whole set's (31.5); the first 16 give 7.5
+    assert float(bn.running_mean) == pytest.approx(31.5, abs=0.5)

@@ -167,6 +167,9 @@ class PreciseBN(L.Callback):
             return
         data = trainer.train_dataloader.dataset
         n = min(self.n_samples, len(data))
+        # spread over the whole training set: it is stored volume by volume (K samples each), so the
+        # first n samples would cover only n / K subjects
+        idx = np.linspace(0, len(data) - 1, n).round().astype(int).tolist() if n else []
         momenta = [b.momentum for b in bns]
         for b in bns:
             b.reset_running_stats()
@@ -175,7 +178,7 @@ class PreciseBN(L.Callback):
         pl_module.train()
         with torch.no_grad():
             for i in range(0, n, self.batch_size):
-                x = torch.stack([data[j][0] for j in range(i, min(i + self.batch_size, n))]).to(pl_module.device)
+                x = torch.stack([data[j][0] for j in idx[i:i + self.batch_size]]).to(pl_module.device)
                 pl_module(x)
         for b, mom in zip(bns, momenta):
             b.momentum = mom
