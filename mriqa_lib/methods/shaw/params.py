@@ -51,7 +51,7 @@ class ShawParams(BaseModel):
     patch: int = Field(24, ge=8, le=512, description="training patch side (voxels, cubic)")
     whole_volume: bool = Field(False, description="train on whole volumes instead of patches")
     iterations: int = Field(400, ge=1, le=10_000_000, description="optimiser steps of the reconstruction model")
-    multitask_iterations: int = Field(400, ge=1, le=10_000_000, description="optimiser steps of the multi-task model")
+    multitask_iterations: int = Field(800, ge=1, le=10_000_000, description="optimiser steps of the multi-task model")
     multitask_from_recon: bool = Field(False, description="start the multi-task model's encoder and reconstruction "
                                        "decoder from the trained reconstruction model (fewer steps, but the shared "
                                        "encoder then carries the noise features into the segmentation sigma)")
