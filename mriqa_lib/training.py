@@ -91,7 +91,9 @@ def build_trainer(params: TrainerParams, ckpt_dir: str | os.PathLike, max_epochs
 
     Args:
         params: the ``trainer`` section (accelerator, devices, strategy, num_nodes, precision).
-        ckpt_dir: where the best (``best.ckpt``) and last checkpoints go.
+        ckpt_dir: training folder: the best checkpoint goes to ``ckpt_dir/checkpoints/best.ckpt``
+            (a subfolder, so the CSV logs beside it do not trip Lightning's "checkpoint directory
+            exists and is not empty" warning).
         max_epochs: epochs to train.
         monitor: logged metric that selects the best checkpoint (and early stopping); None keeps
             the last epoch only.
@@ -106,7 +108,7 @@ def build_trainer(params: TrainerParams, ckpt_dir: str | os.PathLike, max_epochs
 
     ckpt_dir = Path(ckpt_dir)
     cbs = list(callbacks or [])
-    cbs.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode,
+    cbs.append(ModelCheckpoint(dirpath=ckpt_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
                                save_top_k=1, save_last=False, enable_version_counter=False))
     if monitor and patience:
         cbs.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience))
