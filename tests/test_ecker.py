@@ -105,6 +105,25 @@ def test_match_references_same_sex_then_nearest_height_weight():
     assert D.match_references(pool, None, None, None, 4).tolist() == [0, 1, 2, 3]
 
 
+def test_match_references_by_site_first():
+    pool = _pool().assign(site=["a", "b", "b", "a", "b", "a"])
+    # site a holds s0, s3, s5: only they are candidates, and the men (s0, s5) come before s3
+    got = D.match_references(pool, "M", 180.0, 81.0, 10, site="a", match_site=True)
+    assert got.tolist()[:2] == [0, 5] and sorted(got.tolist()) == [0, 3, 5]
+    # within site b the nearest man to (180, 81) among s2, s4 (site-b spread) is s4
+    sub = pool[pool.site == "b"].reset_index(drop=True)
+    hs, ws = sub["height"].std(ddof=0), sub["weight"].std(ddof=0)
+    d = {i: np.hypot((pool.height[i] - 180) / hs, (pool.weight[i] - 81) / ws) for i in (2, 4)}
+    assert D.match_references(pool, "M", 180.0, 81.0, 1, site="b", match_site=True).tolist() == [min(d, key=d.get)]
+    # off, an unknown site, a site not in the pool, or no site column: the plain matching
+    plain = D.match_references(pool, "M", 180.0, 81.0, 3).tolist()
+    assert D.match_references(pool, "M", 180.0, 81.0, 3, site="a").tolist() == plain
+    assert D.match_references(pool, "M", 180.0, 81.0, 3, site=None, match_site=True).tolist() == plain
+    assert D.match_references(pool, "M", 180.0, 81.0, 3, site=float("nan"), match_site=True).tolist() == plain
+    assert D.match_references(pool, "M", 180.0, 81.0, 3, site="z", match_site=True).tolist() == plain
+    assert D.match_references(_pool(), "M", 180.0, 81.0, 3, site="a", match_site=True).tolist() == plain
+
+
 def test_split_subjects_keeps_test_out_of_pool():
     frame = pd.DataFrame({"split": ["train"] * 6 + ["val"] * 2 + ["test"] * 2})
     pool, test = D.split_subjects(frame, 3, seed=0)

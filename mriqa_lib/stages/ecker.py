@@ -22,6 +22,11 @@ from mriqa_lib.stages.common import MethodPaths, seed_everything, write_metrics
 
 NAME = "ecker"
 ARTIFACTS = ("motion", "noise", "respiratory")
+COVARIATES = ("sex", "height", "weight", "site")  # what reference matching may use (site: optional)
+
+
+def _covariates(frame: pd.DataFrame) -> list[str]:
+    return [c for c in COVARIATES if c in frame.columns]
 
 
 def _progress(it, desc: str, total: int | None = None):
@@ -106,7 +111,7 @@ def synthesize(settings) -> None:
             seed = D.case_seed(p.seed, "nako", pid)  # one breathing phase for the whole volume
             fb = D.degrade(raw[i], "respiratory", p, seed, spacing[i])
             for label, sl in (("HQ", raw[i]), ("LQ", fb)):
-                rows.append({"participant_id": pid, "label": label, **subjects.iloc[i][["sex", "height", "weight"]].to_dict()})
+                rows.append({"participant_id": pid, "label": label, **subjects.iloc[i][_covariates(subjects)].to_dict()})
                 imgs.append(D.prepare_slices(sl, p))
         nako = pd.DataFrame(rows)
     np.savez_compressed(out / "test_nako.npz", images=np.stack(imgs))
@@ -188,7 +193,8 @@ def _classify(emb: np.ndarray, frame: pd.DataFrame, pool: pd.DataFrame, bank: di
     out = []
     for k, row in enumerate(frame.itertuples()):
         refs = D.match_references(pool, getattr(row, "sex", None), getattr(row, "height", None),
-                                  getattr(row, "weight", None), p.n_refs, p.match_sex)
+                                  getattr(row, "weight", None), p.n_refs, p.match_sex,
+                                  getattr(row, "site", None), p.match_site)
         if emb.ndim == 2:  # one slice at position row.slice
             s_hq, s_lq = mean_similarities(emb[k], hq_all[refs, row.slice], lq_all[refs, row.slice])
         else:  # a volume: slices (s, d) vs references (s, m, d)
@@ -237,7 +243,7 @@ def evaluate(settings) -> None:
     print(f"ecker evaluate: {len(pool_tab)} reference subjects, {p.n_refs} matched per test subject -> {out}/")
     metrics: dict = {}
     examples: dict = {}
-    meta = subjects.set_index("index")[["sex", "height", "weight"]]
+    meta = subjects.set_index("index")[_covariates(subjects)]
 
     def with_meta(frame: pd.DataFrame) -> pd.DataFrame:
         return frame.join(meta, on="subject") if "subject" in frame.columns else frame

@@ -37,7 +37,8 @@ def _sex_code(values: pd.Series, where: str) -> pd.Series:
 
 
 def read_table(path: str | Path, id_columns: tuple[str, ...] = ("participant_id", "eid", "id", "subject")) -> pd.DataFrame:
-    """A subject table (TSV or CSV) with an id column and sex, height (cm), weight (kg)."""
+    """A subject table (TSV or CSV) with an id column and sex, height (cm), weight (kg), and an
+    optional ``site`` column (acquisition site or protocol, used by ``ecker.match_site``)."""
     path = Path(path)
     if not path.exists():
         raise MriqaInputError(f"{path}: file not found")
@@ -53,6 +54,8 @@ def read_table(path: str | Path, id_columns: tuple[str, ...] = ("participant_id"
     if missing:
         raise MriqaInputError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
     out = pd.DataFrame({"participant_id": frame[id_col].astype(str), "sex": _sex_code(frame["sex"], str(path))})
+    if "site" in frame.columns:  # optional: acquisition site / protocol (ecker.match_site)
+        out["site"] = frame["site"].astype(str).str.strip()
     for col in ("height", "weight"):
         out[col] = pd.to_numeric(frame[col], errors="coerce")
         if out[col].isna().any():
@@ -61,7 +64,7 @@ def read_table(path: str | Path, id_columns: tuple[str, ...] = ("participant_id"
 
 
 def embedded_subjects(root: str | Path = "data/embedded") -> pd.DataFrame:
-    """Embedded cohort: participant_id, sex, height, weight, split, path (T1w), dataset."""
+    """Embedded cohort: participant_id, sex, height, weight, site, split, path (T1w), dataset."""
     root = Path(root)
     frame = read_tsv(root / "participants.tsv", required=("participant_id", "sex", "height", "weight"))
     frame = frame.copy()
@@ -69,7 +72,9 @@ def embedded_subjects(root: str | Path = "data/embedded") -> pd.DataFrame:
     if "split" not in frame.columns:
         frame["split"] = "train"
     frame["dataset"] = "embedded"
-    return frame[["participant_id", "sex", "height", "weight", "split", "path", "dataset"]]
+    if "site" not in frame.columns:
+        frame["site"] = None
+    return frame[["participant_id", "sex", "height", "weight", "site", "split", "path", "dataset"]]
 
 
 def ukb_subjects(root: str | Path, table: str | Path) -> pd.DataFrame:
@@ -241,14 +246,23 @@ def degrade(slices: np.ndarray, kind: str, p: EckerParams, seed: int, spacing, l
 # reference matching
 # --------------------------------------------------------------------------------------------
 def match_references(pool: pd.DataFrame, sex: str | None, height: float | None, weight: float | None,
-                     n_refs: int, match_sex: bool = True) -> np.ndarray:
+                     n_refs: int, match_sex: bool = True, site: str | None = None,
+                     match_site: bool = False) -> np.ndarray:
     """Row positions of the ``n_refs`` pool subjects most similar to a test subject.
 
-    Same sex first (when ``match_sex`` and the sex is known; other-sex subjects only fill up a
-    too small same-sex pool), then the smallest Euclidean distance of height and weight, each
-    divided by its standard deviation in the pool; ties are broken by pool order. Unknown
-    height/weight: every subject of the (same-sex) pool is equally close.
+    With ``match_site``, a known ``site`` and pool subjects of that site (``pool["site"]``), only
+    those are candidates (fewer than ``n_refs`` if the site has fewer): references from another
+    protocol differ in noise and contrast more than motion changes a slice. Then same sex first
+    (when ``match_sex`` and the sex is known; other-sex subjects only fill up a too small same-sex
+    pool), then the smallest Euclidean distance of height and weight, each divided by its
+    standard deviation in the pool; ties are broken by pool order. Unknown height/weight: every
+    subject of the (same-sex) pool is equally close.
     """
+    if match_site and site is not None and not pd.isna(site) and "site" in pool.columns:
+        same = np.flatnonzero(pool["site"].astype(str).to_numpy() == str(site))
+        if len(same):
+            sub = pool.iloc[same].reset_index(drop=True)
+            return same[match_references(sub, sex, height, weight, n_refs, match_sex)]
     n = len(pool)
     k = min(n_refs, n)
     hs, ws = pool["height"].to_numpy(float), pool["weight"].to_numpy(float)

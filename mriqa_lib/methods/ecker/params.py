@@ -44,6 +44,9 @@ class EckerParams(BaseModel):
     n_test_noise: int = Field(240, ge=2, le=1000000, description="simulated-noise test cases (half HQ, half LQ)")
     n_refs: int = Field(10, ge=1, le=1000, description="HQ (and as many LQ) references matched per test subject")
     match_sex: bool = True
+    match_site: bool = Field(False, description="references only from the test scan's own site (acquisition "
+                             "protocol) when the subject table has a site column and the pool has that site; "
+                             "sex, height and weight then choose among them. UK Biobank is one protocol (paper: off)")
     continuous_levels: list[float] = Field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0],
                                            description="continuous test: rotation (deg) = translation (mm) ranges")
     continuous_cases: int = Field(3, ge=1, le=10000, description="continuous test: slices per subject (one motion per subject and level)")
