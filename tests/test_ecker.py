@@ -197,3 +197,13 @@ def test_ukb_and_nako_adapters(tmp_path):
     save_nifti(tmp_path / "nako" / "v02" / "breathhold.nii.gz", vol, np.eye(4))
     with pytest.raises(MriqaInputError, match="v02"):
         D.nako_subjects(tmp_path / "nako")
+
+
+def test_read_table_keeps_an_optional_site_and_blank_is_unknown(tmp_path):
+    path = tmp_path / "ukb.csv"
+    path.write_text("eid,sex,height,weight,site\n1,1,180,80,Cheadle\n2,0,165,60, \n")
+    table = D.read_table(path)
+    assert table["site"].iloc[0] == "Cheadle" and pd.isna(table["site"].iloc[1])
+    assert table["sex"].tolist() == ["M", "F"]
+    (tmp_path / "plain.csv").write_text("eid,sex,height,weight\n1,1,180,80\n")
+    assert "site" not in D.read_table(tmp_path / "plain.csv").columns

@@ -55,7 +55,7 @@ def read_table(path: str | Path, id_columns: tuple[str, ...] = ("participant_id"
         raise MriqaInputError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
     out = pd.DataFrame({"participant_id": frame[id_col].astype(str), "sex": _sex_code(frame["sex"], str(path))})
     if "site" in frame.columns:  # optional: acquisition site / protocol (ecker.match_site)
-        out["site"] = frame["site"].astype(str).str.strip()
+        out["site"] = frame["site"].str.strip().replace("", np.nan)  # blank = unknown site
     for col in ("height", "weight"):
         out[col] = pd.to_numeric(frame[col], errors="coerce")
         if out[col].isna().any():
