@@ -6,7 +6,8 @@ synthesize: slices of the training pool (clean = HQ references and SimCLR traini
             motion sweep) from held-out subjects only.
 train:      SimCLR on the clean pool slices; saves the network and the reference embeddings.
 evaluate:   zero-shot classification of every test case against references matched by sex,
-            height and weight; metrics/ecker.json and results/ecker/*.tsv for the notebook.
+            height and weight (within the test scan's site with ecker.match_site);
+            metrics/ecker.json and results/ecker/*.tsv for the notebook.
 """
 from __future__ import annotations
 
@@ -240,7 +241,8 @@ def evaluate(settings) -> None:
     bank = {k: embed(net, pool[k]) for k in ("hq", *ARTIFACTS)}  # (n_pool, n_slices, h)
     out = paths.results
     out.mkdir(parents=True, exist_ok=True)
-    print(f"ecker evaluate: {len(pool_tab)} reference subjects, {p.n_refs} matched per test subject -> {out}/")
+    where = " of its own site" if p.match_site else ""
+    print(f"ecker evaluate: {len(pool_tab)} reference subjects, up to {p.n_refs}{where} matched per test subject -> {out}/")
     metrics: dict = {}
     examples: dict = {}
     meta = subjects.set_index("index")[_covariates(subjects)]
