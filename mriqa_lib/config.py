@@ -21,6 +21,7 @@ from mriqa_lib.methods.ecker.params import EckerParams
 from mriqa_lib.methods.shaw.params import ShawParams
 from mriqa_lib.methods.ssfd.params import SsfdParams
 from mriqa_lib.methods.zuo.params import ZuoParams
+from mriqa_lib.prepare.params import PreparationParams
 from mriqa_lib.validation import SplitFractions
 
 PARAMS_FILE = "params.yaml"
@@ -137,6 +138,7 @@ class Settings(Section):
     ssfd: SsfdParams = Field(default_factory=SsfdParams)
     bricout: BricoutParams = Field(default_factory=BricoutParams)
     benchmark: BenchmarkParams = Field(default_factory=BenchmarkParams)
+    preparation: PreparationParams = Field(default_factory=PreparationParams)
 
     @model_validator(mode="after")
     def _sites_unique(self) -> "Settings":

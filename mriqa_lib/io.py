@@ -164,6 +164,18 @@ def save_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, dt
     return path
 
 
+def output_stem(path: str | os.PathLike | None) -> str:
+    """A file-name stem for outputs derived from ``path``: its name without the NIfTI suffix plus a
+    short hash of the absolute path, so that equal names in different folders (sessions) never
+    overwrite each other."""
+    import hashlib
+
+    if path is None:
+        return "volume_0"
+    name = Path(path).name.split(".nii")[0]
+    return f"{name}_{hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:8]}"
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write JSON atomically (numpy scalars and arrays converted)."""
 

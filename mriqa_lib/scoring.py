@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from mriqa_lib.io import MriqaInputError, Volume, load_nifti, read_tsv, write_tsv
+from mriqa_lib.io import MriqaInputError, Volume, load_nifti, output_stem, read_tsv, save_nifti, write_tsv
 
 METHODS = ("ecker", "zuo", "shaw", "ssfd", "bricout")
 NIFTI = (".nii", ".nii.gz")
@@ -30,6 +30,38 @@ BADNESS = {
     "shaw": ("shaw_total_sigma", 1.0),
     "ssfd": ("ssfd_distance", 1.0),
     "bricout": ("bricout_motion_rms", 1.0),
+}
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How a method says "this scan fails": the score plotted, where its threshold lies, the verdict.
+
+    ``threshold`` is a number, the name of a column holding the threshold (it comes from the
+    trained model), or None where the model alone defines none (P3 needs a site's clean-score
+    baseline). ``flagged(row)`` reads the verdict from the method's own output columns.
+    """
+
+    score: str
+    threshold: float | str | None
+    rule: str  # human-readable verdict rule for the report
+    flagged: Callable[[dict[str, Any]], bool | None]
+
+
+def _get(row: dict[str, Any], col: str) -> Any:
+    value = row.get(col)
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
+
+
+FLAGS = {
+    "ecker": Flag("ecker_lq_margin", 0.0, "LQ: more similar to the low-quality references (margin > 0)",
+                  lambda r: None if _get(r, "ecker_class") is None else r["ecker_class"] == "LQ"),
+    "zuo": Flag("zuo_logdensity", "zuo_threshold5", "log-density below the 5 % tau threshold",
+                lambda r: None if _get(r, "zuo_flag5") is None else str(r["zuo_flag5"]) in ("True", "true", "1")),
+    "shaw": Flag("shaw_total_sigma", None, "no threshold without a site's clean scans", lambda r: None),
+    "ssfd": Flag("ssfd_distance", None, "full-reference distance, no threshold", lambda r: None),
+    "bricout": Flag("bricout_motion_rms", None, "predicted QC score 1/2 (poor or fair)",
+                    lambda r: None if _get(r, "bricout_qc_class") is None else int(r["bricout_qc_class"]) == 0),
 }
 
 
@@ -106,16 +138,64 @@ def load_scorers(methods: Iterable[str], checkpoints: Path, settings: Any,
     return run
 
 
+def prepare_input(volume: Volume, params: Any, prep_dir: Path | None = None) -> tuple[Volume, dict[str, Any]]:
+    """Run the preparation chain on one volume; returns (what the methods score, record columns).
+
+    ``params`` None = preparation off (the volume is used as is). With ``prep_dir`` the brain mask
+    (input grid, canonical orientation) and the prepared volume are written there, their paths in
+    ``prep_mask`` / ``prep_image``, also when the chain refuses the input (to show why).
+
+    Raises:
+        PrepareError: the input was refused (not a head, cut brain, failed registration, ...).
+    """
+    from mriqa_lib.prepare import PrepareError, prepare_scan
+
+    if params is None:
+        return volume, {"prep": "off"}
+    try:
+        prepared = prepare_scan(volume, params)
+    except PrepareError as exc:
+        exc.record.update(_write_prep(prep_dir, volume, exc.mask, None))
+        raise
+    record = dict(prepared.record)
+    record.update(_write_prep(prep_dir, volume, prepared.mask,
+                              prepared.volume if prepared.mask is not None else None))
+    return prepared.volume, record
+
+
+def _write_prep(prep_dir: Path | None, volume: Volume, mask: Volume | None, image: Volume | None) -> dict[str, str]:
+    out = {"prep_mask": "", "prep_image": ""}
+    if prep_dir is None:
+        return out
+    stem = output_stem(volume.path)
+    if mask is not None:
+        out["prep_mask"] = str(save_nifti(prep_dir / f"{stem}_brainmask.nii.gz", mask.data, mask.affine, np.uint8))
+    if image is not None:
+        out["prep_image"] = str(save_nifti(prep_dir / f"{stem}_prepared.nii.gz", image.data, image.affine))
+    return out
+
+
 def score_volume(item: InputItem, run: ScoreRun, reference: Volume | None = None,
-                 maps_dir: Path | None = None) -> dict[str, Any]:
-    """Score one file with every loaded method; never raises: problems go to ``error``."""
+                 maps_dir: Path | None = None, prepare: Any = None) -> dict[str, Any]:
+    """Score one file with every loaded method; never raises: problems go to ``error``.
+
+    ``prepare``: the preparation settings (None = use the volume as is); a refused input gets
+    an error row ``preparation: <reason>`` and no method's score.
+    """
+    from mriqa_lib.prepare import PrepareError
+
     row: dict[str, Any] = {"path": str(item.path), "subject": item.subject, "session": item.session}
     errors = []
     start = time.perf_counter()
     try:
-        volume = load_nifti(item.path)
+        volume, prep = prepare_input(load_nifti(item.path), prepare,
+                                     maps_dir.parent / "prep" if maps_dir is not None else None)
+        row.update(prep)
     except MriqaInputError as exc:
         row.update(error=str(exc), runtime_s=round(time.perf_counter() - start, 3))
+        return row
+    except PrepareError as exc:
+        row.update(exc.record, error=f"preparation: {exc}", runtime_s=round(time.perf_counter() - start, 3))
         return row
     for m, scorer in run.scorers.items():
         t0 = time.perf_counter()
@@ -148,8 +228,12 @@ def badness_rank(frame: "Any") -> "Any":
 
 
 def score_inputs(items: list[InputItem], run: ScoreRun, out_dir: Path, force: bool = False,
-                 reference: Volume | None = None, progress: bool = True) -> "Any":
-    """Score every item into ``out_dir/scores.tsv`` (resuming unless ``force``); return the table."""
+                 reference: Volume | None = None, progress: bool = True, prepare: Any = None) -> "Any":
+    """Score every item into ``out_dir/scores.tsv`` (resuming unless ``force``); return the table.
+
+    ``prepare``: preparation settings (:class:`mriqa_lib.prepare.PreparationParams`) or None to
+    score the volumes as they are; the prepared files go to ``out_dir/prep``.
+    """
     import pandas as pd
     from tqdm import tqdm
 
@@ -161,7 +245,8 @@ def score_inputs(items: list[InputItem], run: ScoreRun, out_dir: Path, force: bo
         for rec in old.to_dict("records"):
             done = isinstance(rec.get("error"), float) or not rec.get("error")
             wanted = all(f"{m}_seconds" in rec and not pd.isna(rec[f"{m}_seconds"]) for m in run.scorers)
-            if done and wanted:
+            same_prep = (str(rec.get("prep", "off")) == "off") == (prepare is None)
+            if done and wanted and same_prep:
                 rec["error"] = ""
                 rows[rec["path"]] = rec
     todo = [i for i in items if str(i.path) not in rows]
@@ -169,7 +254,7 @@ def score_inputs(items: list[InputItem], run: ScoreRun, out_dir: Path, force: bo
         print(f"{len(items) - len(todo)} volume(s) already scored in {tsv} (use --force to redo)")
     maps_dir = out_dir / "maps"
     for item in tqdm(todo, desc="scoring", unit="vol", disable=not progress):
-        rows[str(item.path)] = score_volume(item, run, reference, maps_dir)
+        rows[str(item.path)] = score_volume(item, run, reference, maps_dir, prepare)
         write_tsv(tsv, _frame([rows[str(i.path)] for i in items if str(i.path) in rows]))
     frame = _frame([rows[str(i.path)] for i in items])
     write_tsv(tsv, frame)

@@ -11,10 +11,9 @@ from mriqa_lib.data.multicohort import (
     orientation_slices,
     preprocess_t1w,
     read_cohort_table,
-    sitk_to_volume,
-    volume_to_sitk,
 )
 from mriqa_lib.io import MriqaInputError, Volume, save_nifti
+from mriqa_lib.prepare.itk import sitk_to_volume, volume_to_sitk
 
 SHAPE = (40, 44, 36)
 SPACING = 3.0

@@ -11,10 +11,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "score", help="score your own scans with every trained method (TSV + HTML report)",
         description="Score T1w volumes with the trained methods. INPUT is NIfTI files, folders (every "
-        "NIfTI below) or BIDS datasets (sub-*/[ses-*/]anat/*_T1w). Each volume is prepared as in the "
-        "pipeline. Writes OUT/scores.tsv (one row per volume: each method's score and flag, runtime, "
-        "error), OUT/report.html (sortable table, mosaics, worst first) and OUT/maps/ (P3 uncertainty "
-        "maps as NIfTI). Volumes already scored are skipped unless --force. Exit status 1 when any "
+        "NIfTI below) or BIDS datasets (sub-*/[ses-*/]anat/*_T1w), whole-head scans in their native space. "
+        "Each volume is first prepared: reoriented, brain-extracted (deepbet) and affinely registered to the "
+        "ICBM152 template (inputs already brain-only in template space are used as is); an input that is not "
+        "a head, whose brain is cut or that does not register gets an error row naming the reason. Writes OUT/scores.tsv (one row per volume: each method's score and flag, runtime, "
+        "error, and what preparation each volume received), OUT/report.html (summary, score plots, one card "
+        "per volume worst first, full table), OUT/prep/ (brain masks and prepared volumes) and OUT/maps/ "
+        "(P3 uncertainty maps as NIfTI). Volumes already scored are skipped unless --force. Exit status 1 when any "
         "volume failed, 0 otherwise.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI file, folder or BIDS dataset")
@@ -26,15 +29,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference", type=Path, default=None,
                    help="clean reference volume for the full-reference method (P4 SSFD); without it P4 is skipped")
     p.add_argument("--params", type=Path, default=Path("params.yaml"), help="settings the models were trained with")
+    p.add_argument("--no-prepare", action="store_true",
+                   help="skip brain extraction and registration: only for inputs known to be brain-only in the "
+                   "template space already (as the embedded cohort is)")
     p.add_argument("--force", action="store_true", help="re-score volumes already in OUT/scores.tsv")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
+def _reference(path: Path, prepare):
+    """The clean reference of P4, prepared like the scans (a refused reference stops the run)."""
+    from mriqa_lib.io import MriqaInputError, load_nifti
+    from mriqa_lib.prepare import PrepareError
+    from mriqa_lib.scoring import prepare_input
+
+    try:
+        return prepare_input(load_nifti(path), prepare)[0]
+    except PrepareError as exc:
+        raise MriqaInputError(f"{path}: reference refused by the preparation: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from mriqa_lib.config import load_settings
-    from mriqa_lib.io import load_nifti
     from mriqa_lib.report import write_report
     from mriqa_lib.scoring import discover_inputs, load_scorers, score_inputs
 
@@ -44,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         print("no NIfTI volumes found in the inputs")
         return 1
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    reference = load_nifti(args.reference) if args.reference else None
+    prepare = None if args.no_prepare else settings.preparation
+    reference = _reference(args.reference, prepare) if args.reference else None
     if reference is None and "ssfd" in methods:
         methods.remove("ssfd")
         print("P4 (ssfd) needs --reference; skipped")
@@ -53,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         print("no method could be loaded: " + "; ".join(f"{m}: {w}" for m, w in loaded.unavailable.items()))
         return 1
     print(f"scoring {len(items)} volume(s) with {', '.join(loaded.scorers)} -> {args.out}")
-    frame = score_inputs(items, loaded, args.out, force=args.force, reference=reference, progress=not args.quiet)
+    frame = score_inputs(items, loaded, args.out, force=args.force, reference=reference, progress=not args.quiet,
+                         prepare=prepare)
     if not args.no_report:
         print(f"report -> {write_report(frame, args.out, loaded.unavailable)}")
     n_bad = int((frame["error"].fillna("").astype(str).str.len() > 0).sum())

@@ -21,18 +21,17 @@ mutual information) by :func:`rigid_align`, the artefact scan onto the clean sca
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from mriqa_lib.io import MriqaInputError, Volume, load_nifti
 
 __all__ = ["read_table", "read_qc_table", "read_pairs_table", "find_images", "adni_scans", "adni_pairs",
-           "split_subjects", "to_sitk", "from_sitk", "rigid_align"]
+           "split_subjects", "rigid_align"]
 
 _ID = ("image_id", "ImageUID", "LONIUID", "Image Data ID", "image_uid")
 _SUBJECT = ("subject_id", "PTID", "Subject", "subject")
@@ -198,45 +197,8 @@ def split_subjects(subjects: list[str], fractions: tuple[float, float, float], s
 
 
 # ---------------------------------------------------------------------------------------------
-# SimpleITK bridge and rigid registration
+# Rigid registration (the SimpleITK bridge is mriqa_lib.prepare.itk)
 # ---------------------------------------------------------------------------------------------
-_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-
-def to_sitk(volume: Volume):
-    """A SimpleITK image with the volume's geometry (nibabel RAS affine -> ITK LPS frame)."""
-    import SimpleITK as sitk
-
-    img = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(volume.data, np.float32).transpose(2, 1, 0)))
-    lps = _RAS_TO_LPS @ np.asarray(volume.affine, np.float64)
-    spacing = np.sqrt((lps[:3, :3] ** 2).sum(axis=0))
-    img.SetSpacing(tuple(float(s) for s in spacing))
-    img.SetOrigin(tuple(float(v) for v in lps[:3, 3]))
-    img.SetDirection(tuple(float(v) for v in (lps[:3, :3] / spacing).ravel()))
-    return img
-
-
-def from_sitk(img, affine: np.ndarray, path: Path | None = None) -> Volume:
-    """Back to a :class:`Volume` (array axes x, y, z) with the given affine."""
-    import SimpleITK as sitk
-
-    return Volume(sitk.GetArrayFromImage(img).transpose(2, 1, 0).astype(np.float32), np.asarray(affine), path)
-
-
-@contextlib.contextmanager
-def single_itk_thread() -> Iterator[None]:
-    """Run ITK single-threaded: its threaded metrics sum in scheduling order, so the same inputs
-    could give last-bit different registrations."""
-    import SimpleITK as sitk
-
-    before = sitk.ProcessObject_GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(1)
-    try:
-        yield
-    finally:
-        sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(before)
-
-
 def rigid_align(fixed: Volume, moving: Volume, iterations: int = 100, sampling: float = 0.25,
                 seed: int = 0, interpolation: str = "bspline") -> tuple[Volume, dict[str, Any]]:
     """Rigidly register ``moving`` to ``fixed`` and resample it onto ``fixed``'s grid.
@@ -253,7 +215,9 @@ def rigid_align(fixed: Volume, moving: Volume, iterations: int = 100, sampling: 
     """
     import SimpleITK as sitk
 
-    f_img, m_img = to_sitk(fixed), to_sitk(moving)
+    from mriqa_lib.prepare.itk import single_itk_thread, sitk_to_volume, volume_to_sitk
+
+    f_img, m_img = volume_to_sitk(fixed), volume_to_sitk(moving)
     init = sitk.CenteredTransformInitializer(f_img, m_img, sitk.Euler3DTransform(),
                                              sitk.CenteredTransformInitializerFilter.GEOMETRY)
     reg = sitk.ImageRegistrationMethod()
@@ -284,4 +248,4 @@ def rigid_align(fixed: Volume, moving: Volume, iterations: int = 100, sampling: 
     info = {"rotation_deg": [float(np.degrees(a)) for a in params[:3]],
             "translation_mm": [float(t) for t in params[3:]],
             "metric": float(reg.GetMetricValue()), "iterations": int(reg.GetOptimizerIteration())}
-    return from_sitk(out, fixed.affine, moving.path), info
+    return sitk_to_volume(out, moving.path, affine=fixed.affine), info

@@ -29,8 +29,6 @@ __all__ = [
     "ORIENTATIONS",
     "read_cohort_table",
     "embedded_table",
-    "volume_to_sitk",
-    "sitk_to_volume",
     "n4_correct",
     "register_affine",
     "template_volume",
@@ -40,7 +38,6 @@ __all__ = [
 
 ORIENTATIONS = ("axial", "coronal", "sagittal")
 _AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}
-_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 def read_cohort_table(path: str | os.PathLike) -> "object":
@@ -87,34 +84,6 @@ def embedded_table(root: str | os.PathLike = "data/embedded") -> "object":
     return frame
 
 
-# --------------------------------------------------------------------------------------------
-# SimpleITK bridge (nibabel RAS <-> ITK LPS)
-# --------------------------------------------------------------------------------------------
-def volume_to_sitk(volume: Volume):
-    """A ``SimpleITK.Image`` with the same world geometry (ITK works in LPS)."""
-    import SimpleITK as sitk
-
-    aff = _LPS @ volume.affine
-    spacing = np.sqrt((aff[:3, :3] ** 2).sum(axis=0))
-    img = sitk.GetImageFromArray(np.ascontiguousarray(volume.data.astype(np.float32).transpose(2, 1, 0)))
-    img.SetSpacing([float(s) for s in spacing])
-    img.SetOrigin([float(o) for o in aff[:3, 3]])
-    img.SetDirection([float(d) for d in (aff[:3, :3] / spacing).ravel()])
-    return img
-
-
-def sitk_to_volume(image, path: Path | None = None) -> Volume:
-    """Back from SimpleITK to a RAS :class:`Volume`."""
-    import SimpleITK as sitk
-
-    data = sitk.GetArrayFromImage(image).transpose(2, 1, 0).astype(np.float32)
-    spacing = np.asarray(image.GetSpacing())
-    aff = np.eye(4)
-    aff[:3, :3] = np.asarray(image.GetDirection()).reshape(3, 3) * spacing
-    aff[:3, 3] = image.GetOrigin()
-    return Volume(np.ascontiguousarray(data), _LPS @ aff, path)
-
-
 def n4_correct(volume: Volume, shrink: int = 2, iterations: tuple[int, ...] = (50, 50, 30, 20)) -> Volume:
     """N4 bias-field correction (Tustison et al. 2010) inside an Otsu foreground mask.
 
@@ -124,6 +93,8 @@ def n4_correct(volume: Volume, shrink: int = 2, iterations: tuple[int, ...] = (5
         iterations: maximum iterations per fitting level.
     """
     import SimpleITK as sitk
+
+    from mriqa_lib.prepare.itk import sitk_to_volume, volume_to_sitk
 
     img = volume_to_sitk(volume)
     mask = sitk.OtsuThreshold(img, 0, 1, 200)
@@ -147,6 +118,8 @@ def register_affine(volume: Volume, template: Volume, iterations: int = 200, see
     """
     import SimpleITK as sitk
 
+    from mriqa_lib.prepare.itk import single_itk_thread, sitk_to_volume, volume_to_sitk
+
     fixed, moving = volume_to_sitk(template), volume_to_sitk(volume)
     init = sitk.CenteredTransformInitializer(fixed, moving, sitk.AffineTransform(3),
                                              sitk.CenteredTransformInitializerFilter.MOMENTS)
@@ -163,8 +136,6 @@ def register_affine(volume: Volume, template: Volume, iterations: int = 200, see
     reg.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     reg.SetInitialTransform(init, inPlace=False)
-    from mriqa_lib.data.adni import single_itk_thread
-
     with single_itk_thread():
         transform = reg.Execute(fixed, moving)
     out = sitk.Resample(moving, fixed, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mriqa_lib.io import Volume, save_nifti
+from mriqa_lib.io import Volume, output_stem, save_nifti
 
 __all__ = ["Scorer", "load_scorer"]
 
@@ -53,13 +53,8 @@ class Scorer:
             mt = predict(self.multitask, prep.data)
             out["shaw_seg_total_sigma"] = float(mt["seg_sigma"][fg].sum() * self.grid_mm ** 3 / 1000.0)
         if maps_dir is not None:
-            import hashlib
-
-            name = Path(volume.path).name.split(".nii")[0] if volume.path else "volume"
-            # same file names in different folders (e.g. sessions) must not overwrite each other
-            tag = hashlib.sha1(str(Path(volume.path).resolve()).encode()).hexdigest()[:8] if volume.path else "0"
             native = resample_to(pred["sigma"], prep.affine, volume.affine, volume.shape, order=1)
-            path = save_nifti(Path(maps_dir) / f"{name}_{tag}_shaw_sigma.nii.gz", native, volume.affine)
+            path = save_nifti(Path(maps_dir) / f"{output_stem(volume.path)}_shaw_sigma.nii.gz", native, volume.affine)
             out["shaw_sigma_map"] = str(path)
         return out
 

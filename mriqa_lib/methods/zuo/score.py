@@ -26,7 +26,8 @@ class Scorer:
 
     def score(self, volume: Volume, reference: Volume | None = None) -> dict:
         """Columns ``zuo_logdensity`` (natural log of p_M(m)), ``zuo_flag5`` / ``zuo_flag3`` (True:
-        density below the 5 % / 3 % percentile of the training densities), ``zuo_m1``, ``zuo_m2``.
+        density below the 5 % / 3 % percentile of the training densities), ``zuo_threshold5`` /
+        ``zuo_threshold3`` (those log-density thresholds), ``zuo_m1``, ``zuo_m2``.
         ``reference`` is unused (the method needs none)."""
         data = prepare_volume(volume, self.p)
         m = volume_m(self.encoder, centre_axial(data, self.p).astype(np.float16).astype(np.float32))
@@ -34,6 +35,7 @@ class Scorer:
         out = {"zuo_logdensity": logp, "zuo_m1": float(m[0]), "zuo_m2": float(m[1])}
         for tau, thr in self.density.thresholds.items():
             out[f"zuo_flag{tau}"] = bool(logp < thr)
+            out[f"zuo_threshold{tau}"] = float(thr)
         return out
 
 
