@@ -1,7 +1,7 @@
 """One preparation chain for any T1w input: what ``mriqa score`` and the real-data adapters run
 before a method sees a scan.
 
-canonical (RAS) orientation -> field-of-view check -> brain extraction (deepbet) -> brain-volume
+canonical (RAS) orientation -> field-of-view and image-structure checks -> brain extraction (deepbet) -> brain-volume
 and cut-brain checks -> affine registration to the ICBM152 2009a brain (SimpleITK) -> registration
 check -> the brain on the reference field of view. Each method then resamples to its own grid and
 normalises intensities as it always has. An input already in the reference space (brain only,
@@ -49,12 +49,14 @@ def canonical(volume: Volume) -> Volume:
     return Volume(np.asarray(img.dataobj, dtype=np.float32), np.asarray(img.affine, np.float64), volume.path)
 
 
-def reference_space_overlap(volume: Volume) -> tuple[float, float]:
-    """(fraction of the foreground inside the template brain dilated by 10 mm, Dice of the foreground
-    with the template brain), both on the 2 mm reference grid.
+def in_reference_space(volume: Volume, p: PreparationParams) -> tuple[bool, float]:
+    """Whether the volume is already a brain-only image in template space; returns (verdict, Dice).
 
-    The foreground is the image smoothed by 4 mm, above its Otsu threshold: that separates a
-    skull-stripped brain from even a strong noise floor, and keeps scalp and neck of a whole head.
+    On the 2 mm reference grid: its field of view must hold the whole template brain, at least
+    ``p.passthrough_inside`` of its foreground must lie within 10 mm of the template brain, and the
+    foreground must overlap the template brain with Dice >= ``p.passthrough_dice``. The foreground
+    is the image smoothed by 4 mm above its Otsu threshold: that separates a skull-stripped brain
+    from even a strong noise floor, and keeps the scalp and neck of a whole head.
     """
     from scipy import ndimage
     from skimage.filters import threshold_otsu
@@ -64,12 +66,16 @@ def reference_space_overlap(volume: Volume) -> tuple[float, float]:
     from .register import dice, template_brain
 
     tpl, tmask = template_brain(2.0)
+    seen = conform(Volume(np.ones(volume.shape, np.float32), volume.affine), tpl.affine, tpl.shape).data > 0.5
+    if (tmask & ~seen).any():
+        return False, 0.0
     data = ndimage.gaussian_filter(conform(volume, tpl.affine, tpl.shape).data, 2.0)
-    fg = data > threshold_otsu(data) if data.max() > data.min() else np.zeros(data.shape, bool)
-    if not fg.any():
-        return 0.0, 0.0
+    if data.max() <= data.min():
+        return False, 0.0
+    fg = data > threshold_otsu(data)
     near = ndimage.binary_dilation(tmask, iterations=5)
-    return float((fg & near).sum() / fg.sum()), dice(fg, tmask)
+    overlap = dice(fg, tmask)
+    return bool((fg & near).sum() / fg.sum() >= p.passthrough_inside and overlap >= p.passthrough_dice), overlap
 
 
 def _format_matrix(matrix: np.ndarray) -> str:
@@ -97,11 +103,12 @@ def prepare_scan(volume: Volume, p: PreparationParams | None = None) -> Prepared
         record.update(values, prep_seconds=round(time.perf_counter() - start, 3))
         return record
 
-    inside, overlap = reference_space_overlap(volume)
-    if inside >= p.passthrough_inside and overlap >= p.passthrough_dice:
+    passthrough, overlap = in_reference_space(volume, p)
+    if passthrough:
         return Prepared(volume, None, done(prep="reference space", prep_dice=round(overlap, 4)))
     native = canonical(volume)
     _refuse_if(qc.field_of_view(native, p.min_fov_mm), done)
+    _refuse_if(qc.spatial_structure(native), done)
     mask = _extract(native, done)
     cm3 = float(mask.sum() * np.prod(native.spacing) / 1000.0)
     done(prep_brain_cm3=round(cm3, 1))

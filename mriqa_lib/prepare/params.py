@@ -29,7 +29,7 @@ class PreparationParams(BaseModel):
                                         "brain stem crosses in many scans (cm2)")
     min_dice: float = Field(0.85, gt=0, le=1, description="Dice of the registered brain mask with the template "
                             "brain below which the registration counts as failed")
-    min_similarity: float = Field(0.65, ge=-1, le=1, description="correlation of the registered brain with the "
+    min_similarity: float = Field(0.5, ge=-1, le=1, description="correlation of the registered brain with the "
                                   "template brain (both smoothed by one voxel) below which the registration counts as failed")
     scale_range: tuple[float, float] = Field((0.75, 1.35), description="plausible linear size of the brain "
                                              "relative to the template (cube root of the affine's determinant)")
