@@ -143,8 +143,13 @@ def test_scorer_roundtrip(tmp_path):
 
     scorer = load_scorer(tmp_path, S())
     out = scorer.score(vol)
-    assert set(out) == {"zuo_logdensity", "zuo_flag5", "zuo_flag3", "zuo_m1", "zuo_m2"}
+    assert set(out) == {"zuo_logdensity", "zuo_flag5", "zuo_flag3", "zuo_threshold5", "zuo_threshold3",
+                        "zuo_m1", "zuo_m2"}
     assert isinstance(out["zuo_flag5"], bool)
+    # the thresholds are the training densities' tau percentiles, and the flags follow from them
+    for tau in ("5", "3"):
+        assert out[f"zuo_threshold{tau}"] == density.thresholds[tau]
+        assert out[f"zuo_flag{tau}"] == (out["zuo_logdensity"] < density.thresholds[tau])
     assert out["zuo_flag5"] == (out["zuo_logdensity"] < density.thresholds["5"])
     # same preparation and encoding as the pipeline (slices stored as float16 there)
     m = volume_m(encoder, centre_axial(prepare_volume(vol, p), p).astype(np.float16).astype(np.float32))
