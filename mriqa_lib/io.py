@@ -136,7 +136,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
     The temporary file keeps the destination's suffixes (``.nii.gz``), so libraries that pick
     the format from the name write the right thing. On error the temporary file is removed and
-    the previous ``path`` (if any) is left untouched.
+    the previous ``path`` (if any) is left untouched. The file gets the permissions a plain
+    ``open()`` would give (0666 less the umask), not the temporary file's private 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,6 +147,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

@@ -96,3 +96,20 @@ def test_atomic_write_keeps_previous_on_error(tmp_path):
             raise RuntimeError("crash mid-write")
     assert path.read_text() == "previous"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    """A report or table written atomically is readable as a plainly written file would be."""
+    import os
+
+    from mriqa_lib.io import atomic_path
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "report.html") as tmp:
+            tmp.write_text("x")
+        (tmp_path / "plain.html").write_text("x")
+    finally:
+        os.umask(old)
+    mode = (tmp_path / "report.html").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain.html").stat().st_mode & 0o777 == 0o644
