@@ -119,22 +119,13 @@ def register_affine(volume: Volume, template: Volume, iterations: int = 200, see
     import SimpleITK as sitk
 
     from mriqa_lib.prepare.itk import single_itk_thread, sitk_to_volume, volume_to_sitk
+    from mriqa_lib.prepare.register import registration_method
 
     fixed, moving = volume_to_sitk(template), volume_to_sitk(volume)
     init = sitk.CenteredTransformInitializer(fixed, moving, sitk.AffineTransform(3),
                                              sitk.CenteredTransformInitializerFilter.MOMENTS)
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-    reg.SetMetricSamplingStrategy(reg.RANDOM)
-    # SimpleITK reads seed 0 as "seed from the wall clock" (sitkWallClock): shift it to stay reproducible
-    reg.SetMetricSamplingPercentage(0.25, int(seed) + 1)
-    reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4, numberOfIterations=iterations,
-                                                 gradientMagnitudeTolerance=1e-6)
-    reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel([4, 2, 1])
-    reg.SetSmoothingSigmasPerLevel([2.0, 1.0, 0.0])
-    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    # ITK's default relaxation factor (0.5), as this registration always used
+    reg = registration_method(iterations, seed, [4, 2, 1], [2.0, 1.0, 0.0], sampling=0.25, relaxation=0.5)
     reg.SetInitialTransform(init, inPlace=False)
     with single_itk_thread():
         transform = reg.Execute(fixed, moving)

@@ -56,17 +56,20 @@ def _affine_matrix(transform) -> np.ndarray:
     return mat
 
 
-def _method(iterations: int, seed: int, shrink: list[int], sigmas: list[float]):
+def registration_method(iterations: int, seed: int, shrink: list[int], sigmas: list[float],
+                        sampling: float = 0.2, relaxation: float = 0.6):
+    """Mattes mutual information (32 bins, a ``sampling`` fraction of voxels, fixed ``seed``) and
+    regular-step gradient descent over a ``shrink`` / ``sigmas`` (mm) pyramid; no transform set."""
     import SimpleITK as sitk
 
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
     # SimpleITK reads seed 0 as "seed from the wall clock": shift it to stay reproducible
-    reg.SetMetricSamplingPercentage(0.2, int(seed) + 1)
+    reg.SetMetricSamplingPercentage(float(sampling), int(seed) + 1)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4, numberOfIterations=iterations,
-                                                 relaxationFactor=0.6, gradientMagnitudeTolerance=1e-6)
+                                                 relaxationFactor=float(relaxation), gradientMagnitudeTolerance=1e-6)
     reg.SetOptimizerScalesFromPhysicalShift()
     reg.SetShrinkFactorsPerLevel(shrink)
     reg.SetSmoothingSigmasPerLevel(sigmas)
@@ -82,7 +85,7 @@ def _rotation_search(fixed, moving, fixed_mask, seed: int):
     init = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
                                              sitk.CenteredTransformInitializerFilter.MOMENTS)
     init = sitk.Euler3DTransform(init)
-    reg = _method(1, seed, [4], [4.0])
+    reg = registration_method(1, seed, [4], [4.0])
     step = np.radians(20.0)
     reg.SetOptimizerAsExhaustive(numberOfSteps=[2, 2, 2, 0, 0, 0], stepLength=float(step))
     reg.SetOptimizerScales([1.0] * 6)
@@ -102,7 +105,7 @@ def _fit(fixed, moving, fixed_mask, size_ratio: float, iterations: int, seed: in
     init.SetMatrix(euler.GetMatrix())
     init.SetTranslation(euler.GetTranslation())
     init.SetScale(float(size_ratio))
-    reg = _method(iterations, seed, [4, 2], [4.0, 2.0])
+    reg = registration_method(iterations, seed, [4, 2], [4.0, 2.0])
     reg.SetMetricFixedMask(fixed_mask)
     reg.SetInitialTransform(init, inPlace=True)
     reg.Execute(fixed, moving)
@@ -110,7 +113,7 @@ def _fit(fixed, moving, fixed_mask, size_ratio: float, iterations: int, seed: in
     affine.SetCenter(init.GetCenter())
     affine.SetMatrix(init.GetMatrix())
     affine.SetTranslation(init.GetTranslation())
-    reg = _method(iterations, seed, [2, 1], [2.0, 0.0])
+    reg = registration_method(iterations, seed, [2, 1], [2.0, 0.0])
     reg.SetMetricFixedMask(fixed_mask)
     reg.SetInitialTransform(affine, inPlace=True)
     reg.Execute(fixed, moving)
