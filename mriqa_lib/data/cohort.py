@@ -35,6 +35,7 @@ from scipy import ndimage
 
 from mriqa_lib.config import CohortParams, SiteParams
 from mriqa_lib.data.template import REF_AFFINE, REF_SHAPE, REF_SPACING, load_template
+from mriqa_lib.data.splits import cohort_splits
 from mriqa_lib.io import atomic_path, save_nifti, write_json, write_tsv
 
 # Relative tissue intensities (WM, GM, CSF) of the non-T1w looks, scaled by the site's WM value.
@@ -215,23 +216,6 @@ def _job(args: tuple[int, SiteParams, CohortParams, str]) -> dict[str, Any]:
     return {"row": row, "means": means}
 
 
-def assign_splits(sites: list[str], fractions: tuple[float, float, float], seed: int) -> list[str]:
-    """Train/val/test labels, stratified by site; every site gets >= 1 test subject when it has 3+."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 999_999]))
-    labels = [""] * len(sites)
-    for site in dict.fromkeys(sites):
-        idx = [i for i, s in enumerate(sites) if s == site]
-        rng.shuffle(idx)
-        n = len(idx)
-        n_test = int(round(fractions[2] * n))
-        n_val = int(round(fractions[1] * n))
-        if n >= 3:
-            n_test, n_val = max(n_test, 1), max(n_val, 1)
-        for j, i in enumerate(idx):
-            labels[i] = "test" if j < n_test else "val" if j < n_test + n_val else "train"
-    return labels
-
-
 def build_cohort(out: str | os.PathLike, params: CohortParams, progress: bool = True,
                  log: Callable[[str], None] = print) -> dict[str, Any]:
     """Write the cohort to ``out`` and return a summary (the `prepare` stage's metrics).
@@ -263,7 +247,7 @@ def build_cohort(out: str | os.PathLike, params: CohortParams, progress: bool = 
         else:
             results = [_job(j) for j in tqdm(jobs, desc="cohort", unit="subj", disable=not progress)]
         frame = pd.DataFrame([r["row"] for r in results])
-        frame.insert(2, "split", assign_splits(list(frame["site"]), params.split, params.seed))
+        frame.insert(2, "split", cohort_splits(list(frame["site"]), params.split, params.seed))
         write_tsv(staging / "participants.tsv", frame)
         write_json(staging / "dataset_description.json", {
             "Name": "mriqa embedded cohort (synthetic, from ICBM152 2009a)", "BIDSVersion": "1.9.0",

@@ -1,0 +1,135 @@
+"""The method registry: one :class:`MethodSpec` per paper, registered where the method lives.
+
+Every list of methods in the project (``mriqa stage``, ``mriqa score``, the benchmark, the claims
+table, the report, the params sections) is derived from :func:`methods`. A method registers itself
+in its package's ``__init__.py`` (``mriqa_lib/methods/<name>/__init__.py``) with :func:`register`;
+:func:`methods` imports every package under ``mriqa_lib/methods`` once, so a sixth method is one new
+folder plus one registration (CONTRIBUTING.md).
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from mriqa_lib.claims import Claim
+    from mriqa_lib.io import Volume
+
+__all__ = ["Flag", "MethodSpec", "Scorer", "register", "unregister", "methods", "get", "names"]
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """What `mriqa score` and the benchmark call: one volume in, one dict of named columns out.
+
+    Column names start with the method's name. ``reference`` is the clean reference volume of a
+    full-reference method (ignored by the others). ``maps_dir``, when given, is where a method that
+    makes voxel maps writes them (as NIfTI on the input's grid).
+    """
+
+    def score(self, volume: "Volume", reference: "Volume | None" = None,
+              maps_dir: str | Path | None = None) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How a method says "this scan fails": the score plotted, where its threshold lies, the verdict.
+
+    ``threshold`` is a number, the name of a column holding the threshold (it comes from the
+    trained model), or None where the model alone defines none. ``flagged(row)`` reads the verdict
+    from the method's own output columns (None: no verdict).
+    """
+
+    score: str
+    threshold: float | str | None
+    rule: str
+    flagged: Callable[[dict[str, Any]], bool | None]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """Everything the project needs to know about one method.
+
+    Attributes:
+        name: short name; also the params.yaml section, the DVC stage item and the folder names
+            (``data/synthetic/<name>``, ``models/<name>``, ``results/<name>``, ``metrics/<name>.json``).
+        paper: "P1".."P5" (or a new label for a method added later).
+        title: one line saying what the method does and whose paper it is.
+        params: the pydantic model of its params.yaml section (defaults live there).
+        load_scorer: ``(model_dir, settings) -> Scorer`` for `mriqa score` and the benchmark.
+        badness: the output column that grows as a scan gets worse once multiplied by ``badness_sign``.
+        badness_sign: +1 when larger is worse, -1 when smaller is worse.
+        flag: the verdict rule for the report.
+        full_reference: True when the scorer needs a clean reference volume (P4).
+        stage_module: module with one function per stage step, each taking the settings.
+        stages: the stage steps dvc.yaml runs for the method, in order.
+        claims: the paper's claims the embedded default is held to (see :mod:`mriqa_lib.claims`).
+        notebook: the notebook that draws the paper's figures (``notebooks/<notebook>.ipynb``).
+    """
+
+    name: str
+    paper: str
+    title: str
+    params: type["BaseModel"]
+    load_scorer: Callable[[Path, Any], Scorer]
+    badness: str
+    badness_sign: float = 1.0
+    flag: Flag | None = None
+    full_reference: bool = False
+    stage_module: str = ""
+    stages: tuple[str, ...] = ("synthesize", "train", "evaluate")
+    claims: tuple["Claim", ...] = field(default_factory=tuple)
+    notebook: str = ""
+
+
+_REGISTRY: dict[str, MethodSpec] = {}
+_DISCOVERED = False
+
+
+def register(spec: MethodSpec) -> MethodSpec:
+    """Add ``spec`` (re-registering the same name replaces it); returns it for use as a constant."""
+    if not spec.name.isidentifier():
+        raise ValueError(f"method name '{spec.name}' must be a Python identifier (it names a params section)")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def unregister(name: str) -> None:
+    """Remove a method (tests that register a toy method clean up with this)."""
+    _REGISTRY.pop(name, None)
+
+
+def _discover() -> None:
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    _DISCOVERED = True
+    import mriqa_lib.methods as pkg
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        if info.ispkg:
+            importlib.import_module(f"{pkg.__name__}.{info.name}")
+
+
+def methods() -> dict[str, MethodSpec]:
+    """Every registered method, in paper order (then by name)."""
+    _discover()
+    return dict(sorted(_REGISTRY.items(), key=lambda kv: (kv[1].paper, kv[0])))
+
+
+def names() -> tuple[str, ...]:
+    """The registered method names, in paper order."""
+    return tuple(methods())
+
+
+def get(name: str) -> MethodSpec:
+    """The spec of ``name``; a clear error naming the known methods otherwise."""
+    found = methods().get(name)
+    if found is None:
+        raise KeyError(f"unknown method '{name}'; known: {', '.join(names())}")
+    return found
