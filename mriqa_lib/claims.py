@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CLAIMS", "Claim", "claims_table", "evaluate_claims"]
+__all__ = ["CLAIMS", "Claim", "claims_table", "evaluate_claims", "target"]
 
 _OPS = {">=": operator.ge, ">": operator.gt, "==": operator.eq}
 
@@ -59,6 +59,19 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("bricout", "P5", "median balanced accuracy, transfer minus scratch",
           "transfer_bal_acc_median - scratch_bal_acc_median", ">=", 0.0),
 )
+
+
+def target(method: str, metric: str) -> float | bool:
+    """The target of ``method``'s claim on ``metric``: stages and notebooks read thresholds here.
+
+    Raises:
+        KeyError: naming the claims of ``method`` when none is on ``metric``.
+    """
+    for c in CLAIMS:
+        if c.method == method and c.metric == metric:
+            return c.target
+    known = [c.metric for c in CLAIMS if c.method == method]
+    raise KeyError(f"no claim of '{method}' on '{metric}'; its claims: {known}")
 
 
 def evaluate_claims(metrics_dir: str | Path = "metrics") -> list[dict[str, Any]]:
