@@ -58,20 +58,20 @@ def test_search_keeps_the_best_trial_and_samples_within_ranges(monkeypatch):
     """Random search: the returned config is the trial with the highest validation score."""
     import numpy as np
 
-    from mriqa_lib.stages import bricout as stage
+    from mriqa_lib.methods.bricout import training
 
     def fake_fit(settings, cfg, frozen, data, seed, ckpt, in_features, enc_state):
         return None, {"val_bal_acc": -abs(np.log10(cfg["lr"]) + 3.0)}  # best at lr = 1e-3
 
-    monkeypatch.setattr(stage, "_fit_classifier", fake_fit)
+    monkeypatch.setattr(training, "fit_classifier", fake_fit)
     bp = BricoutParams(progress=False)
     bp.search.enabled, bp.search.n_trials = True, 12
     settings = Settings(cohort=default_cohort_params(), bricout=bp)
     base = bp.transfer.model_dump()
-    cfg, trials = stage._search(settings, base, True, {}, 4, Path("/nonexistent"), None)
+    cfg, trials = training.search(settings, base, True, {}, 4, Path("/nonexistent"), None)
     lrs = np.array([t["lr"] for t in trials])
     assert len(trials) == 12 and len(set(lrs)) == 12
     assert cfg["lr"] == lrs[np.argmin(np.abs(np.log10(lrs) + 3.0))]
     assert cfg["max_epochs"] == base["max_epochs"]  # untouched keys come from the base config
-    again, _ = stage._search(settings, base, True, {}, 4, Path("/nonexistent"), None)
+    again, _ = training.search(settings, base, True, {}, 4, Path("/nonexistent"), None)
     assert again == cfg  # seeded: the same trials again

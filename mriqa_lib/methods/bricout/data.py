@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from mriqa_lib import seeds
 from mriqa_lib.artifacts.registry import apply_artifact
 from mriqa_lib.data.preprocess import conform, crop_or_pad, normalise
 from mriqa_lib.data.template import REF_AFFINE, REF_SHAPE, REF_SPACING
@@ -155,7 +156,7 @@ def draw_degradations(n: int, seed: int, qp: EmbeddedQCParams) -> list[dict[str,
     the sum of the normalised severities; the rater sees it with Gaussian noise and scores by
     quantiles so the score fractions match ``score_fractions`` (unbalanced as paper Table 2).
     """
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 5005]))
+    rng = seeds.rng(seed, "bricout.degradations")
     rows = []
     for i in range(n):
         kind = ARTIFACTS[int(rng.choice(4, p=qp.artifact_probs))]
