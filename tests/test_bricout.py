@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mriqa_lib.config import default_cohort_params, Settings
-from mriqa_lib.data.ampscz import qc_class, read_qc_table, split_subjects, synthesis_eligible
+from mriqa_lib.data.ampscz import qc_class, read_qc_table, synthesis_eligible
 from mriqa_lib.io import MriqaInputError
 from mriqa_lib.methods.bricout.model import bin_centres, expectation, kl_loss, soft_labels
 from mriqa_lib.methods.bricout.params import BricoutParams, EmbeddedQCParams
@@ -76,11 +76,30 @@ def test_eligibility_and_classes():
     assert qc_class(np.array([1, 2, 3, 4])).tolist() == [0, 0, 1, 2]
 
 
-def test_split_subjects_disjoint_and_complete():
-    subs = [f"s{i}" for i in range(20)]
-    mapping = split_subjects(subs * 3, (0.6, 0.2, 0.2), seed=1)
-    assert set(mapping) == set(subs)
-    assert sorted(pd.Series(mapping).value_counts().tolist()) == [4, 4, 12]
+def test_embedded_splits_hold_the_cohort_test_subjects_out(tmp_path):
+    """Embedded scans table: QC and synthesis sites are disjoint, every subject is in one split,
+    and the cohort's held-out test subjects are in the test split of whichever role they have."""
+    from mriqa_lib.data.splits import held_out
+    from mriqa_lib.methods.bricout.synthesis import scans_table, subject_manifests
+
+    sites = [f"site{c}" for c in "ABC"]
+    rows = [{"participant_id": f"sub-{i:03d}", "site": sites[i % 3], "split": "test" if i % 5 == 0 else "train"}
+            for i in range(1, 31)]
+    pd.DataFrame(rows).to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
+    held = held_out(tmp_path / "participants.tsv")
+    bp = BricoutParams()
+    bp.data.n_qc_sites = 1
+    table = scans_table(Settings(cohort=default_cohort_params(), bricout=bp), tmp_path)
+    assert (table.groupby("site").role.nunique() == 1).all() and table.role.value_counts()["qc"] == 10
+    assert table.eligible.tolist() == (table.role == "synthesis").tolist()  # every embedded scan scores 4
+    for role in ("synthesis", "qc"):
+        part = table[table.role == role]
+        assert set(part.split) == {"train", "val", "test"}
+        assert (part[part.subject.isin(held)].split == "test").all()
+    manifests = subject_manifests(table)
+    assert manifests["."] == dict(zip(table.subject, table.split))
+    assert set(manifests["samples"]) | set(manifests["qc"]) == set(table.subject)
+    assert not set(manifests["samples"]) & set(manifests["qc"])
 
 
 def test_synthesize_real_layout_splits_and_resume(tmp_path, monkeypatch):

@@ -10,14 +10,15 @@ labels may be given with or without their ``sub-`` / ``ses-`` prefixes. A few co
 the column names are accepted (``participant_id``, ``session_id``, ``qc_score``, ``comment``).
 
 Paper 5 (Bricout et al.): the scans are split by site (26 sites for motion synthesis, 7 for QC),
-and motion is synthesised only on scans with score 4 whose comments do not mention motion.
+and motion is synthesised only on scans with score 4 whose comments do not mention motion. Sites
+and subjects are split by :mod:`mriqa_lib.data.splits` (the one owner of splits), see
+:func:`mriqa_lib.methods.bricout.synthesis.scans_table`.
 """
 from __future__ import annotations
 
 import os
 import re
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -122,51 +123,6 @@ def synthesis_eligible(frame: pd.DataFrame, motion_regex: str = "motion|movement
     """True for scans usable for motion synthesis: score 4 and no mention of motion in the comments."""
     mentions = frame["comments"].fillna("").str.contains(motion_regex, flags=re.IGNORECASE, regex=True)
     return (frame["score"] == 4) & ~mentions
-
-
-def split_sites(sites: Sequence[str], qc_sites: Sequence[str] | None, n_qc: int, seed: int) -> tuple[list[str], list[str]]:
-    """Site-wise split: (synthesis sites, QC sites).
-
-    Args:
-        sites: all site names.
-        qc_sites: explicit QC sites (must exist), or None to draw ``n_qc`` of them with ``seed``.
-        n_qc: number of QC sites to draw.
-        seed: random seed of the draw.
-    """
-    sites = sorted(set(map(str, sites)))
-    if qc_sites is not None:
-        unknown = sorted(set(qc_sites) - set(sites))
-        if unknown:
-            raise MriqaInputError(f"bricout.data.qc_sites: unknown site(s) {unknown}; sites present: {sites}")
-        qc = sorted(set(qc_sites))
-    else:
-        if n_qc >= len(sites):
-            raise MriqaInputError(f"bricout.data.n_qc_sites={n_qc} leaves no synthesis site among {len(sites)} sites")
-        qc = sorted(np.random.default_rng(seed).choice(sites, size=n_qc, replace=False).tolist())
-    return [s for s in sites if s not in qc], qc
-
-
-def split_subjects(subjects: Sequence[str], fractions: Sequence[float], seed: int,
-                   names: Sequence[str] = ("train", "val", "test")) -> dict[str, str]:
-    """Subject-wise split: map each distinct subject to a split (sizes by rounding the fractions,
-    every split with a positive fraction gets at least one subject when there are enough)."""
-    subs = sorted(set(map(str, subjects)))
-    rng = np.random.default_rng(seed)
-    order = list(rng.permutation(subs))
-    n = len(order)
-    counts = [int(round(f * n)) for f in fractions]
-    for i, f in enumerate(fractions):
-        if f > 0 and counts[i] == 0 and n >= len(fractions):
-            counts[i] = 1
-    while sum(counts) > n:
-        counts[int(np.argmax(counts))] -= 1
-    counts[0] += n - sum(counts)
-    out, start = {}, 0
-    for name, c in zip(names, counts):
-        for s in order[start:start + c]:
-            out[s] = name
-        start += c
-    return out
 
 
 def qc_class(score: int | np.ndarray) -> np.ndarray | int:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mriqa_lib.config import Settings
+from mriqa_lib.data import splits
 from mriqa_lib.data.ampscz import CLASS_NAMES
 from mriqa_lib.io import read_json, read_tsv, write_json, write_tsv
 from mriqa_lib.methods.bricout import experiments, synthesis, training
@@ -53,6 +54,8 @@ def synthesize(settings: Settings) -> None:
     write_tsv(out / "scans.tsv", table)
     write_tsv(out / "synthetic.tsv", synthesis.synthesize_samples(table, bp, out))
     write_tsv(out / "qc.tsv", synthesis.prepare_qc_volumes(qc_rows, bp, out))
+    for folder, assignment in synthesis.subject_manifests(table).items():
+        splits.write_manifest(out / folder, assignment)
     print(f"bricout synthesize: done in {time.perf_counter() - t0:.1f} s")
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 
 from mriqa_lib import seeds
 from mriqa_lib.config import Settings
+from mriqa_lib.data import splits
 from mriqa_lib.data.ampscz import load_dataset, qc_class, synthesis_eligible
 from mriqa_lib.io import MriqaInputError, load_nifti, read_json, read_tsv, save_nifti, write_json
 from mriqa_lib.methods.bricout.params import BricoutParams
@@ -76,33 +77,58 @@ def embedded_scans(embedded: Path) -> pd.DataFrame:
         "path": [str(embedded / s / "anat" / f"{s}_T1w.nii.gz") for s in parts.participant_id]})
 
 
+def subject_key(table: pd.DataFrame) -> pd.Series:
+    """The id a subject is split by and listed under in the manifests: the participant id for the
+    embedded cohort (as in its participants.tsv), ``<dataset>/<subject>`` for real data (AMP SCZ and
+    HCPEP subject labels may collide)."""
+    return table.subject.where(table.dataset == "embedded", table.dataset + "/" + table.subject)
+
+
 def scans_table(settings: Settings, embedded: Path) -> pd.DataFrame:
     """All scans with ``dataset, subject, session, site, score, comments, path, role, eligible, split``.
 
     Real data (``bricout.data.ampscz_caps`` set): AMP SCZ sites are split into synthesis / QC
     sites; HCPEP (optional) is synthesis only. Embedded (``embedded`` folder): the cohort's original
     volumes; the QC-site subjects get degraded sessions later (:func:`embedded_qc_rows`).
-    Subject-wise splits are drawn separately for the synthesis (eligible) scans and the QC scans.
+    Subject-wise splits (:func:`mriqa_lib.data.splits.split_subjects`) are drawn separately for the
+    synthesis (eligible) scans and the QC scans; the embedded cohort's held-out test subjects are
+    forced into the test split of both, so they are in no training or validation data.
     """
-    from mriqa_lib.data.ampscz import split_sites, split_subjects
-
     bp = settings.bricout
     dp = bp.data
     if dp.ampscz_caps is not None:
         table, sites = real_scans(bp)
+        held: set[str] = set()  # real data: no benchmark subjects to hold out
     else:
         table = embedded_scans(embedded)
-        sites = table.site
-    _, qc_sites = split_sites(sites, dp.qc_sites, dp.n_qc_sites, bp.seed)
+        sites, held = table.site, splits.held_out(embedded / "participants.tsv")
+    _, qc_sites = splits.split_sites(sites, dp.qc_sites, dp.n_qc_sites, bp.seed, key="bricout.data.qc_sites")
     table["role"] = np.where((table.dataset != "HCPEP") & table.site.isin(qc_sites), "qc", "synthesis")
     table["eligible"] = synthesis_eligible(table, dp.motion_regex) & (table.role == "synthesis")
     table["split"] = ""
-    key = table.dataset + "/" + table.subject
+    key = subject_key(table)
     syn = table.eligible
-    table.loc[syn, "split"] = key[syn].map(split_subjects(key[syn], dp.synth_split, bp.seed))
+    table.loc[syn, "split"] = key[syn].map(splits.split_subjects(key[syn], dp.synth_split, bp.seed, test=held))
     qc = table.role == "qc"
-    table.loc[qc, "split"] = key[qc].map(split_subjects(key[qc], dp.qc_split, bp.seed + 1))
+    table.loc[qc, "split"] = key[qc].map(splits.split_subjects(key[qc], dp.qc_split, bp.seed + 1, test=held))
     return table
+
+
+def subject_manifests(table: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """Which subject went to which split, per folder of the synthetic data (for
+    :func:`mriqa_lib.data.splits.write_manifest`).
+
+    Returns:
+        ``{"samples": synthesis subjects, "qc": QC subjects, ".": every subject}``, each a
+        ``{subject_key: split}``. A subject used in both roles (real data: scanned at a synthesis
+        and a QC site) is listed in ``"."`` under its earliest split of train, val, test, the one
+        that matters for the held-out rule.
+    """
+    key = subject_key(table)
+    samples = dict(zip(key[table.eligible], table.split[table.eligible]))
+    qc = dict(zip(key[table.role == "qc"], table.split[table.role == "qc"]))
+    both = {s: min((m[s] for m in (samples, qc) if s in m), key=splits.SPLITS.index) for s in {*samples, *qc}}
+    return {"samples": samples, "qc": qc, ".": both}
 
 
 def embedded_qc_rows(table: pd.DataFrame, bp: BricoutParams) -> pd.DataFrame:
