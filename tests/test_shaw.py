@@ -249,3 +249,66 @@ def test_rigid_align_is_reproducible_with_seed_zero():
     moving = Volume(np.roll(data, 2, axis=0), fixed.affine)
     runs = [rigid_align(fixed, moving, iterations=30, seed=0)[0].data for _ in range(3)]
     assert all(np.array_equal(runs[0], r) for r in runs[1:])
+
+
+# --- Lightning module ----------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["recon", "multitask"])
+def test_module_checkpoint_reloads_with_load_from_checkpoint(tmp_path, kind):
+    """One training step written by ModelCheckpoint reloads with the same hyper-parameters and weights."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from mriqa_lib.methods.shaw.lit import ShawModule, loaders
+
+    p = ShawParams(features=[2, 4], patch=8, batch_size=1)
+    rng = np.random.default_rng(0)
+    clean = rng.random((2, 12, 12, 12)).astype(np.float16)
+    data = {"inputs": clean, "clean": clean, "gm": (clean > 0.5).astype(np.uint8), "source": np.arange(2)}
+    torch.manual_seed(0)
+    module = ShawModule.from_params(kind, p, total_steps=1)
+    loader, val_loader = loaders(p, data, data, iterations=1)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last", save_top_k=1, monitor=None)
+    trainer = L.Trainer(max_epochs=1, callbacks=[ckpt], logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu", deterministic=True)
+    trainer.fit(module, loader, val_loader)
+    path = tmp_path / "ckpt" / "last.ckpt"
+    assert path.exists()
+    back = ShawModule.load_from_checkpoint(path)
+    assert back.hparams.kind == kind and list(back.hparams.features) == [2, 4] and back.lr == p.lr
+    state, reloaded = module.state_dict(), back.state_dict()
+    assert state.keys() == reloaded.keys() and all(torch.equal(state[k], reloaded[k]) for k in state)
+    x = torch.from_numpy(clean[:1].astype(np.float32))[:, None]
+    module.eval(), back.eval()
+    with torch.no_grad():
+        for a, b in zip(module.net(x), back.net(x)):
+            assert torch.equal(a, b)
+
+
+def test_multitask_starts_from_a_reconstruction_model():
+    from mriqa_lib.methods.shaw.lit import ShawModule
+
+    p = ShawParams(features=[2, 4])
+    recon = ShawModule.from_params("recon", p)
+    multi = ShawModule.from_params("multitask", p)
+    multi.start_from(recon.net.state_dict())
+    shared = recon.net.state_dict()
+    assert all(torch.equal(v, multi.net.state_dict()[k]) for k, v in shared.items())
+    with pytest.raises(ValueError, match="not a reconstruction model"):
+        recon.start_from(multi.net.state_dict())
+
+
+def test_patch_dataset_draws_from_named_streams():
+    """Sample order, epoch order and crop positions are the streams shaw.sample_order/epoch_order/sample_draw,
+    which are the keys 77/78/79 the data sets were drawn with before the streams had names."""
+    from mriqa_lib.methods.shaw.lit import PatchDataset
+
+    vols = np.arange(3 * 10 * 10 * 10, dtype=np.float32).reshape(3, 10, 10, 10)
+    ds = PatchDataset(vols, vols, np.zeros_like(vols, np.uint8), np.arange(3), length=7, patch=4, seed=5)
+    assert np.array_equal(ds.order, np.random.default_rng(np.random.SeedSequence([5, 77])).permutation(3))
+    for i in range(7):
+        epoch, j = divmod(i, 3)
+        k = int(np.random.default_rng(np.random.SeedSequence([5, 78, epoch])).permutation(3)[j])
+        rng = np.random.default_rng(np.random.SeedSequence([5, 79, i]))
+        start = [int(rng.integers(0, 7)) for _ in range(3)]
+        expected = vols[k][tuple(slice(s, s + 4) for s in start)]
+        assert np.array_equal(ds[i]["x"][0].numpy(), expected)

@@ -172,3 +172,35 @@ def test_run_evaluation_end_to_end_tiny(tmp_path):
     summ = pd.read_csv(tmp_path / "results" / "perturbation_summary.tsv", sep="\t")
     assert (summ.ssfd_lo <= summ.ssfd_mean + 1e-12).all() and (summ.ssfd_mean <= summ.ssfd_hi + 1e-12).all()
     assert summ[summ.level == 0].ssfd_mean.eq(0).all() and summ[summ.level == 0].ssim_mean.eq(1).all()
+
+
+@pytest.mark.parametrize("which", ["recon", "inpaint"])
+def test_modules_reload_with_load_from_checkpoint(tmp_path, which):
+    """One epoch of one step written by ModelCheckpoint reloads with the same hyper-parameters and weights."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from torch.utils.data import DataLoader
+
+    from mriqa_lib.methods.ssfd.datasets import InpaintDataset, PairDataset
+    from mriqa_lib.methods.ssfd.lit import InpaintModule, ReconModule
+
+    images = _images(0, n=2, shape=(32, 32))[0]
+    torch.manual_seed(0)
+    if which == "recon":
+        cls, module, ds = ReconModule, ReconModule((4, 8), 1e-3), PairDataset(images + 0.1, images)
+    else:
+        cls, module = InpaintModule, InpaintModule((4, 4, 4, 4, 4), 2, 1e-3)
+        ds = InpaintDataset(images, 8, 0.25, seed=0, fixed=True, pool=2)
+    loader = DataLoader(ds, batch_size=2)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last", save_top_k=1, monitor=None)
+    trainer = L.Trainer(max_epochs=1, callbacks=[ckpt], logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu", deterministic=True)
+    trainer.fit(module, loader, loader)
+    back = cls.load_from_checkpoint(tmp_path / "ckpt" / "last.ckpt")
+    assert back.hparams == module.hparams and back.lr == module.lr
+    state, reloaded = module.state_dict(), back.state_dict()
+    assert state.keys() == reloaded.keys() and all(torch.equal(state[k], reloaded[k]) for k in state)
+    x = ds[0][0][None]
+    module.eval(), back.eval()
+    with torch.no_grad():
+        assert torch.equal(module.net(x), back.net(x))

@@ -84,7 +84,8 @@ def read_qc_table(path: str | os.PathLike) -> "Any":
         elif v in _FALSE:
             flags.append(False)
         else:
-            raise MriqaInputError(f"{path}: row {i + 2}: artefact-free flag {raw[cflag].iloc[i]!r} is not 1/0/true/false")
+            raise MriqaInputError(f"{path}: row {i + 2}: artefact-free flag {raw[cflag].iloc[i]!r} "
+                                  "is not 1/0/true/false")
     out["artefact_free"] = flags
     if out["image_id"].duplicated().any():
         dup = out["image_id"][out["image_id"].duplicated()].iloc[0]

@@ -21,6 +21,89 @@ from mriqa_lib.io import MriqaInputError, load_nifti
 from mriqa_lib.methods.ssfd.params import SsfdParams
 
 SPLITS = ("train", "val", "test")
+#: train/val/test fractions of a flat folder of fastMRI files (no delivered split)
+FLAT_SPLIT = (0.7, 0.15, 0.15)
+
+#: {split: [(fastMRI file, subject id)]}: the files each split reads
+SourceFiles = dict[str, list[tuple[Path, str]]]
+
+
+def fastmri_source_files(root: str | Path, seed: int) -> SourceFiles:
+    """The real fastMRI files of ``root``, by split.
+
+    ``root`` holds ``train/``, ``val/`` and ``test/`` subfolders (fastMRI's delivered split, used
+    as is) or flat ``.h5`` files, split by file with :func:`mriqa_lib.data.splits.split_subjects`
+    (fractions :data:`FLAT_SPLIT`; a fastMRI file is one volume and carries no subject id). Nothing
+    is held out here: the embedded cohort is not in use.
+
+    Raises:
+        MriqaInputError: ``root`` is not a folder, or a split gets no file.
+    """
+    from mriqa_lib.data import splits
+
+    root = Path(root)
+    if not root.is_dir():
+        raise MriqaInputError(f"{root}: ssfd.fastmri_dir is not a folder")
+    out: SourceFiles = {s: [] for s in SPLITS}
+    if all((root / s).is_dir() for s in SPLITS):
+        for s in SPLITS:
+            out[s] = [(f, f.stem) for f in sorted((root / s).glob("*.h5"))]
+    else:
+        files = sorted(root.glob("*.h5"))
+        assignment = splits.split_subjects([f.stem for f in files], FLAT_SPLIT, seed)
+        for f in files:
+            out[assignment[f.stem]].append((f, f.stem))
+    if not all(out.values()):
+        raise MriqaInputError(f"{root}: need .h5 files for train, val and test (found "
+                              f"{ {k: len(v) for k, v in out.items()} })")
+    return out
+
+
+def embedded_source_files(embedded: str | Path, out_dir: str | Path, params: SsfdParams) -> SourceFiles:
+    """Write each embedded subject as a simulated multi-coil fastMRI file ``out_dir/<split>/<subject>.h5``.
+
+    The split is the cohort's own (``participants.tsv``, made by
+    :func:`mriqa_lib.data.splits.cohort_splits`): its held-out test subjects, the benchmark's, are
+    SSFD's test subjects and never train or validate. Subject ``k`` (row of the table) simulates its
+    coils with seed ``params.seed * 100000 + k``.
+    """
+    from tqdm import tqdm
+
+    from mriqa_lib.io import read_tsv
+
+    embedded, out_dir = Path(embedded), Path(out_dir)
+    table = read_tsv(embedded / "participants.tsv", required=("participant_id", "split"))
+    out: SourceFiles = {s: [] for s in SPLITS}
+    for k, row in enumerate(tqdm(list(table.itertuples()), desc="embedded -> fastMRI h5")):
+        sub = row.participant_id
+        slices = embedded_slices(embedded / sub / "anat" / f"{sub}_T1w.nii.gz", params.slices_per_subject,
+                                 params.slice_step)
+        path = write_embedded_file(out_dir / row.split / f"{sub}.h5", slices, params.n_coils,
+                                   params.seed * 100000 + k, sub)
+        out[row.split].append((path, sub))
+    return out
+
+
+def slice_set(files: list[tuple[Path, str]], params: SsfdParams,
+              split: str) -> tuple[dict[str, np.ndarray], list[dict]]:
+    """Every slice of one split's files (:func:`slices_from_file`, file ``j`` undersampled with seed
+    ``params.seed * 7919 + j``).
+
+    Returns:
+        arrays ``target``, ``zero_filled`` (float32), ``subject`` (index of the file in ``files``)
+        and ``mask`` (the sampling mask of the first file), and one manifest row per slice.
+    """
+    parts, rows = [], []
+    for j, (path, sub) in enumerate(files):
+        d = slices_from_file(path, params, seed=params.seed * 7919 + j)
+        parts.append(d)
+        rows += [{"split": split, "subject": sub, "file": str(path), "slice": int(s), "scale": float(c)}
+                 for s, c in zip(d["slice"], d["scale"])]
+    arrays = {"target": np.concatenate([d["target"] for d in parts]).astype(np.float32),
+              "zero_filled": np.concatenate([d["zero_filled"] for d in parts]).astype(np.float32),
+              "subject": np.concatenate([[i] * len(d["target"]) for i, d in enumerate(parts)]).astype(np.int32),
+              "mask": parts[0]["mask"]}
+    return arrays, rows
 
 
 def embedded_slices(t1_path: Path, n: int, step: int) -> np.ndarray:

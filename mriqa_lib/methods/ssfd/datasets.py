@@ -59,5 +59,6 @@ def predict(net: torch.nn.Module, x: np.ndarray, batch_size: int = 32) -> np.nda
     out = []
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
-            out.append(net(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size], dtype=np.float32))[:, None])[:, 0])
+            batch = torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size], dtype=np.float32))[:, None]
+            out.append(net(batch)[:, 0])
     return torch.cat(out).numpy()

@@ -117,7 +117,8 @@ def ssfd_layers(reference, image, layers, encoder, batch_size: int = 64,
                 reference_features: dict | None = None) -> dict[int, np.ndarray]:
     """SSFD at several encoder levels: ``{layer: (N,) distances}``. ``reference_features`` (from
     :func:`encoder_features`) avoids recomputing the reference when it is compared many times."""
-    fa = reference_features if reference_features is not None else encoder_features(reference, layers, encoder, batch_size)
+    fa = reference_features if reference_features is not None else \
+        encoder_features(reference, layers, encoder, batch_size)
     fb = encoder_features(image, layers, encoder, batch_size)
     return {l: ((fa[l] - fb[l]) ** 2).flatten(1).mean(dim=1).double().numpy() for l in layers}
 
