@@ -1,9 +1,12 @@
 """The papers' claims that the embedded default is held to, checked against `metrics/<method>.json`.
 
-Each claim is the target of an issue's "Done when" (or, for paper 5's transfer result and
-paper 4's shift and layer claims, the paper's own statement). Targets are written here once;
-measured values are only ever read from the metrics the pipeline wrote. `mriqa readme` turns
-the list into the claims table of the README's "What the embedded default can and cannot show".
+Each method lists its claims in its registration (``MethodSpec.claims`` in
+``mriqa_lib/methods/<method>/__init__.py``); this module collects them in paper order, reads their
+targets (:func:`target`, the one accessor stages and notebooks use) and evaluates them. Each claim is
+the target of an issue's "Done when" (or, for paper 5's transfer result and paper 4's shift and
+layer claims, the paper's own statement). Targets are written once, in the registration; measured
+values are only ever read from the metrics the pipeline wrote. `mriqa readme` turns the list into
+the claims table of the README's "What the embedded default can and cannot show".
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CLAIMS", "Claim", "claims_table", "evaluate_claims", "target"]
+__all__ = ["CLAIMS", "Claim", "claims", "claims_table", "evaluate_claims", "target"]
 
 _OPS = {">=": operator.ge, ">": operator.gt, "==": operator.eq}
 
@@ -38,27 +41,18 @@ class Claim:
         return vals[0] if len(vals) == 1 else float(vals[0]) - float(vals[1])
 
 
-CLAIMS: tuple[Claim, ...] = (
-    Claim("ecker", "P1", "accuracy, simulated motion", "motion_accuracy", ">=", 0.85),
-    Claim("ecker", "P1", "accuracy, simulated noise", "noise_accuracy", ">=", 0.9),
-    Claim("ecker", "P1", "accuracy, NAKO-like set", "nako_accuracy", ">=", 0.8),
-    Claim("ecker", "P1", "Spearman rho, motion magnitude vs similarity to LQ",
-          "continuous_spearman_level_vs_sim_lq", ">=", 0.8),
-    Claim("zuo", "P2", "sensitivity at tau 5 %", "sensitivity_tau5", ">=", 0.8),
-    Claim("zuo", "P2", "specificity at tau 5 %", "specificity_tau5", ">=", 0.85),
-    Claim("zuo", "P2", "example A above, B-H below the 5 % threshold", "examples_all_as_expected_tau5", "==", True),
-    Claim("shaw", "P3", "mean R^2, sigma vs reconstruction error", "exp1_r2_mean", ">=", 0.8),
-    Claim("shaw", "P3", "fraction of pairs, artefact scan more uncertain", "exp2_frac_artefact_above_clean", ">=", 0.9),
-    Claim("shaw", "P3", "regional noise: recon sigma rise minus seg sigma rise",
-          "exp3_recon_sigma_rise - exp3_seg_sigma_rise", ">", 0.0),
-    Claim("ssfd", "P4", "Spearman rho, SSFD vs blur strength", "rho_ssfd_strength_blur", ">=", 0.9),
-    Claim("ssfd", "P4", "Spearman rho, SSFD vs noise strength", "rho_ssfd_strength_noise", ">=", 0.9),
-    Claim("ssfd", "P4", "shift scores lower SSFD than blur and noise at equal SSIM", "shift_claim_held", "==", True),
-    Claim("ssfd", "P4", "SSFD-SSIM correlation rises with encoder depth", "layer_claim_held", "==", True),
-    Claim("bricout", "P5", "R^2, synthetic-motion test set", "synth_test_r2", ">=", 0.7),
-    Claim("bricout", "P5", "median balanced accuracy, transfer minus scratch",
-          "transfer_bal_acc_median - scratch_bal_acc_median", ">=", 0.0),
-)
+def claims() -> tuple[Claim, ...]:
+    """Every registered method's claims, in paper order (each method's own order within)."""
+    from mriqa_lib.methods import registry
+
+    return tuple(c for spec in registry.methods().values() for c in spec.claims)
+
+
+def __getattr__(name: str) -> Any:
+    # ``CLAIMS`` is read from the registry when asked for (not at import: the methods import Claim from here)
+    if name == "CLAIMS":
+        return claims()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def target(method: str, metric: str) -> float | bool:
@@ -67,17 +61,20 @@ def target(method: str, metric: str) -> float | bool:
     Raises:
         KeyError: naming the claims of ``method`` when none is on ``metric``.
     """
-    for c in CLAIMS:
-        if c.method == method and c.metric == metric:
+    from mriqa_lib.methods import registry
+
+    own = registry.get(method).claims
+    for c in own:
+        if c.metric == metric:
             return c.target
-    known = [c.metric for c in CLAIMS if c.method == method]
+    known = [c.metric for c in own]
     raise KeyError(f"no claim of '{method}' on '{metric}'; its claims: {known}")
 
 
 def evaluate_claims(metrics_dir: str | Path = "metrics") -> list[dict[str, Any]]:
     """One row per claim: measured value (None when the metric is missing) and whether it holds."""
     rows, cache = [], {}
-    for c in CLAIMS:
+    for c in claims():
         path = Path(metrics_dir) / f"{c.method}.json"
         if c.method not in cache:
             cache[c.method] = json.loads(path.read_text()) if path.exists() else {}

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from mriqa_lib.io import MriqaInputError, atomic_path, load_nifti
-from mriqa_lib.scoring import BADNESS, FLAGS
+from mriqa_lib.methods import registry
+from mriqa_lib.methods.registry import Flag, MethodSpec
 
-PAPER = {"ecker": "P1", "zuo": "P2", "shaw": "P3", "ssfd": "P4", "bricout": "P5"}
 FIG_DPI = 75  # mosaics: small, so a 200-scan report stays a few MB
 PLOT_DPI = 80
 TEMPLATE_EDGE = "#00d8ff"  # cyan: registered template brain edge
@@ -138,15 +138,26 @@ def _esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _spec(method: str) -> MethodSpec | None:
+    """The registered spec of ``method`` (None for a name the registry does not know)."""
+    return registry.methods().get(method)
+
+
+def _flag(method: str) -> Flag:
+    """The method's verdict rule (its spec's ``flag``)."""
+    return registry.get(method).flag
+
+
 def _label(method: str) -> str:
     """'P2 zuo' style name of a method."""
-    return f"{PAPER[method]} {method}" if method in PAPER else method
+    spec = _spec(method)
+    return spec.label if spec is not None else method
 
 
 def _verdict(method: str, rec: dict[str, Any]) -> bool | None:
-    """FLAGS[method].flagged on one row; None (no verdict) when the row's values cannot be read."""
+    """The method's ``flag.flagged`` on one row; None (no verdict) when the row's values cannot be read."""
     try:
-        out = FLAGS[method].flagged(rec)
+        out = _flag(method).flagged(rec)
     except (TypeError, ValueError, KeyError):
         return None
     return None if out is None else bool(out)
@@ -154,12 +165,12 @@ def _verdict(method: str, rec: dict[str, Any]) -> bool | None:
 
 def _scored(method: str, rec: dict[str, Any]) -> bool:
     """Whether the row has a value in the method's score column."""
-    return _num(rec.get(FLAGS[method].score)) is not None
+    return _num(rec.get(_flag(method).score)) is not None
 
 
 def _threshold(frame: Any, method: str) -> float | None:
     """The method's threshold: its number, or the first numeric value in the column it names."""
-    thr = FLAGS[method].threshold
+    thr = _flag(method).threshold
     if thr is None or isinstance(thr, (int, float)):
         return _num(thr)
     if thr not in frame:
@@ -194,8 +205,8 @@ def order_worst_first(frame: Any) -> Any:
 
 
 def methods_in(frame: Any) -> list[str]:
-    """Methods (in FLAGS order) whose score column is in the frame."""
-    return [m for m, flag in FLAGS.items() if flag.score in frame]
+    """Registered methods (in paper order) whose score column is in the frame."""
+    return [m for m, spec in registry.methods().items() if spec.flag.score in frame]
 
 
 # ---------------------------------------------------------------- matplotlib helpers
@@ -237,7 +248,7 @@ def _method_counts(records: list[dict[str, Any]], method: str) -> dict[str, int]
 
 def _method_tile(method: str, counts: dict[str, int], n: int) -> str:
     """Summary tile of one method: flagged count (red when > 0), passes, rule."""
-    flag = FLAGS[method]
+    flag = _flag(method)
     if counts["flagged"] or counts["passed"]:
         cls = " bad" if counts["flagged"] else ""
         big = f'<div class="big{cls}" data-flagged="{counts["flagged"]}">{counts["flagged"]} flagged</div>'
@@ -293,7 +304,8 @@ def _strip_png(method: str, values: np.ndarray, verdicts: list[bool | None], thr
         ax.axvline(threshold, color=FLAG_RED, ls="--", lw=1.2)
         ax.annotate(f"threshold {threshold:.4g}", (threshold, 1.42), fontsize=7, color=FLAG_RED,
                     ha="left", xytext=(3, 0), textcoords="offset points")
-    col, sign = BADNESS.get(method, (FLAGS[method].score, 1.0))
+    spec = registry.get(method)
+    col, sign = spec.badness, spec.badness_sign
     ax.set_xlabel(f"{col}  ({'higher' if sign > 0 else 'lower'} = worse)", fontsize=8)
     ax.set_yticks([])
     ax.set_ylim(0.5, 1.6)
@@ -312,15 +324,16 @@ def plots_html(frame: Any, records: list[dict[str, Any]]) -> str:
         scored = [r for r in records if _scored(method, r)]
         if not scored:
             continue
-        values = np.array([_num(r[FLAGS[method].score]) for r in scored])
+        flag = _flag(method)
+        values = np.array([_num(r[flag.score]) for r in scored])
         thr = _threshold(frame, method)
         png = _strip_png(method, values, [_verdict(method, r) for r in scored], thr)
         where = "no threshold" if thr is None else f"threshold {thr:.4g}"
-        src = FLAGS[method].threshold if isinstance(FLAGS[method].threshold, str) else None
+        src = flag.threshold if isinstance(flag.threshold, str) else None
         where += f" (from {src})" if src and thr is not None else ""
         figures.append(f'<figure data-method="{_esc(method)}" data-threshold="{"" if thr is None else f"{thr:.6g}"}">'
                        f'{_img(png, method + " scores")}<figcaption>{_esc(where)}; red: '
-                       f'{_esc(FLAGS[method].rule)}</figcaption></figure>')
+                       f'{_esc(flag.rule)}</figcaption></figure>')
     if not figures:
         return ""
     return ('<section id="plots"><h2>Scores per method</h2><p class="muted">Each dot is a scan: red = flagged, '
@@ -396,7 +409,8 @@ def _foreground(data: np.ndarray) -> np.ndarray:
 
 
 def mosaic_rows(rec: dict[str, Any]) -> list[MosaicRow]:
-    """The rows to draw for one scan (prepared image, input with mask, or input with template edge; P3 map)."""
+    """The rows to draw for one scan (prepared image, input with mask, or input with template edge; then
+    the voxel map of each method whose spec names a ``map_column``, e.g. P3's uncertainty)."""
     rows = []
     prep_image, prep_mask = _text(rec.get("prep_image")), _text(rec.get("prep_mask"))
     if prep_image:
@@ -412,19 +426,21 @@ def mosaic_rows(rec: dict[str, Any]) -> list[MosaicRow]:
     for row in rows:
         region = row.outline if row.outline is not None and row.outline.any() else _foreground(row.data)
         row.slices = _slice_plan(region)
-    sigma = _text(rec.get("shaw_sigma_map"))
-    if sigma:
-        rows.append(_sigma_row(sigma, rows[0] if prep_image else None))
+    for spec in registry.methods().values():
+        path = _text(rec.get(spec.map_column)) if spec.map_column else ""
+        if path:
+            rows.append(_map_row(path, f"{spec.paper} {spec.map_label}", rows[0] if prep_image else None))
     return rows
 
 
-def _sigma_row(path: str, prepared: MosaicRow | None) -> MosaicRow:
-    """The P3 uncertainty map as a heat-map row (same slices as the prepared image when on its grid)."""
+def _map_row(path: str, label: str, prepared: MosaicRow | None) -> MosaicRow:
+    """A method's voxel map (e.g. P3's uncertainty) as a heat-map row, titled ``label`` and its range
+    (same slices as the prepared image when on its grid)."""
     data, affine = _canonical(path)
     same = prepared is not None and prepared.data.shape == data.shape
     slices = prepared.slices if same else _slice_plan(data > 0)
     vmax = float(np.percentile(data, 99.5))
-    return MosaicRow(f"P3 uncertainty \u03c3 (0\u2013{vmax:.3g})", data, affine, cmap="magma", slices=slices)
+    return MosaicRow(f"{label} (0\u2013{vmax:.3g})", data, affine, cmap="magma", slices=slices)
 
 
 def _aspect(affine: np.ndarray, axis: int) -> float:
@@ -465,7 +481,7 @@ def mosaic_png(rows: list[MosaicRow]) -> str:
 
 def _verdict_chip(method: str, rec: dict[str, Any]) -> str:
     """'pass' (green), 'flagged: rule' (red), 'no verdict' or 'not scored' (grey), with the score."""
-    flag, verdict = FLAGS[method], _verdict(method, rec)
+    flag, verdict = _flag(method), _verdict(method, rec)
     score = _num(rec.get(flag.score))
     value = "" if score is None else f" {score:.4g}"
     if verdict is True:

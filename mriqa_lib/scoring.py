@@ -1,13 +1,13 @@
 """Score a user's scans with every trained method (`mriqa score`).
 
-Inputs are NIfTI files, folders of them, or BIDS datasets (T1w). Each method's scorer
-(``mriqa_lib/methods/<m>/score.py``) prepares the volume with the same code the pipeline uses.
+Inputs are NIfTI files, folders of them, or BIDS datasets (T1w). Each registered method's scorer
+(:class:`mriqa_lib.methods.registry.Scorer`, loaded by its spec's ``load_scorer``) prepares the
+volume with the same code the pipeline uses.
 One row per volume goes to ``scores.tsv`` (written atomically after every volume, so an
 interrupted run resumes where it stopped); a bad file gets an error row and the rest go on.
 """
 from __future__ import annotations
 
-import importlib
 import re
 import time
 import traceback
@@ -18,51 +18,32 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from mriqa_lib.io import MriqaInputError, Volume, load_nifti, output_stem, read_tsv, save_nifti, write_tsv
+from mriqa_lib.methods import registry
+from mriqa_lib.methods.registry import Flag
 
-METHODS = ("ecker", "zuo", "shaw", "ssfd", "bricout")
 NIFTI = (".nii", ".nii.gz")
 _BIDS_ENTITY = re.compile(r"(sub|ses)-([A-Za-z0-9]+)")
 
-# For ordering the report: each method's column and the sign that makes larger = worse scan.
-BADNESS = {
-    "ecker": ("ecker_lq_margin", 1.0),
-    "zuo": ("zuo_logdensity", -1.0),
-    "shaw": ("shaw_total_sigma", 1.0),
-    "ssfd": ("ssfd_distance", 1.0),
-    "bricout": ("bricout_motion_rms", 1.0),
-}
+
+def badness() -> dict[str, tuple[str, float]]:
+    """Each registered method's badness column and the sign that makes larger = worse scan."""
+    return {name: (spec.badness, spec.badness_sign) for name, spec in registry.methods().items()}
 
 
-@dataclass(frozen=True)
-class Flag:
-    """How a method says "this scan fails": the score plotted, where its threshold lies, the verdict.
-
-    ``threshold`` is a number, the name of a column holding the threshold (it comes from the
-    trained model), or None where the model alone defines none (P3 needs a site's clean-score
-    baseline). ``flagged(row)`` reads the verdict from the method's own output columns.
-    """
-
-    score: str
-    threshold: float | str | None
-    rule: str  # human-readable verdict rule for the report
-    flagged: Callable[[dict[str, Any]], bool | None]
+def flags() -> dict[str, Flag]:
+    """Each registered method's verdict rule (:class:`mriqa_lib.methods.registry.Flag`)."""
+    return {name: spec.flag for name, spec in registry.methods().items()}
 
 
-def _get(row: dict[str, Any], col: str) -> Any:
-    value = row.get(col)
-    return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
-
-
-FLAGS = {
-    "ecker": Flag("ecker_lq_margin", 0.0, "LQ: more similar to the low-quality references (margin > 0)",
-                  lambda r: None if _get(r, "ecker_class") is None else r["ecker_class"] == "LQ"),
-    "zuo": Flag("zuo_logdensity", "zuo_threshold5", "log-density below the 5 % tau threshold",
-                lambda r: None if _get(r, "zuo_flag5") is None else str(r["zuo_flag5"]) in ("True", "true", "1")),
-    "shaw": Flag("shaw_total_sigma", None, "no threshold without a site's clean scans", lambda r: None),
-    "ssfd": Flag("ssfd_distance", None, "full-reference distance, no threshold", lambda r: None),
-    "bricout": Flag("bricout_motion_rms", None, "predicted QC score 1/2 (poor or fair)",
-                    lambda r: None if _get(r, "bricout_qc_class") is None else int(r["bricout_qc_class"]) == 0),
-}
+def __getattr__(name: str) -> Any:
+    # Older names, read from the registry when asked for (a method registered later is included)
+    if name == "METHODS":
+        return registry.names()
+    if name == "BADNESS":
+        return badness()
+    if name == "FLAGS":
+        return flags()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -121,16 +102,16 @@ def load_scorers(methods: Iterable[str], checkpoints: Path, settings: Any,
     """Load each method's scorer from ``checkpoints/<method>``; a missing model is reported,
     not fatal, so the other methods still score."""
     run = ScoreRun()
+    known = registry.methods()
     for m in methods:
-        if m not in METHODS:
-            raise MriqaInputError(f"unknown method '{m}'; choose from {', '.join(METHODS)}")
+        if m not in known:
+            raise MriqaInputError(f"unknown method '{m}'; choose from {', '.join(known)}")
         model_dir = checkpoints / m
         if not model_dir.exists():
             run.unavailable[m] = f"no trained model in {model_dir} (run `dvc repro` or pass --checkpoints)"
             continue
         try:
-            module = importlib.import_module(f"mriqa_lib.methods.{m}.score")
-            run.scorers[m] = module.load_scorer(model_dir, settings)
+            run.scorers[m] = known[m].load_scorer(model_dir, settings)
         except Exception as exc:  # a broken model must not stop the other methods
             run.unavailable[m] = f"cannot load ({type(exc).__name__}: {exc})"
     for m, why in run.unavailable.items():
@@ -197,11 +178,12 @@ def score_volume(item: InputItem, run: ScoreRun, reference: Volume | None = None
     except PrepareError as exc:
         row.update(exc.record, error=f"preparation: {exc}", runtime_s=round(time.perf_counter() - start, 3))
         return row
+    known = registry.methods()
     for m, scorer in run.scorers.items():
         t0 = time.perf_counter()
         try:
             kwargs = {"reference": reference}
-            if maps_dir is not None and getattr(scorer, "writes_maps", False):
+            if maps_dir is not None and m in known and known[m].map_column:
                 kwargs["maps_dir"] = maps_dir
             row.update(scorer.score(volume, **kwargs))
         except Exception as exc:  # report and go on with the other methods
@@ -219,7 +201,7 @@ def badness_rank(frame: "Any") -> "Any":
     import pandas as pd
 
     ranks = []
-    for col, sign in BADNESS.values():
+    for col, sign in badness().values():
         if col in frame and frame[col].notna().any():
             ranks.append((sign * pd.to_numeric(frame[col], errors="coerce")).rank(ascending=False))
     if not ranks:

@@ -1,38 +1,52 @@
-"""`mriqa stage`: the DVC stage entry points (`mriqa stage prepare`, `mriqa stage METHOD STEP`)."""
+"""`mriqa stage`: the DVC stage entry points (`mriqa stage prepare`, `mriqa stage METHOD STEP`).
+
+The methods and their steps come from the registry (:mod:`mriqa_lib.methods.registry`): STEP is a
+function of the method's ``stage_module`` taking the settings.
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
 from pathlib import Path
 
-METHODS = ("ecker", "zuo", "shaw", "ssfd", "bricout")
-STEPS = ("synthesize", "train", "evaluate")
-SINGLE = ("prepare", "benchmark")  # stages without a step
+# stages without a step: name -> module with run(settings)
+SINGLE = {"prepare": "mriqa_lib.stages.prepare", "benchmark": "mriqa_lib.stages.benchmark"}
+
+
+def _steps() -> tuple[str, ...]:
+    """Every step some registered method has, in first-seen order."""
+    from mriqa_lib.methods import registry
+
+    return tuple(dict.fromkeys(step for spec in registry.methods().values() for step in spec.stages))
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from mriqa_lib.methods import registry
+
+    names, steps = registry.names(), _steps()
     p = sub.add_parser(
         "stage", help="run one pipeline stage (what dvc.yaml calls)",
         description="Run one DVC stage with the settings of params.yaml. `prepare` builds the embedded "
-        f"cohort; METHOD is one of {', '.join(METHODS)} and STEP one of {', '.join(STEPS)}. Outputs go to "
+        f"cohort; METHOD is one of {', '.join(names)} and STEP one of {', '.join(steps)}. Outputs go to "
         "data/synthetic/METHOD, models/METHOD, results/METHOD and metrics/METHOD.json.",
     )
-    p.add_argument("name", help="prepare, benchmark, or a method name")
-    p.add_argument("step", nargs="?", default=None, help="synthesize, train or evaluate (methods only)")
+    p.add_argument("name", help=f"{', '.join(SINGLE)}, or a method name")
+    p.add_argument("step", nargs="?", default=None, help=f"{', '.join(steps[:-1])} or {steps[-1]} (methods only)")
     p.add_argument("--params", type=Path, default=Path("params.yaml"))
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from mriqa_lib.config import ConfigError, load_settings
+    from mriqa_lib.methods import registry
 
     settings = load_settings(args.params)
     if args.step is None and args.name in SINGLE:
-        module = importlib.import_module(f"mriqa_lib.stages.{args.name}")
-        module.run(settings)
+        importlib.import_module(SINGLE[args.name]).run(settings)
         return 0
-    if args.name not in METHODS or args.step not in STEPS:
-        raise ConfigError(f"unknown stage '{args.name} {args.step}'; methods: {', '.join(METHODS)}; steps: {', '.join(STEPS)}")
-    module = importlib.import_module(f"mriqa_lib.stages.{args.name}")
-    getattr(module, args.step)(settings)
+    spec = registry.methods().get(args.name)
+    if spec is None or args.step not in spec.stages:
+        raise ConfigError(f"unknown stage '{args.name} {args.step}'; methods: {', '.join(registry.names())}; "
+                          f"steps: {', '.join(spec.stages if spec else _steps())}")
+    getattr(importlib.import_module(spec.stage_module), args.step)(settings)
     return 0

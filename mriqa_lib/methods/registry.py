@@ -9,6 +9,7 @@ folder plus one registration (CONTRIBUTING.md).
 from __future__ import annotations
 
 import importlib
+import math
 import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from mriqa_lib.claims import Claim
     from mriqa_lib.io import Volume
 
-__all__ = ["Flag", "MethodSpec", "Scorer", "register", "unregister", "methods", "get", "names"]
+__all__ = ["Flag", "MethodSpec", "Scorer", "cell", "register", "unregister", "methods", "get", "names"]
 
 
 @runtime_checkable
@@ -29,7 +30,8 @@ class Scorer(Protocol):
 
     Column names start with the method's name. ``reference`` is the clean reference volume of a
     full-reference method (ignored by the others). ``maps_dir``, when given, is where a method that
-    makes voxel maps writes them (as NIfTI on the input's grid).
+    makes voxel maps writes them (as NIfTI on the input's grid); `mriqa score` passes it to the
+    methods whose spec names a ``map_column``, and the others ignore it.
     """
 
     def score(self, volume: "Volume", reference: "Volume | None" = None,
@@ -51,6 +53,19 @@ class Flag:
     flagged: Callable[[dict[str, Any]], bool | None]
 
 
+def cell(row: dict[str, Any], col: str) -> Any:
+    """``row[col]``, or None when the column is absent or holds None / NaN (a row read back from a TSV).
+
+    Flag rules use it so that a scan the method did not score gets no verdict.
+    """
+    value = row.get(col)
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def _no_verdict(row: dict[str, Any]) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """Everything the project needs to know about one method.
@@ -64,8 +79,14 @@ class MethodSpec:
         load_scorer: ``(model_dir, settings) -> Scorer`` for `mriqa score` and the benchmark.
         badness: the output column that grows as a scan gets worse once multiplied by ``badness_sign``.
         badness_sign: +1 when larger is worse, -1 when smaller is worse.
-        flag: the verdict rule for the report.
-        full_reference: True when the scorer needs a clean reference volume (P4).
+        flag: the verdict rule for the report (default: the badness column, no threshold, no verdict).
+        full_reference: True when the scorer needs a clean reference volume (P4): `mriqa score` skips
+            the method without ``--reference``; the benchmark gives it the clean scan and marks its row.
+        map_column: output column holding the path of a voxel map the scorer writes when given
+            ``maps_dir`` (P3's uncertainty map); the report draws it under the scan. "" = no map.
+        map_label: what the map shows, for the report (e.g. "uncertainty sigma").
+        motion_rms: output column that estimates the injected motion RMS in mm (P5), which
+            ``benchmarks/real_scans.py`` compares with the RMS `mriqa corrupt` injected. "" = none.
         stage_module: module with one function per stage step, each taking the settings.
         stages: the stage steps dvc.yaml runs for the method, in order.
         claims: the paper's claims the embedded default is held to (see :mod:`mriqa_lib.claims`).
@@ -85,6 +106,20 @@ class MethodSpec:
     stages: tuple[str, ...] = ("synthesize", "train", "evaluate")
     claims: tuple["Claim", ...] = field(default_factory=tuple)
     notebook: str = ""
+    map_column: str = ""
+    map_label: str = ""
+    motion_rms: str = ""
+
+    def __post_init__(self) -> None:
+        if self.flag is None:  # every method gets a report entry: its badness score, no verdict
+            object.__setattr__(self, "flag", Flag(self.badness, None, "no threshold", _no_verdict))
+        object.__setattr__(self, "claims", tuple(self.claims))
+        object.__setattr__(self, "stages", tuple(self.stages))
+
+    @property
+    def label(self) -> str:
+        """'P2 zuo' style name, as the report and tables show a method."""
+        return f"{self.paper} {self.name}"
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
@@ -95,6 +130,11 @@ def register(spec: MethodSpec) -> MethodSpec:
     """Add ``spec`` (re-registering the same name replaces it); returns it for use as a constant."""
     if not spec.name.isidentifier():
         raise ValueError(f"method name '{spec.name}' must be a Python identifier (it names a params section)")
+    if spec.badness_sign not in (1.0, -1.0):
+        raise ValueError(f"method '{spec.name}': badness_sign must be +1 or -1, got {spec.badness_sign}")
+    wrong = [c.metric for c in spec.claims if (c.method, c.paper) != (spec.name, spec.paper)]
+    if wrong:
+        raise ValueError(f"method '{spec.name}': claims {wrong} name another method or paper")
     _REGISTRY[spec.name] = spec
     return spec
 

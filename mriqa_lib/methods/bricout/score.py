@@ -14,17 +14,21 @@ import numpy as np
 
 from mriqa_lib.data.ampscz import CLASS_NAMES
 from mriqa_lib.io import MriqaInputError, Volume, read_json
+from mriqa_lib.methods import registry
 
 
 @dataclass
-class BricoutScorer:
+class BricoutScorer(registry.Scorer):
+    """The pretrained SFCN (motion RMS head) and the transfer QC head of one seed."""
+
     net: object
     head: object
     centres: object
     data_params: object
 
-    def score(self, volume: Volume, reference: Volume | None = None) -> dict:
-        """Score one volume (``reference`` is unused: the method is reference-free)."""
+    def score(self, volume: Volume, reference: Volume | None = None, maps_dir: str | Path | None = None) -> dict:
+        """Score one volume (``reference`` and ``maps_dir`` are unused: the method is reference-free and
+        makes no map)."""
         import torch
 
         from mriqa_lib.methods.bricout.data import prepare_volume

@@ -14,12 +14,13 @@ import numpy as np
 import pandas as pd
 
 from mriqa_lib.io import MriqaInputError, Volume
+from mriqa_lib.methods import registry
 
 from . import data as D
 from .inference import decide, mean_similarities
 
 
-class Scorer:
+class Scorer(registry.Scorer):
     """Zero-shot SimCLR quality scorer (Ecker et al.)."""
 
     def __init__(self, net, params, refs: dict, conform_grid: bool,
@@ -34,8 +35,8 @@ class Scorer:
         # the one it resembles most (the paper's test sets each used one kind).
         self.hq, self.lq_banks = refs["hq"], {k: refs[k] for k in lq}
 
-    def score(self, volume: Volume, reference: Volume | None = None, *, sex: str | None = None,
-              height: float | None = None, weight: float | None = None) -> dict:
+    def score(self, volume: Volume, reference: Volume | None = None, maps_dir: str | Path | None = None, *,
+              sex: str | None = None, height: float | None = None, weight: float | None = None) -> dict:
         """Columns ``ecker_class`` (HQ/LQ), ``ecker_sim``, ``ecker_sim_hq``, ``ecker_sim_lq`` (the LQ
         set the scan resembles most, named in ``ecker_lq_kind``) and ``ecker_lq_margin`` =
         sim_lq - sim_hq (> 0 exactly when the class is LQ; a continuous badness).
@@ -43,6 +44,7 @@ class Scorer:
         Args:
             volume: the 3-D image to assess.
             reference: unused (the method needs no reference scan of the same subject).
+            maps_dir: unused (the method makes no voxel map).
             sex, height (cm), weight (kg): used to match the references when given; otherwise
                 all reference subjects are used.
         """

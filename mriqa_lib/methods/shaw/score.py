@@ -10,14 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from mriqa_lib.io import Volume, output_stem, save_nifti
+from mriqa_lib.methods import registry
 
 __all__ = ["Scorer", "load_scorer"]
 
 
-class Scorer:
-    """Loads ``model_dir/recon.pt`` (and ``multitask.pt`` when present)."""
-
-    writes_maps = True
+class Scorer(registry.Scorer):
+    """Loads ``model_dir/recon.pt`` (and ``multitask.pt`` when present). The spec's ``map_column``
+    (``shaw_sigma_map``) tells `mriqa score` to pass ``maps_dir``."""
 
     def __init__(self, model_dir: str | Path, settings=None) -> None:
         from mriqa_lib.methods.shaw.inference import load_model

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mriqa_lib.io import Volume
+from mriqa_lib.methods import registry
 
 
 def prepare_slices(volume: Volume, n: int, step: int) -> np.ndarray:
@@ -25,7 +26,7 @@ def prepare_slices(volume: Volume, n: int, step: int) -> np.ndarray:
 
 
 @dataclass
-class Scorer:
+class Scorer(registry.Scorer):
     """Scores a volume against a reference with the trained SSFD encoder."""
 
     encoder: object
@@ -33,9 +34,9 @@ class Scorer:
     n_slices: int
     step: int
 
-    def score(self, volume: Volume, reference: Volume | None = None) -> dict:
+    def score(self, volume: Volume, reference: Volume | None = None, maps_dir: str | Path | None = None) -> dict:
         """Columns ``ssfd_distance`` (mean SSFD at the configured layer), ``ssfd_ssim``, ``ssfd_psnr``
-        (data range of each reference slice); ``{}`` when ``reference`` is None."""
+        (data range of each reference slice); ``{}`` when ``reference`` is None. ``maps_dir`` is unused."""
         if reference is None:
             return {}
         from mriqa_lib.methods.ssfd.metric import ssfd

@@ -6,13 +6,14 @@ from pathlib import Path
 import numpy as np
 
 from mriqa_lib.io import Volume
+from mriqa_lib.methods import registry
 from mriqa_lib.methods.zuo.inference import load_model, volume_m
 from mriqa_lib.methods.zuo.prep import centre_axial, prepare_volume
 
 __all__ = ["Scorer", "load_scorer"]
 
 
-class Scorer:
+class Scorer(registry.Scorer):
     """Scores a 3-D T1w volume with the trained encoder + flow (same preparation as the pipeline)."""
 
     def __init__(self, model_dir: str | Path, settings=None) -> None:
@@ -24,11 +25,11 @@ class Scorer:
             torch.set_num_threads(trainer.threads)
         self.encoder, self.density, self.p = load_model(model_dir, p)
 
-    def score(self, volume: Volume, reference: Volume | None = None) -> dict:
+    def score(self, volume: Volume, reference: Volume | None = None, maps_dir: str | Path | None = None) -> dict:
         """Columns ``zuo_logdensity`` (natural log of p_M(m)), ``zuo_flag5`` / ``zuo_flag3`` (True:
         density below the 5 % / 3 % percentile of the training densities), ``zuo_threshold5`` /
         ``zuo_threshold3`` (those log-density thresholds), ``zuo_m1``, ``zuo_m2``.
-        ``reference`` is unused (the method needs none)."""
+        ``reference`` and ``maps_dir`` are unused (the method needs no reference and makes no map)."""
         data = prepare_volume(volume, self.p)
         m = volume_m(self.encoder, centre_axial(data, self.p).astype(np.float16).astype(np.float32))
         logp = float(self.density.log_density(m)[0])
