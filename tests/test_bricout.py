@@ -241,3 +241,38 @@ def test_precise_bn_samples_the_whole_training_set():
     PreciseBN(n_samples=16, batch_size=4).on_validation_start(trainer, module)
     # 16 of 64 samples spread evenly: their mean is the whole set's (31.5); the first 16 give 7.5
     assert float(bn.running_mean) == pytest.approx(31.5, abs=0.5)
+
+
+@pytest.mark.parametrize("kind", ["regressor", "transfer", "scratch"])
+def test_lightning_modules_reload_from_checkpoint(tmp_path, kind):
+    """Each LightningModule of paper 5 saves its hyper-parameters: a checkpoint written during fit
+    rebuilds the same network with ``load_from_checkpoint`` (same weights, same outputs)."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from mriqa_lib.methods.bricout.model import MotionRegressor, QCClassifier
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 1, 8, 8, 8)
+    if kind == "regressor":
+        module = MotionRegressor([2, 2], 2, 10, (-0.8, 4.8), 0.168, 0.1, 1e-2, 0.0, 0.5, 1)
+        y = torch.rand(4) * 3
+    else:  # the latent of an 8^3 volume after two poolings: 2 channels x 2^3
+        module = QCClassifier([2, 2], 2, 16, 4, 0.5, 1e-2, 0.0, kind == "transfer", [1.0, 2.0, 0.5])
+        x = torch.randn(4, 16) if kind == "transfer" else x
+        y = torch.tensor([0, 1, 2, 1])
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    data = DataLoader(TensorDataset(x, y), batch_size=4)
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[ModelCheckpoint(dirpath=tmp_path, filename="m")])
+    trainer.fit(module, data, data)
+    assert any(not torch.equal(before[k], v) for k, v in module.state_dict().items())  # one step was taken
+    loaded = type(module).load_from_checkpoint(tmp_path / "m.ckpt", map_location="cpu")
+    assert loaded.hparams == module.hparams
+    state = loaded.state_dict()
+    assert state.keys() == module.state_dict().keys()
+    assert all(torch.equal(v, state[k]) for k, v in module.state_dict().items())
+    module.eval(), loaded.eval()
+    with torch.no_grad():
+        assert torch.equal(module(x), loaded(x))

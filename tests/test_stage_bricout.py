@@ -95,3 +95,25 @@ def test_held_out_subjects_are_in_no_training_or_validation_split(embedded_run):
         assert {"train", "val", "test"} <= set(frame.split)
     # held-out subjects the method tests on are scored (QC test set, synthetic test set)
     assert metrics["n_qc_test"] > 0 and metrics["n_synth_test"] > 0
+
+
+def test_saved_weights_are_the_best_checkpoints(embedded_run):
+    """What the train step saves for scoring is the best Lightning checkpoint, reloaded with
+    ``load_from_checkpoint`` from its saved hyper-parameters alone."""
+    import torch
+
+    from mriqa_lib.methods.bricout.model import MotionRegressor, QCClassifier
+
+    root, _ = embedded_run
+    models = root / "models/bricout"
+    config = json.loads((models / "config.json").read_text())
+    reg = MotionRegressor.load_from_checkpoint(models / "pretrain/checkpoints/best.ckpt", map_location="cpu")
+    saved = torch.load(models / "pretrain/sfcn.pt", weights_only=True)
+    assert all(torch.equal(v, saved[k]) for k, v in reg.net.state_dict().items())
+    for kind in ("transfer", "scratch"):
+        for run in config[kind]["runs"]:
+            clf = QCClassifier.load_from_checkpoint(run["checkpoint"], map_location="cpu")
+            assert clf.hparams.frozen == (kind == "transfer") and clf.hparams.hidden == config[kind]["config"]["hidden"]
+            saved = torch.load(models / kind / f"seed{run['seed']}" / "model.pt", weights_only=True)
+            net = clf.net.head if kind == "transfer" else clf.net
+            assert all(torch.equal(v, saved[k]) for k, v in net.state_dict().items())
