@@ -189,7 +189,7 @@ def test_adni_qc_table_and_pairs_alignment(adni_dir):
 
 
 def test_adni_errors_name_the_file(adni_dir, tmp_path):
-    from mriqa_lib.data.adni import adni_scans, read_qc_table, split_subjects
+    from mriqa_lib.data.adni import adni_scans, read_qc_table
 
     root, qc, _, _ = adni_dir
     bad = tmp_path / "bad.csv"
@@ -202,8 +202,33 @@ def test_adni_errors_name_the_file(adni_dir, tmp_path):
     bad.write_text("ImageUID,artefact_free\nI101,1\n")
     with pytest.raises(MriqaInputError, match="no subject column"):
         read_qc_table(bad)
-    split = split_subjects([f"s{i}" for i in range(20)] + ["s0"], (0.8, 0.1, 0.1), seed=0)
-    assert sorted(split.values()).count("test") == 2 and sorted(split.values()).count("val") == 2
+
+
+def test_shaw_split_forces_held_out_subjects_into_test():
+    """Shaw's split is splits.split_subjects with p.split: the held-out subjects (the cohort's, or ADNI's
+    pair subjects) are test subjects, every subject is in one split, the fractions are kept."""
+    from mriqa_lib.methods.shaw.synthesis import subject_splits
+
+    p = ShawParams()
+    scans = [{"subject_id": f"s{i:02d}"} for i in range(20)] + [{"subject_id": "s00"}]  # s00 scanned twice
+    held = {"s03", "s07", "s11"}
+    split = subject_splits(scans, p, held)
+    assert set(split) == {f"s{i:02d}" for i in range(20)}
+    assert all(split[s] == "test" for s in held)
+    counts = {k: list(split.values()).count(k) for k in ("train", "val", "test")}
+    assert counts == {"train": 15, "val": 2, "test": 3}  # 80/10/10 of 20, the test split filled by the held-out
+    assert subject_splits(scans, p, set()) == subject_splits(scans, p, set())  # seeded
+
+
+def test_embedded_pairs_use_test_subjects_only():
+    import pandas as pd
+
+    from mriqa_lib.methods.shaw.synthesis import pair_scans
+
+    table = pd.DataFrame({"subject_id": list("abcde"), "split": ["train", "test", "val", "test", "train"]})
+    assert pair_scans(table) == [1, 3]
+    with pytest.raises(MriqaInputError, match="no test subject"):
+        pair_scans(table.assign(split="train"))
 
 
 # --- scorer -------------------------------------------------------------------------------------

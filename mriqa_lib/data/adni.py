@@ -15,6 +15,9 @@ delivers it, from paths in params.yaml (``shaw.adni_root``, ``shaw.adni_qc_table
 * pairs table (CSV or TSV): ``subject_id``, ``clean_image_id``, ``artefact_image_id`` -- the
   test-retest pairs in which one scan was labelled "containing artefacts".
 
+Subjects are split by :mod:`mriqa_lib.data.splits` (the one owner of splits); paper 3 forces the
+subjects of the test-retest pairs into its test split (:mod:`mriqa_lib.methods.shaw.synthesis`).
+
 The scans must already be affinely registered to MNI space (e.g. Clinica ``t1-linear``), as
 :func:`mriqa_lib.data.preprocess.conform` assumes. Pairs are aligned rigidly (SimpleITK, Mattes
 mutual information) by :func:`rigid_align`, the artefact scan onto the clean scan's grid.
@@ -31,7 +34,7 @@ import numpy as np
 from mriqa_lib.io import MriqaInputError, Volume, load_nifti
 
 __all__ = ["read_table", "read_qc_table", "read_pairs_table", "find_images", "adni_scans", "adni_pairs",
-           "split_subjects", "rigid_align"]
+           "rigid_align"]
 
 _ID = ("image_id", "ImageUID", "LONIUID", "Image Data ID", "image_uid")
 _SUBJECT = ("subject_id", "PTID", "Subject", "subject")
@@ -179,22 +182,6 @@ def adni_pairs(root: str | os.PathLike, pairs_table: str | os.PathLike, qc_table
         out.append({**{k: rec[k] for k in ("subject_id", "clean_image_id", "artefact_image_id")},
                     "clean": vols["clean"], "artefact": artefact, "alignment": info})
     return out
-
-
-def split_subjects(subjects: list[str], fractions: tuple[float, float, float], seed: int) -> dict[str, str]:
-    """Subject -> "train" / "val" / "test" (all scans of a subject in one split), random by ``seed``.
-
-    Each split gets at least one subject when there are three or more.
-    """
-    uniq = sorted(dict.fromkeys(subjects))
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 3003]))
-    order = [uniq[i] for i in rng.permutation(len(uniq))]
-    n = len(order)
-    n_test = int(round(fractions[2] * n))
-    n_val = int(round(fractions[1] * n))
-    if n >= 3:
-        n_test, n_val = max(n_test, 1), max(n_val, 1)
-    return {s: "test" if i < n_test else "val" if i < n_test + n_val else "train" for i, s in enumerate(order)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """DVC stages of paper 3 (Shaw et al.): heteroscedastic reconstruction uncertainty as image quality.
 
-* ``synthesize``: clean scans (embedded cohort or ADNI artefact-free scans) split 80/10/10, prepared
-  on the working grid; training/validation inputs with simulated k-space artefacts; test scans;
-  test-retest pairs (embedded: the clean scan and the same subject misaligned, with a random
-  artefact, rigidly re-aligned by SimpleITK; ADNI: the labelled pairs) -> ``data/synthetic/shaw``.
+* ``synthesize``: clean scans (embedded cohort or ADNI artefact-free scans) split 80/10/10 by
+  :mod:`mriqa_lib.data.splits` (the cohort's held-out test subjects, or ADNI's pair subjects, are
+  test subjects), prepared on the working grid; training/validation inputs with simulated k-space
+  artefacts; test scans; test-retest pairs of test subjects (embedded: the clean scan and the same
+  subject misaligned, with a random artefact, rigidly re-aligned by SimpleITK; ADNI: the labelled
+  pairs) -> ``data/synthetic/shaw``, with ``subjects.tsv`` naming every subject's split.
 * ``train``: the residual heteroscedastic U-Net (Eq. 1) and the multi-task U-Net (Eq. 1 + Eq. 2)
   -> ``models/shaw/{recon,multitask}.pt`` and ``metrics/shaw_train.json``.
 * ``evaluate``: experiment 1 (41 Rician levels: median sigma vs reconstruction error, R^2 per

@@ -79,8 +79,7 @@ def subject_splits(scans: list[dict[str, Any]], p: Any, held_out: set[str]) -> d
             (the benchmark's), or on ADNI the subjects of the test-retest pairs (experiment 2 must not
             score a scan of a subject the network was trained on).
     """
-    from mriqa_lib.data.adni import split_subjects  # TEMP: old split for the refactor check
-    return split_subjects([s["subject_id"] for s in scans], p.split, p.seed)
+    return splits.split_subjects([s["subject_id"] for s in scans], p.split, p.seed, test=held_out)
 
 
 def prepare_scans(scans: list[dict[str, Any]], assignment: dict[str, str],
@@ -159,8 +158,7 @@ def pair_scans(table: pd.DataFrame) -> list[int]:
     Raises:
         MriqaInputError: no test scan.
     """
-    rows = [int(i) for i in np.flatnonzero(table["split"].isin(["test", "val"]).to_numpy())]  # TEMP old rule
-    rows.sort(key=lambda i: (table["split"].iloc[i] != "test", i))
+    rows = [int(i) for i in np.flatnonzero(table["split"].to_numpy() == "test")]
     if not rows:
         raise MriqaInputError("no test subject to build test-retest pairs from (shaw.split gives the test split none)")
     return rows

@@ -1,0 +1,87 @@
+"""Paper 3's stage module end to end on a tiny embedded cohort: synthesize -> train -> evaluate.
+
+The run writes every metric that paper 3's claims read, and the subjects manifest keeps the
+cohort's held-out test subjects (the benchmark's subjects) out of training and validation.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mriqa_lib.config import Settings, default_cohort_params
+from mriqa_lib.methods.shaw.params import ShawParams
+
+#: 6 subjects on 2 sites: every site has >= 3 subjects, so the cohort holds out one test subject per site
+N_SUBJECTS = 6
+
+
+def build_tiny_cohort(root: Path) -> Path:
+    """A 6-subject, 2-site embedded cohort in ``root/data/embedded`` (2 held-out test subjects)."""
+    from mriqa_lib.data.cohort import build_cohort
+
+    base = default_cohort_params()
+    params = base.model_copy(update={"n_subjects": N_SUBJECTS, "workers": 1, "sites": base.sites[:2]})
+    build_cohort(root / "data" / "embedded", params, progress=False, log=lambda s: None)
+    return root / "data" / "embedded"
+
+
+def tiny_settings() -> Settings:
+    """Shaw settings small enough for seconds on one core (8 mm grid, 2-level U-Net, 3 steps)."""
+    p = ShawParams(grid_mm=8.0, features=[2, 4], patch=8, iterations=3, multitask_iterations=3, val_every=2,
+                   corruptions_per_volume=1, multitask_extra_per_volume=1, snr_levels=3, n_pairs=3,
+                   map_cases=1)
+    return Settings(cohort=default_cohort_params(), shaw=p).model_copy(
+        update={"trainer": Settings.model_fields["trainer"].default_factory().model_copy(update={"threads": 1})})
+
+
+def run_pipeline(root: Path) -> dict:
+    """Run the three steps in ``root`` (the working directory) and return metrics/shaw.json."""
+    from mriqa_lib.stages import shaw as stage
+
+    settings = tiny_settings()
+    stage.synthesize(settings)
+    stage.train(settings)
+    stage.evaluate(settings)
+    return json.loads((root / "metrics" / "shaw.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def shaw_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shaw_stage")
+    build_tiny_cohort(root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        metrics = run_pipeline(root)
+    return root, metrics
+
+
+def test_metrics_hold_every_key_the_claims_read(shaw_run):
+    from mriqa_lib import claims
+
+    _, metrics = shaw_run
+    keys = {k.strip() for c in claims.CLAIMS if c.method == "shaw" for k in c.metric.split(" - ")}
+    assert keys and keys <= set(metrics), keys - set(metrics)
+    assert metrics["exp1_levels"] == 3 and metrics["exp2_n_pairs"] == 3
+    assert metrics["done_r2_ge_0_8"] == (metrics["exp1_r2_mean"] >= claims.target("shaw", "exp1_r2_mean"))
+
+
+def test_held_out_subjects_never_train_or_validate(shaw_run):
+    from mriqa_lib.data import splits
+    from mriqa_lib.io import read_tsv
+
+    root, _ = shaw_run
+    held = splits.held_out(root / "data/embedded/participants.tsv")
+    assert len(held) == 2
+    manifest = splits.read_manifest(root / "data/synthetic/shaw")
+    assert set(manifest) == {f"sub-{i:03d}" for i in range(1, N_SUBJECTS + 1)}  # every subject it used
+    assert all(manifest[s] == "test" for s in held)
+    scans = read_tsv(root / "data/synthetic/shaw/scans.tsv")
+    assert dict(zip(scans["subject_id"], scans["split"])) == manifest
+    for split in ("train", "val"):  # the artefact manifests name the subjects the networks saw
+        seen = set(read_tsv(root / f"data/synthetic/shaw/{split}.tsv")["subject_id"])
+        assert seen and not seen & held
+    # experiment 2's pairs are made of test subjects only (never a training target)
+    pairs = read_tsv(root / "data/synthetic/shaw/pairs.tsv")
+    assert set(pairs["subject_id"]) <= {s for s, v in manifest.items() if v == "test"}
