@@ -119,3 +119,35 @@ def test_embedded_file_through_the_same_reader(tmp_path):
     assert d["zero_filled"].shape == (2, 32, 48)
     assert abs(48 / d["mask"].sum() - 4.0) < 0.6
     assert not np.allclose(d["zero_filled"], d["target"], atol=1e-2)
+
+
+def test_source_files_keep_a_delivered_split_and_split_a_flat_folder(tmp_path):
+    """train/val/test subfolders are used as delivered; a flat folder is split by file through
+    data/splits.py (every file in exactly one split, seeded, 70/15/15); a missing split is an error."""
+    from mriqa_lib.data import splits
+    from mriqa_lib.methods.ssfd.data import FLAT_SPLIT, fastmri_source_files
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(20):
+        (flat / f"file{i:03d}.h5").touch()
+    out = fastmri_source_files(flat, seed=3)
+    assert [len(out[s]) for s in ("train", "val", "test")] == [14, 3, 3]
+    assert sorted(stem for files in out.values() for _, stem in files) == [f"file{i:03d}" for i in range(20)]
+    expected = splits.split_subjects([f"file{i:03d}" for i in range(20)], FLAT_SPLIT, 3)
+    assert all(expected[stem] == s for s, files in out.items() for _, stem in files)
+    assert fastmri_source_files(flat, seed=3) == out
+
+    delivered = tmp_path / "delivered"
+    for s, n in (("train", 2), ("val", 1), ("test", 1)):
+        (delivered / s).mkdir(parents=True)
+        for i in range(n):
+            (delivered / s / f"{s}{i}.h5").touch()
+    out = fastmri_source_files(delivered, seed=0)
+    assert {s: [stem for _, stem in files] for s, files in out.items()} == \
+        {"train": ["train0", "train1"], "val": ["val0"], "test": ["test0"]}
+    (delivered / "val" / "val0.h5").unlink()
+    with pytest.raises(MriqaInputError, match="need .h5 files for train, val and test"):
+        fastmri_source_files(delivered, seed=0)
+    with pytest.raises(MriqaInputError, match="is not a folder"):
+        fastmri_source_files(tmp_path / "missing", seed=0)
