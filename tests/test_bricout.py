@@ -6,10 +6,15 @@ import pandas as pd
 import pytest
 import torch
 
-from mriqa_lib.config import default_cohort_params, Settings
+from mriqa_lib.config import Settings, default_cohort_params
 from mriqa_lib.data.ampscz import qc_class, read_qc_table, synthesis_eligible
 from mriqa_lib.io import MriqaInputError
-from mriqa_lib.methods.bricout.model import bin_centres, expectation, kl_loss, soft_labels
+from mriqa_lib.methods.bricout.model import (
+    bin_centres,
+    expectation,
+    kl_loss,
+    soft_labels,
+)
 from mriqa_lib.methods.bricout.params import BricoutParams, EmbeddedQCParams
 
 
@@ -276,3 +281,133 @@ def test_lightning_modules_reload_from_checkpoint(tmp_path, kind):
     module.eval(), loaded.eval()
     with torch.no_grad():
         assert torch.equal(module(x), loaded(x))
+
+
+def _mni_volume(value: float = 1.0):
+    """A small box 'brain' at 4 mm in the MNI-like frame the network grid expects."""
+    data = np.zeros((40, 48, 40), np.float32)
+    data[8:32, 10:38, 8:32] = value
+    aff = np.diag([4.0, 4.0, 4.0, 1.0])
+    aff[:3, 3] = [-78, -112, -56]
+    return data, aff
+
+
+def test_synthetic_calibration_scores_the_expected_rms(tmp_path):
+    """Experiment 1 with a network whose prediction is known: all mass on the bin nearest to the
+    volume's mean intensity, so the predicted RMS is that bin's centre and R^2 follows in closed form."""
+    from mriqa_lib.io import save_nifti
+    from mriqa_lib.methods.bricout.experiments import synthetic_calibration
+
+    centres = torch.from_numpy(bin_centres()).float()
+
+    def net(x):
+        idx = (x.flatten(1).mean(1)[:, None] - centres[None]).abs().argmin(1)
+        return torch.log(torch.nn.functional.one_hot(idx, len(centres)).float().clamp_min(1e-30))
+
+    rows = []
+    for i, (split, v, rms) in enumerate([("train", 9.0, 1.0), ("val", 0.5, 0.4), ("val", 2.0, 2.5),
+                                         ("test", 1.0, 0.8), ("test", 3.0, 3.3), ("test", 4.0, 3.9)]):
+        half = np.zeros((4, 4, 4), np.float32)
+        half[:2] = 2 * v  # mean v (a constant image is refused)
+        save_nifti(tmp_path / f"s{i}.nii.gz", half, np.eye(4))
+        rows.append({"file": f"s{i}.nii.gz", "split": split, "subject": f"sub-{i}", "rms": rms})
+    manifest = pd.DataFrame(rows)
+    cal, metrics = synthetic_calibration(net, manifest, tmp_path, centres)
+    assert cal.split.tolist() == ["val", "val", "test", "test", "test"]
+    c = centres.numpy()
+    expected = np.array([c[np.abs(c - v).argmin()] for v in (0.5, 2.0, 1.0, 3.0, 4.0)])
+    assert np.allclose(cal.rms_pred, expected, atol=1e-5)
+    true, pred = np.array([0.8, 3.3, 3.9]), expected[2:]
+    r2 = 1 - ((true - pred) ** 2).sum() / ((true - true.mean()) ** 2).sum()
+    assert metrics["synth_test_r2"] == pytest.approx(r2, rel=1e-5)
+    assert metrics["synth_test_mae_mm"] == pytest.approx(np.abs(true - pred).mean(), rel=1e-5)
+    assert metrics["synth_test_pearson_r2"] == pytest.approx(np.corrcoef(true, pred)[0, 1] ** 2, rel=1e-5)
+    assert (metrics["n_synth_val"], metrics["n_synth_test"], metrics["synth_n_train"]) == (2, 3, 1)
+
+
+def test_qc_scores_and_medians_over_seeds():
+    """Experiment 2's numbers: perfect predictions score 1; predicting the majority class gives a
+    balanced accuracy of 1/3 and its F1 2 P R / (P + R); the claim reads the median over seeds."""
+    from mriqa_lib.methods.bricout.experiments import qc_metrics, qc_scores
+
+    y = np.array([0, 0, 1, 2, 2, 2])
+    perfect = qc_scores(y, y)
+    assert perfect["bal_acc"] == 1.0 and perfect["f1_1/2"] == perfect["f1_3"] == perfect["f1_4"] == 1.0
+    majority = qc_scores(y, np.full(6, 2))
+    assert majority["bal_acc"] == pytest.approx(1 / 3) and majority["f1_4"] == pytest.approx(2 * 0.5 / 1.5)
+    assert majority["n_pred_4"] == 6 and majority["accuracy"] == 0.5
+    rows = [{"model": m, "seed": s, **qc_scores(y, p)} for m in ("transfer", "scratch")
+            for s, p in enumerate((y, np.full(6, 2), np.array([0, 1, 1, 2, 2, 0])))]
+    metrics = qc_metrics(pd.DataFrame(rows))
+    assert metrics["transfer_bal_acc_seed1"] == pytest.approx(1 / 3)
+    assert metrics["transfer_bal_acc_median"] == pytest.approx(np.median([1, 1 / 3, (0.5 + 1 + 2 / 3) / 3]))
+    assert metrics["scratch_bal_acc_median"] == metrics["transfer_bal_acc_median"]
+
+
+def test_split_counts_and_parameter_table():
+    """Table 2 counts classes, subjects and sites per split; Table 1 at paper width gives the paper's numbers."""
+    from mriqa_lib.methods.bricout.experiments import (
+        cost_metrics,
+        flat_cost,
+        parameter_table,
+        split_counts,
+    )
+
+    qc = pd.DataFrame({"split": ["train", "train", "val", "test", "test", "test"], "qc_class": [0, 2, 1, 2, 2, 1],
+                       "subject": ["a", "a", "b", "c", "d", "d"], "site": ["X", "X", "Y", "X", "Y", "Y"]})
+    syn = pd.DataFrame({"split": ["train"] * 4 + ["val"] * 2, "file": list("abcdef"), "subject": list("aabbcc")})
+    counts, syn_counts = split_counts(qc, syn)
+    test = counts.set_index("split").loc["test"]
+    assert (test["1/2"], test["3"], test["4"], test.subjects, test.sites) == (0, 1, 2, 2, "X,Y")
+    assert syn_counts.set_index("split").loc["train"].tolist() == [4, 2]
+    bp = BricoutParams()
+    bp.model.channels, bp.model.latent = [2, 2], 3
+    bp.data.grid_mm, bp.data.crop = 8.0, (16, 16, 16)
+    table = parameter_table(bp, 3 * 4 * 4 * 4, 10).set_index("setting")
+    paper = table.iloc[0]
+    assert (paper.encoder, paper.transfer_qc, paper.latent) == (2_950_336, 96_063, "64x5x6x5")  # paper Table 1
+    assert table.iloc[1].latent == "3x4x4x4"
+    cost = {"pretrain": {"wall_seconds": 2.0, "epochs": 3}, "transfer": {"wall_seconds": 1.0}}
+    assert cost_metrics(cost) == {"cost_pretrain_wall_seconds": 2.0, "cost_transfer_wall_seconds": 1.0}
+    assert flat_cost(cost) == {"pretrain_wall_seconds": 2.0, "pretrain_epochs": 3, "transfer_wall_seconds": 1.0}
+
+
+@pytest.mark.parametrize("order", ["motion_first", "spatial_first"])
+def test_pipeline_examples_follow_the_pipeline_order(tmp_path, order):
+    """Fig. 2: the slices come in the pipeline's order, each pass has motion within tolerance of
+    its target, and the example is a synthesis test scan."""
+    from mriqa_lib.io import save_nifti
+    from mriqa_lib.methods.bricout.experiments import pipeline_examples
+
+    data, aff = _mni_volume()
+    save_nifti(tmp_path / "t.nii.gz", data, aff)
+    scans = pd.DataFrame({"path": [str(tmp_path / "t.nii.gz")] * 3, "subject": ["sub-1", "sub-2", "sub-3"],
+                          "eligible": [True, False, True], "split": ["train", "test", "test"]})
+    bp = BricoutParams()
+    bp.data.grid_mm, bp.data.crop = 8.0, (16, 16, 16)
+    bp.augment.order, bp.augment.elastic_max_displacement_mm = order, 4.0
+    bp.motion.clean_fraction = 1.0  # the examples always move, whatever the setting
+    slices, labels = pipeline_examples(scans, bp)
+    spatial = ["elastic", "flip", "scale"]
+    moved = ["motion", *spatial] if order == "motion_first" else [*spatial, "motion"]
+    steps = ["input", *moved, "bias", "gamma", "crop"]
+    assert list(slices) == [f"ex{i}_{s}" for i in range(3) for s in steps]
+    assert slices["ex0_crop"].shape == (16, 16)
+    assert labels["subject"] == "sub-3"
+    for info in labels["examples"].values():
+        assert info["target_rms"] > 0 and abs(info["rms"] - info["target_rms"]) <= bp.motion.tolerance_mm + 1e-9
+
+
+def test_named_seed_streams_keep_the_numbers_of_the_bare_keys():
+    """The synthesis and degradation streams draw what SeedSequence([seed, 11, i, j]) and
+    SeedSequence([seed, 5005]) drew, so synthetic sets made before the streams had names stay valid."""
+    from mriqa_lib.methods.bricout.data import draw_degradations
+    from mriqa_lib.methods.bricout.synthesis import sample_seeds
+
+    old = [int(np.random.SeedSequence([7, 11, 2, j]).generate_state(1)[0]) for j in range(3)]
+    assert sample_seeds(7, 2, 3) == old
+    rng = np.random.default_rng(np.random.SeedSequence([7, 5005]))
+    first = draw_degradations(1, 7, EmbeddedQCParams())[0]
+    kind = int(rng.choice(4, p=EmbeddedQCParams().artifact_probs))
+    assert first["dominant"] == ("motion", "noise", "ghosting", "bias")[kind]
+    assert first["u"] == float(rng.beta(1.0, 2.5))

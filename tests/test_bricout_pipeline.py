@@ -3,10 +3,10 @@ import json
 from pathlib import Path
 
 import pandas as pd
+from test_bricout import _write_caps
 
 from mriqa_lib.config import Settings, default_cohort_params
 from mriqa_lib.methods.bricout.params import BricoutParams
-from test_bricout import _write_caps  # noqa: E402  (tests/ is on sys.path under pytest)
 
 
 def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ Plain ``torch.nn`` modules, no training logic. With the paper's width
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

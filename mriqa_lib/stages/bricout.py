@@ -25,7 +25,12 @@ from mriqa_lib.data import splits
 from mriqa_lib.data.ampscz import CLASS_NAMES
 from mriqa_lib.io import read_json, read_tsv, write_json, write_tsv
 from mriqa_lib.methods.bricout import experiments, synthesis, training
-from mriqa_lib.stages.common import EMBEDDED, MethodPaths, seed_everything, write_metrics
+from mriqa_lib.stages.common import (
+    EMBEDDED,
+    MethodPaths,
+    seed_everything,
+    write_metrics,
+)
 
 PATHS = MethodPaths("bricout")
 

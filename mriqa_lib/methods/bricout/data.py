@@ -16,7 +16,12 @@ from mriqa_lib.artifacts.registry import apply_artifact
 from mriqa_lib.data.preprocess import conform, crop_or_pad, normalise
 from mriqa_lib.data.template import REF_AFFINE, REF_SHAPE, REF_SPACING
 from mriqa_lib.io import Volume
-from mriqa_lib.methods.bricout.params import AugmentParams, DataParams, EmbeddedQCParams, MotionParams
+from mriqa_lib.methods.bricout.params import (
+    AugmentParams,
+    DataParams,
+    EmbeddedQCParams,
+    MotionParams,
+)
 
 ARTIFACTS = ("motion", "noise", "ghosting", "bias")
 
@@ -120,7 +125,8 @@ def augment(image: np.ndarray, spacing: float, seed: int, mp: MotionParams, ap: 
 
     def spatial(x):
         if do_elastic:
-            x = _elastic(x, spacing, elastic_rng, ap) if mp.backend == "torchio" else elastic(x, spacing, elastic_rng, ap)
+            deform = _elastic if mp.backend == "torchio" else elastic
+            x = deform(x, spacing, elastic_rng, ap)
         steps["elastic"] = x
         x = x[::-1] if flip else x
         steps["flip"] = x
@@ -162,7 +168,8 @@ def draw_degradations(n: int, seed: int, qp: EmbeddedQCParams) -> list[dict[str,
         kind = ARTIFACTS[int(rng.choice(4, p=qp.artifact_probs))]
         u = float(rng.beta(1.0, 2.5))
         row: dict[str, Any] = {"dominant": kind, "u": u, "seed": int(rng.integers(2**31))}
-        row["motion_rms"] = u * qp.max_motion_mm if kind == "motion" else float(rng.uniform(0.0, 0.1 * qp.max_motion_mm))
+        row["motion_rms"] = (u * qp.max_motion_mm if kind == "motion"
+                             else float(rng.uniform(0.0, 0.1 * qp.max_motion_mm)))
         row["noise"] = 0.02 + (0.25 * u if kind == "noise" else 0.0)
         row["ghosting"] = 0.8 * u if kind == "ghosting" else 0.0
         row["bias"] = 0.15 + (1.0 * u if kind == "bias" else 0.0)

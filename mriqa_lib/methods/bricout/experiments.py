@@ -51,7 +51,7 @@ def predict_rms(net, x, centres, batch_size: int) -> np.ndarray:
 def regression_metrics(true: np.ndarray, pred: np.ndarray, split: str) -> dict[str, Any]:
     """``synth_<split>_r2`` (1 - SSE/SST), ``_pearson_r2`` (of the linear fit), ``_mae_mm`` and ``n_synth_<split>``."""
     return {f"synth_{split}_r2": r2_score(true, pred), f"synth_{split}_pearson_r2": linear_fit_r2(true, pred),
-            f"synth_{split}_mae_mm": float(np.mean(np.abs(true - pred))), f"n_synth_{split}": int(len(true))}
+            f"synth_{split}_mae_mm": float(np.mean(np.abs(true - pred))), f"n_synth_{split}": len(true)}
 
 
 def synthetic_calibration(net, manifest: pd.DataFrame, root: Path, centres) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -123,8 +123,9 @@ def qc_transfer_vs_scratch(cfg: dict, model_dir: Path, bp: BricoutParams, feats,
             state = torch.load(model_dir / kind / f"seed{seed}" / "model.pt", map_location="cpu", weights_only=True)
             pred = qc_logits(kind, state, cfg, cfg["in_features"], bp, feats, xte).argmax(1).numpy()
             scores = qc_scores(y, pred)
-            rows.append({"model": kind, "seed": seed, "bal_acc": scores.pop("bal_acc"), "accuracy": scores.pop("accuracy"),
-                         "val_bal_acc": run["val_bal_acc"], "epochs": run["epochs"], **scores})
+            rows.append({"model": kind, "seed": seed, "bal_acc": scores.pop("bal_acc"),
+                         "accuracy": scores.pop("accuracy"), "val_bal_acc": run["val_bal_acc"],
+                         "epochs": run["epochs"], **scores})
             preds.append(pd.DataFrame({"model": kind, "seed": seed, "subject": sub.subject.to_numpy(),
                                        "session": sub.session.to_numpy(), "qc_class": y, "pred": pred}))
     return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
@@ -154,7 +155,7 @@ def qc_rms_table(sub: pd.DataFrame, y: np.ndarray, rms: np.ndarray) -> tuple[pd.
     for c in [c for c in sub.columns if c.startswith("hidden_")]:
         table[c] = sub[c].to_numpy()
     rho = float(pd.Series(rms).corr(pd.Series(y), method="spearman"))
-    return table, {"n_qc_test": int(len(y)), "qc_test_spearman_rms_vs_class": rho}
+    return table, {"n_qc_test": len(y), "qc_test_spearman_rms_vs_class": rho}
 
 
 def split_counts(qc: pd.DataFrame, manifest: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

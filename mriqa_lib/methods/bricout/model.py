@@ -1,7 +1,7 @@
 """Paper 5 training logic: soft-label binning, KL loss, the regression and QC LightningModules."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import lightning as L
 import numpy as np

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,14 @@ from mriqa_lib import seeds
 from mriqa_lib.config import Settings
 from mriqa_lib.data import splits
 from mriqa_lib.data.ampscz import load_dataset, qc_class, synthesis_eligible
-from mriqa_lib.io import MriqaInputError, load_nifti, read_json, read_tsv, save_nifti, write_json
+from mriqa_lib.io import (
+    MriqaInputError,
+    load_nifti,
+    read_json,
+    read_tsv,
+    save_nifti,
+    write_json,
+)
 from mriqa_lib.methods.bricout.params import BricoutParams
 
 #: columns of synthetic.tsv taken from each sample's sidecar
