@@ -1,10 +1,23 @@
-"""Validated field types shared by config.py and the method params (no project imports: config
-imports the method params, so a shared home must not import either)."""
+"""The base model and validated field types shared by config.py and the method params.
+
+No project imports: config.py builds its ``Settings`` from the method registry, and each method's
+``params.py`` is imported by its registration, so a home both share must import neither.
+"""
 from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+
+class Section(BaseModel):
+    """Base of every params.yaml section: unknown keys are errors, values are validated on assignment.
+
+    The field defaults of a section are the embedded default profile: params.yaml lists every one of
+    them with the same value (tests/test_params.py checks it).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 def _fractions(v: tuple[float, ...]) -> tuple[float, ...]:

@@ -7,20 +7,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from mriqa_lib.validation import Fractions4, SplitFractions
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+from mriqa_lib.validation import Fractions4, Section, SplitFractions
 
 
-class DataParams(_Section):
+class DataParams(Section):
     """Where the real data are (null = embedded cohort) and how they are split."""
 
     ampscz_caps: str | None = Field(None, description="Clinica t1-linear CAPS folder of AMP SCZ (null = embedded)")
-    ampscz_qc: str | None = Field(None, description="AMP SCZ QC table (CSV/TSV: subject, session, site, score, comments)")
+    ampscz_qc: str | None = Field(
+        None, description="AMP SCZ QC table (CSV/TSV: subject, session, site, score, comments)")
     hcpep_caps: str | None = Field(None, description="Clinica t1-linear CAPS folder of HCPEP (synthesis only)")
     hcpep_qc: str | None = Field(None, description="HCPEP QC table")
     t1_pattern: str = Field("*_T1w.nii.gz", description="glob of the t1-linear image inside ses-*/t1_linear/")
@@ -30,7 +27,7 @@ class DataParams(_Section):
     n_qc_sites: int = Field(2, ge=1, le=100, description="number of QC sites when qc_sites is null")
     synth_split: SplitFractions = Field((0.7, 0.15, 0.15), description="subject-wise train/val/test "
                                                     "fractions of the synthesis volumes")
-    qc_split: SplitFractions = Field((0.4, 0.15, 0.45), description="subject-wise train/val/test "
+    qc_split: SplitFractions = Field((0.4, 0.2, 0.4), description="subject-wise train/val/test "
                                                  "fractions of the QC volumes")
     grid_mm: float = Field(4.0, ge=0.5, le=8.0, description="isotropic voxel size of the network input (mm)")
     crop: tuple[int, int, int] = Field((40, 48, 40), description="network input shape (voxels) after the centre crop")
@@ -43,19 +40,21 @@ class DataParams(_Section):
         return v
 
 
-class EmbeddedQCParams(_Section):
+class EmbeddedQCParams(Section):
     """Embedded stand-in for the manual QC scores: hidden per-session degradation + rater noise."""
 
     sessions: int = Field(8, ge=1, le=100, description="degraded sessions per subject of the QC sites")
     score_fractions: Fractions4 = Field(
         (0.02, 0.04, 0.37, 0.57), description="target fractions of scores 1, 2, 3, 4 (paper Table 2 totals)")
-    rater_noise: float = Field(0.25, ge=0, le=5, description="rater noise, std relative to the std of the hidden badness")
+    rater_noise: float = Field(
+        0.25, ge=0, le=5, description="rater noise, std relative to the std of the hidden badness")
     artifact_probs: Fractions4 = Field(
-        (0.55, 0.2, 0.15, 0.1), description="probabilities that the dominant degradation is motion, noise, ghosting, bias")
+        (0.55, 0.2, 0.15, 0.1), description="probabilities that the dominant degradation is motion, noise, ghosting, "
+        "bias")
     max_motion_mm: float = Field(3.0, gt=0, le=10, description="largest hidden motion RMS (mm)")
 
 
-class MotionParams(_Section):
+class MotionParams(Section):
     """Synthetic rigid motion (public-code recipe; severity = Jenkinson RMS deviation, mm)."""
 
     target_range: tuple[float, float] = Field((0.05, 4.0), description="target RMS ~ U(low, high) mm (public code)")
@@ -71,7 +70,7 @@ class MotionParams(_Section):
         "models batched in torch / scipy (CPU default)")
 
     @model_validator(mode="after")
-    def _ranges(self) -> "MotionParams":
+    def _ranges(self) -> MotionParams:
         if not 0 < self.target_range[0] < self.target_range[1]:
             raise ValueError("target_range must be 0 < low < high")
         if not 0 <= self.clean_label[0] <= self.clean_label[1]:
@@ -81,32 +80,37 @@ class MotionParams(_Section):
         return self
 
 
-class AugmentParams(_Section):
-    """The other random transforms of the P5 pipeline (TorchIO defaults unless noted)."""
+class AugmentParams(Section):
+    """The other random transforms of the P5 pipeline (the paper does not publish their magnitudes:
+    TorchIO's defaults, halved here for the 4 mm grid, except the probabilities and control points)."""
 
     elastic_p: float = Field(1.0, ge=0, le=1, description="probability of the elastic deformation")
-    elastic_control_points: int = Field(7, ge=5, le=20, description="B-spline control points per axis (TorchIO default)")
-    elastic_max_displacement_mm: float = Field(7.5, ge=0, le=30, description="max displacement (TorchIO default 7.5 mm)")
-    bias_coefficients: float = Field(0.5, ge=0, le=2, description="bias-field max coefficient (TorchIO default)")
-    gamma_log: float = Field(0.3, ge=0, le=2, description="|log gamma| range of the contrast change (TorchIO default)")
+    elastic_control_points: int = Field(
+        7, ge=5, le=20, description="B-spline control points per axis (TorchIO default)")
+    elastic_max_displacement_mm: float = Field(
+        4.0, ge=0, le=30, description="max displacement (mm; TorchIO default 7.5, halved for the 4 mm grid)")
+    bias_coefficients: float = Field(0.3, ge=0, le=2, description="bias-field max coefficient (TorchIO default 0.5)")
+    gamma_log: float = Field(0.2, ge=0, le=2, description="|log gamma| range of the contrast change "
+                             "(TorchIO default 0.3)")
     flip_p: float = Field(0.5, ge=0, le=1, description="probability of a sagittal (left-right) flip")
-    scale_range: float = Field(0.1, ge=0, le=0.5, description="isotropic scaling ~ U(1 - s, 1 + s) (TorchIO default)")
+    scale_range: float = Field(0.05, ge=0, le=0.5, description="isotropic scaling ~ U(1 - s, 1 + s) "
+                               "(TorchIO default 0.1)")
     order: Literal["motion_first", "spatial_first"] = Field(
-        "motion_first", description="motion_first: motion, elastic, flip, scaling, bias, gamma (the paper's "
+        "spatial_first", description="motion_first: motion, elastic, flip, scaling, bias, gamma (the paper's "
         "listing order); spatial_first: elastic, flip, scaling before the motion, so that the interpolation "
         "blur does not wash out the k-space artifact on a coarse grid)")
 
 
-class ModelParams(_Section):
+class ModelParams(Section):
     """SFCN width and regression bins."""
 
-    channels: list[int] = Field(default_factory=lambda: [8, 16, 32, 32],
+    channels: list[int] = Field(default_factory=lambda: [4, 8, 16, 32],
                                 description="output channels of the pooled conv blocks (paper 32-64-128-256-256)")
-    latent: int = Field(32, ge=1, le=1024, description="channels of the 1x1x1 latent block (paper 64)")
+    latent: int = Field(16, ge=1, le=1024, description="channels of the 1x1x1 latent block (paper 64)")
     n_bins: int = Field(50, ge=2, le=1000, description="regression bins (paper 50)")
     bin_range: tuple[float, float] = Field((-0.8, 4.8), description="range covered by the bins, mm (paper)")
     sigma: float = Field(0.168, gt=0, le=5, description="std of the Gaussian soft label, mm (paper)")
-    dropout: float = Field(0.5, ge=0, lt=1, description="dropout before the bin classifier (SFCN)")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout before the bin classifier (SFCN: 0.5)")
 
     @field_validator("channels")
     @classmethod
@@ -116,35 +120,38 @@ class ModelParams(_Section):
         return v
 
 
-class PretrainParams(_Section):
+class PretrainParams(Section):
     """Synthetic-motion regression (AdamW, ReduceLROnPlateau, early stopping)."""
 
-    samples_per_volume: int = Field(24, ge=1, le=10000, description="random pipeline passes per volume (paper 300)")
-    lr: float = Field(1e-3, gt=0, le=1)
+    samples_per_volume: int = Field(20, ge=1, le=10000, description="random pipeline passes per volume (paper 300)")
+    lr: float = Field(2e-3, gt=0, le=1)
     weight_decay: float = Field(0.05, ge=0, le=1)
-    batch_size: int = Field(8, ge=1, le=1024, description="per device")
-    max_epochs: int = Field(6, ge=1, le=10000)
+    batch_size: int = Field(4, ge=1, le=1024, description="per device")
+    max_epochs: int = Field(24, ge=1, le=10000)
     patience: int = Field(15, ge=1, le=10000, description="early stopping on the validation loss (epochs)")
     plateau_factor: float = Field(0.6, gt=0, lt=1)
-    plateau_patience: int = Field(5, ge=0, le=1000)
-    precise_bn: int = Field(0, ge=0, le=100000, description="training volumes over which BatchNorm statistics "
-                            "are recomputed after each epoch (0 = off, as in the paper; small batches need it)")
+    plateau_patience: int = Field(2, ge=0, le=1000)
+    precise_bn: int = Field(160, ge=0, le=100000, description="training volumes over which BatchNorm statistics "
+                            "are recomputed after each epoch (0 = off, as in the paper; small batches make them noisy)")
 
 
-class ClassifierParams(_Section):
-    """QC classifier training (transfer: frozen encoder + MLP; scratch: the same network end to end)."""
+class ClassifierParams(Section):
+    """QC classifier training (transfer: frozen encoder + MLP; scratch: the same network end to end).
+
+    The defaults are the transfer's; ``BricoutParams.scratch`` has its own.
+    """
 
     lr: float = Field(5e-4, gt=0, le=1)
     weight_decay: float = Field(0.05, ge=0, le=1)
     dropout: float = Field(0.7, ge=0, lt=1)
     hidden: int = Field(10, ge=1, le=4096, description="units of the first linear layer")
     batch_size: int = Field(12, ge=1, le=1024)
-    max_epochs: int = Field(50, ge=1, le=10000)
+    max_epochs: int = Field(40, ge=1, le=10000)
     patience: int | None = Field(None, ge=1, le=10000, description="early stopping on the validation loss (null: none)")
     class_weights: bool = Field(False, description="weight the cross-entropy by inverse class frequency")
 
 
-class SearchParams(_Section):
+class SearchParams(Section):
     """Random hyper-parameter search on validation balanced accuracy (the paper used Ray Tune)."""
 
     enabled: bool = False
@@ -155,7 +162,7 @@ class SearchParams(_Section):
     weight_decay: tuple[float, float] = Field((0.0, 0.1))
 
 
-class BricoutParams(_Section):
+class BricoutParams(Section):
     """Settings of the `bricout` method (embedded default; see profiles/bricout.paper.yaml)."""
 
     seed: int = Field(0, ge=0)
@@ -167,7 +174,7 @@ class BricoutParams(_Section):
     pretrain: PretrainParams = Field(default_factory=PretrainParams)
     transfer: ClassifierParams = Field(default_factory=ClassifierParams)
     scratch: ClassifierParams = Field(default_factory=lambda: ClassifierParams(
-        lr=1e-3, weight_decay=0.06, dropout=0.68, max_epochs=12, patience=None))
+        lr=1e-3, weight_decay=0.06, dropout=0.68, max_epochs=6, patience=None))
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], description="QC training seeds")
     search: SearchParams = Field(default_factory=SearchParams)
     progress: bool = Field(True, description="progress bars")

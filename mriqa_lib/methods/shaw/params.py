@@ -1,16 +1,16 @@
 """params.yaml section `shaw`: heteroscedastic reconstruction uncertainty (Shaw et al., paper 3)."""
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from mriqa_lib.validation import SplitFractions
+from mriqa_lib.validation import Section, SplitFractions
 
 ARTEFACTS = ("motion", "ghosting", "spike", "rician_noise", "regional_noise")
 
 
-class ShawParams(BaseModel):
+class ShawParams(Section):
     """Settings of the `shaw` method (embedded default; see profiles/shaw.paper.yaml).
 
     Real data (ADNI, see :mod:`mriqa_lib.data.adni`): ``adni_root`` holds the MPRAGE NIfTI files,
@@ -19,22 +19,21 @@ class ShawParams(BaseModel):
     labelled "containing artefacts"). ``null`` uses the embedded cohort instead.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
     seed: int = Field(0, ge=0)
     # --- data ------------------------------------------------------------------------------------
-    adni_root: Optional[str] = Field(None, description="folder with the ADNI MPRAGE NIfTI files (null = embedded)")
-    adni_qc_table: Optional[str] = Field(None, description="CSV/TSV: image_id, subject_id, artefact_free[, path, gm_path]")
-    adni_pairs_table: Optional[str] = Field(None, description="CSV/TSV: subject_id, clean_image_id, artefact_image_id")
+    adni_root: str | None = Field(None, description="folder with the ADNI MPRAGE NIfTI files (null = embedded)")
+    adni_qc_table: str | None = Field(None, description="CSV/TSV: image_id, subject_id, artefact_free[, path, gm_path]")
+    adni_pairs_table: str | None = Field(None, description="CSV/TSV: subject_id, clean_image_id, artefact_image_id")
     split: SplitFractions = Field((0.8, 0.1, 0.1), description="train/val/test fractions of the clean scans")
     grid_mm: float = Field(4.0, ge=2.0, le=8.0, description="working voxel size: the 2 mm reference grid "
                            "block-averaged by grid_mm/2 (must be a multiple of 2 mm)")
     # --- simulated artefacts for training ----------------------------------------------------------
     artefacts: list[Literal["motion", "ghosting", "spike", "rician_noise", "regional_noise"]] = Field(
         default_factory=lambda: list(ARTEFACTS[:4]), description="k-space artefacts of the training set")
-    artefact_weights: Optional[list[float]] = Field(default_factory=lambda: [3.0, 1.0, 1.0, 2.0], description="relative frequency of each artefact "
-                                                    "(same length as artefacts; null = equal); motion is subtle on a 4 mm grid and noise drives "
-                                                    "experiment 1, so both are drawn more often")
+    artefact_weights: list[float] | None = Field(
+        default_factory=lambda: [3.0, 1.0, 1.0, 2.0], description="relative frequency of each artefact (same length "
+        "as artefacts; null = equal); motion is subtle on a 4 mm grid and noise drives experiment 1, so both are "
+        "drawn more often")
     multitask_extra_per_volume: int = Field(0, ge=0, le=1000, description="extra regional-noise copies of each "
                                             "training scan, seen by the multi-task model only (local noise)")
     corruptions_per_volume: int = Field(3, ge=1, le=1000, description="corrupted copies of each training scan")
@@ -42,12 +41,14 @@ class ShawParams(BaseModel):
     motion_rms_mm: tuple[float, float] = Field((1.0, 6.0), description="motion: Jenkinson RMS range (mm)")
     ghosting_range: tuple[float, float] = Field((0.2, 0.9), description="ghosting: intensity range (0-1)")
     spike_range: tuple[float, float] = Field((0.05, 0.6), description="spike: amplitude range (fraction of max|k|)")
-    noise_snr_db: tuple[float, float] = Field((-12.0, 25.0), description="Rician noise (global or regional): SNR range (dB)")
+    noise_snr_db: tuple[float, float] = Field(
+        (-12.0, 25.0), description="Rician noise (global or regional): SNR range (dB)")
     # --- network and training ------------------------------------------------------------------------
     features: list[int] = Field(default_factory=lambda: [8, 16, 32, 64], min_length=2, max_length=7,
                                 description="U-Net channels per level (nnU-Net: 32, 64, 128, 256, 320)")
-    norm: Literal["none", "instance"] = Field("none", description="normalisation in the U-Net blocks (nnU-Net: "
-                                              "instance; none keeps the absolute noise level visible to the sigma head)")
+    norm: Literal["none", "instance"] = Field(
+        "none", description="normalisation in the U-Net blocks (nnU-Net: instance; none keeps the absolute noise "
+        "level visible to the sigma head)")
     patch: int = Field(24, ge=8, le=512, description="training patch side (voxels, cubic)")
     whole_volume: bool = Field(False, description="train on whole volumes instead of patches")
     iterations: int = Field(400, ge=1, le=10_000_000, description="optimiser steps of the reconstruction model")
@@ -62,14 +63,17 @@ class ShawParams(BaseModel):
     grad_clip: float = Field(1.0, ge=0, le=1e6, description="gradient-norm clipping (0 = off): one heavy-noise "
                              "patch under a confident sigma otherwise gives a huge Eq. 1 gradient")
     logvar_range: tuple[float, float] = Field((-12.0, 6.0), description="log-variance squashed into this range")
-    val_every: int = Field(100, ge=1, le=1_000_000, description="validate every n steps (logged only; the last weights are kept)")
+    val_every: int = Field(
+        100, ge=1, le=1_000_000, description="validate every n steps (logged only; the last weights are kept)")
     # --- experiments ---------------------------------------------------------------------------------
     snr_levels: int = Field(41, ge=3, le=1000, description="experiment 1: number of Rician noise levels")
     snr_high_db: float = Field(10.0, ge=-40, le=60, description="experiment 1: highest SNR (dB)")
     snr_low_db: float = Field(-10.0, ge=-40, le=60, description="experiment 1: lowest SNR (dB)")
-    n_pairs: int = Field(20, ge=1, le=100000, description="experiment 2 (embedded): test-retest pairs from held-out scans")
+    n_pairs: int = Field(
+        20, ge=1, le=100000, description="experiment 2 (embedded): test-retest pairs from held-out scans")
     pair_rotation_deg: float = Field(2.0, ge=0, le=30, description="embedded pairs: max misalignment rotation (deg)")
-    pair_translation_mm: float = Field(3.0, ge=0, le=50, description="embedded pairs: max misalignment translation (mm)")
+    pair_translation_mm: float = Field(
+        3.0, ge=0, le=50, description="embedded pairs: max misalignment translation (mm)")
     pair_severity_scale: tuple[float, float] = Field((0.3, 1.0), description="embedded pairs: artefact severity as "
                                                      "a fraction of the training range (from its low end)")
     regional_snr_db: float = Field(0.0, ge=-40, le=60, description="experiment 3: SNR of the partial noise (dB)")
@@ -101,14 +105,14 @@ class ShawParams(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _weights(self) -> "ShawParams":
+    def _weights(self) -> ShawParams:
         w = self.artefact_weights
         if w is not None and (len(w) != len(self.artefacts) or any(x < 0 for x in w) or sum(w) <= 0):
             raise ValueError("artefact_weights needs one weight >= 0 per artefact (not all zero)")
         return self
 
     @model_validator(mode="after")
-    def _adni(self) -> "ShawParams":
+    def _adni(self) -> ShawParams:
         if (self.adni_pairs_table or self.adni_qc_table) and not self.adni_root:
             raise ValueError("adni_qc_table / adni_pairs_table need adni_root")
         if self.adni_root and not self.adni_qc_table:

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from mriqa_lib.validation import Section
 
 
-class SsfdParams(BaseModel):
+class SsfdParams(Section):
     """Settings of the `ssfd` method (embedded default; see profiles/ssfd.paper.yaml)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     seed: int = Field(0, ge=0)
 
@@ -86,7 +86,7 @@ class SsfdParams(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _groups(self) -> "SsfdParams":
+    def _groups(self) -> SsfdParams:
         bad = [c for c in self.encoder_channels if c % self.group_norm_groups]
         if bad:
             raise ValueError(f"group_norm_groups={self.group_norm_groups} must divide every encoder channel "

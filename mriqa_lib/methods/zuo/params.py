@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from mriqa_lib.validation import Section
 
 # artifact names of mriqa_lib.artifacts used by the rated test set and the held-out examples
 RATED_ARTIFACTS = ("rician_noise", "motion", "ghosting", "bias_field", "wrap_around")
@@ -12,7 +14,7 @@ EXAMPLES = {"A": "clean", "B": "non_t1w", "C": "bias_field", "D": "rician_noise"
             "F": "wrap_around", "G": "remove_side", "H": "registration_error"}
 
 
-class ZuoParams(BaseModel):
+class ZuoParams(Section):
     """Settings of the `zuo` method (embedded default; see profiles/zuo.paper.yaml).
 
     Sizes are in voxels of the template grid, severities in the units of
@@ -20,8 +22,6 @@ class ZuoParams(BaseModel):
     registration_error: RMS deviation in mm; bias_field: max |coefficient| of the log-field;
     wrap_around: FOV fraction removed; ghosting: ghost intensity; remove_side: head fraction).
     """
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     seed: int = Field(0, ge=0)
 
@@ -42,9 +42,13 @@ class ZuoParams(BaseModel):
     width: int = Field(16, ge=4, le=128, description="channels of the small CNN's first block")
     batch_volumes: int = Field(16, ge=2, le=512, description="volumes (queries) per mini-batch")
     n_negatives_volume: int = Field(8, ge=0, le=511, description="negatives from other volumes per query")
-    n_negatives_simulated: int = Field(4, ge=0, le=64, description="negatives = the query with simulated noise or motion")
-    noise_range: tuple[float, float] = Field((0.08, 0.3), description="Rician sigma / mean foreground of simulated negatives")
-    motion_range_px: tuple[float, float] = Field((1.5, 4.0), description="range of the max translation (pixels) and rotation (degrees) of simulated motion negatives")
+    n_negatives_simulated: int = Field(
+        4, ge=0, le=64, description="negatives = the query with simulated noise or motion")
+    noise_range: tuple[float, float] = Field(
+        (0.08, 0.3), description="Rician sigma / mean foreground of simulated negatives")
+    motion_range_px: tuple[float, float] = Field(
+        (1.5, 4.0), description="range of the max translation (pixels) and rotation (degrees) of simulated motion "
+        "negatives")
     steps: int = Field(200, ge=1, le=1_000_000, description="encoder training iterations")
     lr: float = Field(1e-3, gt=0, le=1.0)
     weight_decay: float = Field(1e-4, ge=0, le=1.0)
@@ -57,14 +61,16 @@ class ZuoParams(BaseModel):
     flow_jitter: float = Field(0.1, ge=0, le=2.0, description="Gaussian jitter (in std units of m) added to "
                                "training m each step; 0 = none (paper)")
     density_splits: list[str] = Field(default_factory=lambda: ["train"], description="splits the flow is fitted on")
-    taus: list[float] = Field(default_factory=lambda: [5.0, 3.0], description="flag thresholds, percentiles of training densities")
+    taus: list[float] = Field(
+        default_factory=lambda: [5.0, 3.0], description="flag thresholds, percentiles of training densities")
 
     # --- evaluation ------------------------------------------------------------------------
     rated_splits: list[str] = Field(default_factory=lambda: ["val", "test"], description="splits of the rated "
                                     "test set; must not overlap density_splits or train (the encoder's)")
     rated_artifacts: list[str] = Field(default_factory=lambda: list(RATED_ARTIFACTS))
     rated_variants: int = Field(9, ge=1, le=1000, description="artifact variants per test subject")
-    rated_clean: int = Field(1, ge=0, le=10, description="unaltered copies per test subject in the rated set (rating low)")
+    rated_clean: int = Field(
+        1, ge=0, le=10, description="unaltered copies per test subject in the rated set (rating low)")
     severity_max: dict[str, float] = Field(default_factory=lambda: {
         "rician_noise": 0.15, "motion": 6.0, "ghosting": 0.45, "bias_field": 0.9, "wrap_around": 0.3},
         description="severity at the top of the rated scale: realised severity = r * severity_max, r ~ U(0, 1) "
@@ -75,7 +81,8 @@ class ZuoParams(BaseModel):
     example_severity: dict[str, float] = Field(default_factory=lambda: {
         "bias_field": 1.0, "rician_noise": 0.3, "motion": 8.0, "wrap_around": 0.3, "remove_side": 0.5,
         "registration_error": 15.0}, description="severities of the held-out examples C-H")
-    bins: tuple[float, float] = Field((1 / 3, 2 / 3), description="r below bins[0] = low, below bins[1] = medium, else high")
+    bins: tuple[float, float] = Field(
+        (1 / 3, 2 / 3), description="r below bins[0] = low, below bins[1] = medium, else high")
 
     @field_validator("noise_range", "motion_range_px", "bins")
     @classmethod
@@ -99,7 +106,7 @@ class ZuoParams(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _rated(self) -> "ZuoParams":
+    def _rated(self) -> ZuoParams:
         for name in self.rated_artifacts:
             if name not in RATED_ARTIFACTS:
                 raise ValueError(f"rated_artifacts: unknown '{name}'; allowed: {', '.join(RATED_ARTIFACTS)}")
