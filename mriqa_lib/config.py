@@ -1,40 +1,55 @@
 """params.yaml -> validated, typed settings.
 
-Each top-level section of params.yaml is a pydantic model. Unknown keys, wrong types and
-out-of-range values raise :class:`ConfigError` with a one-line message naming the key and
-what is allowed; the CLI turns it into that one line and a non-zero exit status.
+Each top-level section of params.yaml is a pydantic model whose field defaults are the embedded
+default profile; params.yaml lists every setting with the same value (tests/test_params.py). Unknown
+keys, wrong types and out-of-range values raise :class:`ConfigError` with a one-line message naming
+the key and what is allowed; the CLI turns it into that one line and a non-zero exit status.
 
-The method sections are defined next to their method (``mriqa_lib/methods/<name>/params.py``)
-so that a reader finds a paper's settings beside the paper's code.
+The method sections come from the method registry (:mod:`mriqa_lib.methods.registry`): each
+registered method's ``params`` model (defined beside the method, ``mriqa_lib/methods/<name>/params.py``)
+is the section named by the method. ``Settings`` (``from mriqa_lib.config import Settings``) is that
+model of all of params.yaml, built from the registry on first use (:func:`settings_model`), so that
+importing this module imports no method.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
 
-from mriqa_lib.methods.bricout.params import BricoutParams
-from mriqa_lib.methods.ecker.params import EckerParams
-from mriqa_lib.methods.shaw.params import ShawParams
-from mriqa_lib.methods.ssfd.params import SsfdParams
-from mriqa_lib.methods.zuo.params import ZuoParams
 from mriqa_lib.prepare.params import PreparationParams
-from mriqa_lib.validation import SplitFractions
+from mriqa_lib.validation import Section, SplitFractions
+
+__all__ = [
+    "DEFAULT_SITES",
+    "PARAMS_FILE",
+    "BenchmarkParams",
+    "CohortParams",
+    "ConfigError",
+    "Section",
+    "Settings",
+    "SiteParams",
+    "TrainerParams",
+    "deep_merge",
+    "default_cohort_params",
+    "format_validation_error",
+    "load_settings",
+    "parse_settings",
+    "read_yaml",
+    "settings_model",
+]
 
 PARAMS_FILE = "params.yaml"
+
+if TYPE_CHECKING:  # for readers and type checkers: the class itself is built by settings_model()
+    Settings = Section
 
 
 class ConfigError(ValueError):
     """A params.yaml problem; the message is one line naming the file and the key."""
-
-
-class Section(BaseModel):
-    """Base for every params section: unknown keys are errors, values are validated on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
 
 class SiteParams(Section):
@@ -56,10 +71,21 @@ class SiteParams(Section):
         return v
 
 
+#: the six synthetic sites of the embedded cohort: contrast, voxel size, bias field and noise differ
+DEFAULT_SITES = [
+    {"name": "siteA", "spacing": (2.0, 2.0, 2.0), "wm": 1000, "gm": 620, "csf": 250, "bias": 0.15, "noise": 0.02},
+    {"name": "siteB", "spacing": (1.8, 1.8, 2.2), "wm": 800, "gm": 560, "csf": 180, "bias": 0.30, "noise": 0.035},
+    {"name": "siteC", "spacing": (2.2, 2.2, 2.2), "wm": 1200, "gm": 700, "csf": 350, "bias": 0.10, "noise": 0.015},
+    {"name": "siteD", "spacing": (2.0, 2.0, 2.4), "wm": 900, "gm": 600, "csf": 300, "bias": 0.25, "noise": 0.04},
+    {"name": "siteE", "spacing": (1.9, 1.9, 1.9), "wm": 1100, "gm": 640, "csf": 220, "bias": 0.20, "noise": 0.025},
+    {"name": "siteF", "spacing": (2.1, 2.1, 2.1), "wm": 950, "gm": 520, "csf": 200, "bias": 0.35, "noise": 0.03},
+]
+
+
 class CohortParams(Section):
     """The embedded default cohort built from the ICBM152 2009a template shipped in nilearn."""
 
-    n_subjects: int = Field(40, ge=2, le=10000)
+    n_subjects: int = Field(48, ge=2, le=10000)
     seed: int = Field(0, ge=0)
     contrasts: list[Literal["T1w", "T2w", "PD"]] = Field(default_factory=lambda: ["T1w"])
     split: SplitFractions = Field((0.7, 0.15, 0.15), description="train/val/test fractions")
@@ -69,7 +95,8 @@ class CohortParams(Section):
     translation_mm: float = Field(4.0, ge=0, le=30)
     slices: int = Field(0, ge=0, le=64, description="centre axial 2-D slices exported per subject")
     workers: int = Field(2, ge=1, le=64)
-    sites: list[SiteParams] = Field(min_length=1)
+    sites: list[SiteParams] = Field(default_factory=lambda: [SiteParams(**s) for s in DEFAULT_SITES],
+                                    min_length=1, description="subjects are spread over these sites in turn")
 
     @field_validator("contrasts")
     @classmethod
@@ -78,20 +105,18 @@ class CohortParams(Section):
             raise ValueError("contrasts must include T1w")
         return v
 
-
-DEFAULT_SITES = [
-    dict(name="siteA", spacing=(2.0, 2.0, 2.0), wm=1000, gm=620, csf=250, bias=0.15, noise=0.02),
-    dict(name="siteB", spacing=(1.8, 1.8, 2.2), wm=800, gm=560, csf=180, bias=0.30, noise=0.035),
-    dict(name="siteC", spacing=(2.2, 2.2, 2.2), wm=1200, gm=700, csf=350, bias=0.10, noise=0.015),
-    dict(name="siteD", spacing=(2.0, 2.0, 2.4), wm=900, gm=600, csf=300, bias=0.25, noise=0.04),
-    dict(name="siteE", spacing=(1.9, 1.9, 1.9), wm=1100, gm=640, csf=220, bias=0.20, noise=0.025),
-    dict(name="siteF", spacing=(2.1, 2.1, 2.1), wm=950, gm=520, csf=200, bias=0.35, noise=0.03),
-]
+    @field_validator("sites")
+    @classmethod
+    def _sites_unique(cls, v: list[SiteParams]) -> list[SiteParams]:
+        names = [s.name for s in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"site names must be unique, got {names}")
+        return v
 
 
 def default_cohort_params() -> CohortParams:
     """The embedded default cohort settings (used when no params.yaml is at hand)."""
-    return CohortParams(n_subjects=48, sites=[SiteParams(**s) for s in DEFAULT_SITES])
+    return CohortParams()
 
 
 class TrainerParams(Section):
@@ -112,7 +137,7 @@ class BenchmarkParams(Section):
 
     n_subjects: int = Field(6, ge=1, le=1000, description="test-split subjects used (clean + corrupted)")
     artifacts: list[str] = Field(default_factory=lambda: ["all"], description="registry names, or [all]")
-    levels: list[float] = Field(default_factory=lambda: [1 / 3, 2 / 3, 1.0],
+    levels: list[float] = Field(default_factory=lambda: [0.333, 0.667, 1.0],
                                 description="severities as fractions of each artifact's benchmark maximum")
     design: Literal["rotate", "full"] = Field(
         "rotate", description="full: every subject x artifact x level; rotate: each artifact x level once, "
@@ -127,25 +152,50 @@ class BenchmarkParams(Section):
         return v
 
 
-class Settings(Section):
-    """All of params.yaml."""
+#: the sections that are not methods, before and after the method sections (params.yaml's order)
+SECTIONS_BEFORE: dict[str, type[BaseModel]] = {"cohort": CohortParams, "trainer": TrainerParams}
+SECTIONS_AFTER: dict[str, type[BaseModel]] = {"benchmark": BenchmarkParams, "preparation": PreparationParams}
 
-    cohort: CohortParams
-    trainer: TrainerParams = Field(default_factory=TrainerParams)
-    ecker: EckerParams = Field(default_factory=EckerParams)
-    zuo: ZuoParams = Field(default_factory=ZuoParams)
-    shaw: ShawParams = Field(default_factory=ShawParams)
-    ssfd: SsfdParams = Field(default_factory=SsfdParams)
-    bricout: BricoutParams = Field(default_factory=BricoutParams)
-    benchmark: BenchmarkParams = Field(default_factory=BenchmarkParams)
-    preparation: PreparationParams = Field(default_factory=PreparationParams)
+# one Settings model per registry content: a toy method registered by a test gets its section
+_SETTINGS_MODELS: dict[tuple[tuple[str, type[BaseModel]], ...], type[Section]] = {}
 
-    @model_validator(mode="after")
-    def _sites_unique(self) -> "Settings":
-        names = [s.name for s in self.cohort.sites]
-        if len(set(names)) != len(names):
-            raise ValueError(f"cohort.sites names must be unique, got {names}")
-        return self
+
+def settings_model() -> type[Section]:
+    """The model of all of params.yaml: the fixed sections plus one section per registered method.
+
+    A method's section is named by the method, typed by its ``MethodSpec.params`` model and
+    defaults to that model's defaults. The model is built once per registry content (the same
+    class while the registry does not change).
+
+    Returns:
+        the pydantic model class ``Settings``.
+    """
+    from mriqa_lib.methods import registry  # here, not at import: discovery imports the methods
+
+    specs = registry.methods()
+    key = tuple((name, spec.params) for name, spec in specs.items())
+    model = _SETTINGS_MODELS.get(key)
+    if model is None:
+        model = _SETTINGS_MODELS[key] = _build_settings(dict(key))
+    return model
+
+
+def _build_settings(method_params: dict[str, type[BaseModel]]) -> type[Section]:
+    clash = sorted(set(method_params) & (set(SECTIONS_BEFORE) | set(SECTIONS_AFTER)))
+    if clash:
+        raise ValueError(f"method name(s) {clash} clash with a params.yaml section of the same name")
+    sections = {**SECTIONS_BEFORE, **method_params, **SECTIONS_AFTER}
+    fields: dict[str, Any] = {name: (model, Field(default_factory=model)) for name, model in sections.items()}
+    return create_model("Settings", __base__=Section, __module__=__name__,
+                        __doc__="All of params.yaml: " + ", ".join(sections) + ".", **fields)
+
+
+def __getattr__(name: str) -> Any:
+    # ``Settings`` is built from the method registry when first asked for, not at import, so that
+    # a method package may import this module without an import cycle
+    if name == "Settings":
+        return settings_model()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -167,8 +217,15 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
     return current if isinstance(current, type) else None
 
 
-def format_validation_error(exc: ValidationError, source: str, root: type[BaseModel] = Settings) -> str:
-    """One line naming the first bad key, what is wrong, and what is allowed."""
+def format_validation_error(exc: ValidationError, source: str, root: type[BaseModel] | None = None) -> str:
+    """One line naming the first bad key, what is wrong, and what is allowed.
+
+    Args:
+        exc: the pydantic error.
+        source: what was validated (a file name), the start of the line.
+        root: the model that was validated (default: ``Settings``), to list the allowed keys.
+    """
+    root = root or settings_model()
     err = exc.errors()[0]
     loc = tuple(err["loc"])
     key = ".".join(str(p) for p in loc) or "(top level)"
@@ -188,16 +245,17 @@ def format_validation_error(exc: ValidationError, source: str, root: type[BaseMo
 
 
 def parse_settings(raw: Any, source: str = PARAMS_FILE) -> Settings:
-    """Validate an already-parsed params mapping."""
+    """Validate an already-parsed params mapping (sections left out keep their defaults)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}")
     try:
-        return Settings.model_validate(raw)
+        return settings_model().model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
 
 
 def read_yaml(path: str | os.PathLike) -> Any:
+    """Parse a YAML file; a missing file or bad YAML raises :class:`ConfigError` naming the line."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: file not found (run from the repository root or pass --params)")

@@ -83,42 +83,131 @@ def test_stage_exits_nonzero_on_bad_params(tmp_path, raw):
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(raw))
     proc = subprocess.run([sys.executable, "-m", "mriqa_lib.cli", "stage", "prepare", "--params", str(bad)],
-                          capture_output=True, text=True, cwd=tmp_path)
+                          capture_output=True, text=True, cwd=tmp_path, check=False)
     assert proc.returncode == 2
     assert "cohort.workers" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "data").exists()  # nothing written
 
 
-def test_paper_profiles_validate(raw):
-    """Every paper profile merges into valid settings, and each value it sets is what validation keeps."""
-    from mriqa_lib.commands.profile import PROFILES, merged_profile
+def _leaves(tree, prefix=()):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, prefix + (key,))
+        else:
+            yield prefix + (key,), value
 
-    files = sorted((ROOT / PROFILES).glob("*.paper.yaml"))
-    assert len(files) == 5, files
-    import os
 
-    cwd = os.getcwd()
-    os.chdir(ROOT)
-    try:
-        settings = parse_settings(merged_profile(raw, "paper"), "paper profile")
-    finally:
-        os.chdir(cwd)
+def _profile_cases():
+    from mriqa_lib.commands.profile import profile_files, profile_names
+
+    for name in profile_names(ROOT / "profiles"):
+        yield name, None
+        for path in profile_files(name, ROOT / "profiles"):
+            yield name, [path.name.split(".")[0]]
+
+
+def test_there_are_five_paper_profiles():
+    from mriqa_lib.commands.profile import profile_files
+
+    assert len(profile_files("paper", ROOT / "profiles")) == 5
+
+
+@pytest.mark.parametrize("name, methods", list(_profile_cases()))
+def test_profiles_validate_over_params(name, methods):
+    """params.yaml with a profile merged in by the function `mriqa profile` uses validates (all of a
+    profile's files at once and each alone), and each value the profile sets is what validation keeps."""
+    from mriqa_lib.commands.profile import apply_profile, profile_files
+
+    _, settings = apply_profile(ROOT / "params.yaml", name, methods, profiles=ROOT / "profiles")
     dumped = settings.model_dump(mode="json")
-
-    def leaves(tree, prefix=()):
-        for key, value in tree.items():
-            if isinstance(value, dict):
-                yield from leaves(value, prefix + (key,))
-            else:
-                yield prefix + (key,), value
-
+    files = [f for f in profile_files(name, ROOT / "profiles") if not methods or f.name.split(".")[0] in methods]
     for path in files:
-        for keys, value in leaves(read_yaml(path)):
+        for keys, value in _leaves(read_yaml(path)):
             got = dumped
             for k in keys:
                 got = got[k]
             expect = list(value) if isinstance(value, tuple) else value
-            assert got == expect or (isinstance(got, list) and got == list(expect)), (path.name, keys, got, value)
+            assert got == expect, (path.name, keys, got, value)
+    # the plain-dict merge gives the same settings
+    from mriqa_lib.commands.profile import merged_profile
+
+    plain = parse_settings(merged_profile(read_yaml(ROOT / "params.yaml"), name, methods, ROOT / "profiles"))
+    assert plain == settings
+
+
+def test_settings_has_one_section_per_registered_method():
+    """Settings is built from the registry: a method's section is its params model, default its defaults."""
+    from mriqa_lib.config import Settings, settings_model
+    from mriqa_lib.methods.registry import methods
+
+    assert Settings is settings_model() and Settings.__name__ == "Settings"
+    specs = methods()
+    assert specs, "no method registered"
+    settings = Settings()
+    for name, spec in specs.items():
+        assert Settings.model_fields[name].annotation is spec.params
+        assert getattr(settings, name) == spec.params()
+
+
+def test_settings_keyword_construction_and_attribute_access(raw):
+    from mriqa_lib.config import Settings, default_cohort_params
+    from mriqa_lib.methods.registry import methods
+
+    name, spec = next(iter(methods().items()))
+    section = spec.params(seed=7)
+    settings = Settings(cohort=default_cohort_params(), **{name: section})
+    assert getattr(settings, name) is not None and getattr(settings, name).seed == 7
+    with pytest.raises(ConfigError, match=rf"unknown key '{name}.foo'; allowed here: seed"):
+        raw[name]["foo"] = 1
+        parse_settings(raw)
+
+
+def test_a_registered_toy_method_gets_a_validated_section(raw):
+    from pydantic import Field
+
+    from mriqa_lib.config import settings_model
+    from mriqa_lib.methods import registry
+    from mriqa_lib.validation import Section
+
+    class ToyParams(Section):
+        seed: int = 0
+        size: int = Field(3, ge=1)
+
+    before = settings_model()
+    registry.register(registry.MethodSpec(name="toy", paper="P9", title="toy", params=ToyParams,
+                                          load_scorer=lambda model_dir, settings: None, badness="toy_score"))
+    try:
+        assert list(settings_model().model_fields)[-3:] == ["toy", "benchmark", "preparation"]
+        assert parse_settings(raw).toy == ToyParams()
+        assert parse_settings({**raw, "toy": {"size": 5}}).toy.size == 5
+        with pytest.raises(ConfigError, match=r"unknown key 'toy.foo'; allowed here: seed, size"):
+            parse_settings({**raw, "toy": {"foo": 1}})
+        with pytest.raises(ConfigError, match=r"bad value for 'toy.size'"):
+            parse_settings({**raw, "toy": {"size": 0}})
+    finally:
+        registry.unregister("toy")
+    assert settings_model() is before
+    with pytest.raises(ConfigError, match=r"unknown key 'toy'"):
+        parse_settings({**raw, "toy": {}})
+
+
+def test_config_names_no_method():
+    """config.py takes the method sections from the registry: it imports and names no method."""
+    import re
+
+    from mriqa_lib.methods.registry import names
+
+    source = (ROOT / "mriqa_lib" / "config.py").read_text()
+    imported = re.findall(r"^\s*(?:from|import)\s+(mriqa_lib\.methods\S*)", source, re.MULTILINE)
+    assert imported == ["mriqa_lib.methods"]  # `from mriqa_lib.methods import registry`
+    for name in names():
+        assert not re.search(rf"\b{name}\b", source, re.IGNORECASE), name
+
+
+def test_duplicate_site_names_are_refused(raw):
+    raw["cohort"]["sites"][1]["name"] = raw["cohort"]["sites"][0]["name"]
+    with pytest.raises(ConfigError, match=r"'cohort.sites': .*site names must be unique"):
+        parse_settings(raw)
 
 
 def test_profile_command_keeps_comments_and_matches_the_plain_merge(tmp_path, monkeypatch):
@@ -140,7 +229,7 @@ def test_profile_command_keeps_comments_and_matches_the_plain_merge(tmp_path, mo
     assert read_yaml("params.yaml") == yaml.safe_load(yaml.safe_dump(expected))
     assert (tmp_path / "params.yaml.bak").read_text() == before
     # a comment of params.yaml on a key no profile sets survives
-    own = [ln for ln in before.splitlines() if ln.lstrip().startswith("warp_mm:")][0]
+    own = next(ln for ln in before.splitlines() if ln.lstrip().startswith("warp_mm:"))
     assert own.strip() in after
     # every end-of-line comment of a profile's top-level section keys arrives with its value
     prof = YAML().load((ROOT / "profiles" / "bricout.paper.yaml").read_text())["bricout"]["pretrain"]

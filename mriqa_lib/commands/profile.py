@@ -7,21 +7,26 @@ from pathlib import Path
 PROFILES = Path("profiles")
 
 
-def profile_files(name: str) -> list[Path]:
+def profile_files(name: str, profiles: Path = PROFILES) -> list[Path]:
     """profiles/<method>.<name>.yaml for every method that has one, e.g. ecker.paper.yaml."""
-    return sorted(PROFILES.glob(f"*.{name}.yaml"))
+    return sorted(Path(profiles).glob(f"*.{name}.yaml"))
 
 
-def merged_profile(base: dict, name: str, methods: list[str] | None = None) -> dict:
-    """``base`` params with the profile's sections merged in (validated by the caller)."""
+def profile_names(profiles: Path = PROFILES) -> list[str]:
+    """The profile names found in ``profiles`` (``paper`` for ``ecker.paper.yaml``)."""
+    return sorted({p.name.split(".", 1)[1][: -len(".yaml")] for p in Path(profiles).glob("*.*.yaml")})
+
+
+def merged_profile(base: dict, name: str, methods: list[str] | None = None, profiles: Path = PROFILES) -> dict:
+    """``base`` params with the profile's sections merged in as plain dicts (validated by the caller)."""
     from mriqa_lib.config import deep_merge, read_yaml
 
     out = dict(base)
-    files = profile_files(name)
+    files = profile_files(name, profiles)
     if not files:
         from mriqa_lib.config import ConfigError
 
-        raise ConfigError(f"no profile '{name}': no files {PROFILES}/*.{name}.yaml")
+        raise ConfigError(f"no profile '{name}': no files {profiles}/*.{name}.yaml")
     for path in files:
         if methods and path.name.split(".")[0] not in methods:
             continue
@@ -82,7 +87,8 @@ def _load_mapping(yaml, path: Path):
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', None) or exc}".splitlines()[0]) from exc
+        problem = getattr(exc, "problem", None) or exc
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}".splitlines()[0]) from exc
     if doc is None:
         return CommentedMap()
     if not isinstance(doc, CommentedMap):
@@ -90,23 +96,42 @@ def _load_mapping(yaml, path: Path):
     return doc
 
 
+def apply_profile(params: Path, name: str, methods: list[str] | None = None, profiles: Path = PROFILES):
+    """What `mriqa profile` writes: ``params`` with the profile's files merged in, comments kept.
+
+    Args:
+        params: the params file the profile overlays (params.yaml).
+        name: the profile name (``paper`` for ``profiles/<method>.paper.yaml``).
+        methods: only these methods' profile files (None: all).
+        profiles: the folder of profile files.
+
+    Returns:
+        (the merged ruamel document, its validated ``Settings``); a :class:`ConfigError` names the
+        first bad key.
+    """
+    from mriqa_lib.config import ConfigError, parse_settings
+
+    yaml = _round_trip()
+    files = [f for f in profile_files(name, profiles) if not methods or f.name.split(".")[0] in methods]
+    if not files:
+        raise ConfigError(f"no profile '{name}' for {methods or 'any method'}: "
+                          f"no files {profiles}/*.{name}.yaml")
+    doc = _load_mapping(yaml, Path(params))
+    for path in files:
+        merge_keeping_comments(doc, _load_mapping(yaml, path))
+    settings = parse_settings(doc, f"{params} + profile '{name}'")
+    return doc, settings
+
+
 def run(args: argparse.Namespace) -> int:
     import io
     import shutil
 
-    from mriqa_lib.config import ConfigError, parse_settings
     from mriqa_lib.io import atomic_path
 
     methods = args.methods.split(",") if args.methods else None
+    doc, _ = apply_profile(args.params, args.name, methods)
     yaml = _round_trip()
-    files = [f for f in profile_files(args.name) if not methods or f.name.split(".")[0] in methods]
-    if not files:
-        raise ConfigError(f"no profile '{args.name}' for {methods or 'any method'}: "
-                          f"no files {PROFILES}/*.{args.name}.yaml")
-    doc = _load_mapping(yaml, args.params)
-    for path in files:
-        merge_keeping_comments(doc, _load_mapping(yaml, path))
-    parse_settings(doc, f"{args.params} + profile '{args.name}'")
     buf = io.StringIO()
     yaml.dump(doc, buf)
     header = f"# profile '{args.name}' applied by `mriqa profile` (previous settings: {args.params.name}.bak)\n"
