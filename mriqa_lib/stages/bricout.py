@@ -1,8 +1,10 @@
 """DVC stages of paper 5 (Bricout et al.): synthetic-motion SFCN pretraining and QC transfer.
 
 * ``synthesize``: scans table (AMP SCZ / HCPEP from params, or the embedded cohort with hidden
-  QC degradations), site-wise split synthesis / QC, subject-wise train/val/test split, K random
-  pipeline passes per synthesis volume (resumable), prepared QC volumes -> ``data/synthetic/bricout``.
+  QC degradations), site-wise split synthesis / QC, subject-wise train/val/test split from
+  :mod:`mriqa_lib.data.splits` (the embedded cohort's held-out test subjects only in test), K random
+  pipeline passes per synthesis volume (resumable), prepared QC volumes -> ``data/synthetic/bricout``,
+  with ``subjects.tsv`` manifests there (all subjects), in ``samples/`` (synthesis) and ``qc/``.
 * ``train``: SFCN regression of the motion RMS, then transfer (frozen encoder + MLP) and scratch
   QC classifiers for every seed -> ``models/bricout``, ``metrics/bricout_train.json`` (cost, Table 4).
 * ``evaluate``: synthetic test R^2, calibration, QC balanced accuracy / F1 per seed ->
