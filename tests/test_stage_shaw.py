@@ -28,8 +28,8 @@ def build_tiny_cohort(root: Path) -> Path:
 
 
 def tiny_settings() -> Settings:
-    """Shaw settings small enough for seconds on one core (8 mm grid, 2-level U-Net, 3 steps)."""
-    p = ShawParams(grid_mm=8.0, features=[2, 4], patch=8, iterations=3, multitask_iterations=3, val_every=2,
+    """Shaw settings small enough for seconds on one core (8 mm grid, 2-level U-Net, 4 steps)."""
+    p = ShawParams(grid_mm=8.0, features=[2, 4], patch=8, iterations=4, multitask_iterations=4, val_every=2,
                    corruptions_per_volume=1, multitask_extra_per_volume=1, snr_levels=3, n_pairs=3,
                    map_cases=1)
     return Settings(cohort=default_cohort_params(), shaw=p).model_copy(
@@ -85,3 +85,19 @@ def test_held_out_subjects_never_train_or_validate(shaw_run):
     # experiment 2's pairs are made of test subjects only (never a training target)
     pairs = read_tsv(root / "data/synthetic/shaw/pairs.tsv")
     assert set(pairs["subject_id"]) <= {s for s, v in manifest.items() if v == "test"}
+
+
+def test_training_checkpoints_reload_as_the_saved_models(shaw_run):
+    """The stage's Lightning checkpoints reload with load_from_checkpoint; validating at the last step (4 of
+    4), the checkpoint holds the weights of the state dict the scorer reads (models/shaw/<kind>.pt)."""
+    import torch
+
+    from mriqa_lib.methods.shaw.lit import ShawModule
+
+    root, _ = shaw_run
+    for kind in ("recon", "multitask"):
+        module = ShawModule.load_from_checkpoint(root / f"models/shaw/ckpt_{kind}/checkpoints/best.ckpt")
+        assert module.hparams.kind == kind and module.hparams.total_steps == 4
+        saved = torch.load(root / f"models/shaw/{kind}.pt", weights_only=True)
+        state = module.net.state_dict()
+        assert saved.keys() == state.keys() and all(torch.equal(saved[k], state[k]) for k in saved)

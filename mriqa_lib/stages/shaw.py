@@ -140,10 +140,9 @@ def _fit(kind: str, settings: Settings, train: dict, val: dict, iterations: int,
     with CostMonitor() as cost:
         trainer.fit(module, loader, val_loader)
     logged = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    info = {**cost.result, "iterations": iterations, "last_logged": logged}
-    for ckpt_file in ckpt.glob("*.ckpt"):  # the weights live on in models/shaw/<kind>.pt
-        ckpt_file.unlink()
-    return module.net, info
+    # the checkpoint of the last validation stays in ckpt/checkpoints (ShawModule.load_from_checkpoint
+    # reloads it); the scorer reads the final weights, the plain state dict models/shaw/<kind>.pt
+    return module.net, {**cost.result, "iterations": iterations, "last_logged": logged}
 
 
 def train(settings: Settings) -> None:
