@@ -50,6 +50,12 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
         best = max(trials, key=lambda t: t["val_bal_acc"])
         assert {k: config[kind]["config"][k] for k in ("lr", "dropout", "hidden")} == \
             {k: best[k] for k in ("lr", "dropout", "hidden")}
+    # real data: nothing is held out, subjects are listed as <dataset>/<subject> in their split
+    from mriqa_lib.data.splits import read_manifest
+
+    scans = pd.read_csv(tmp_path / "data/synthetic/bricout/scans.tsv", sep="\t", dtype=str).fillna("")
+    used = scans[scans.split != ""]
+    assert read_manifest(tmp_path / "data/synthetic/bricout") == dict(zip("AMPSCZ/" + used.subject, used.split))
     for name in ("calibration.tsv", "qc_split_counts.tsv", "parameters.tsv", "pipeline_examples.npz", "cost.json"):
         assert (tmp_path / "results/bricout" / name).exists()
 

@@ -77,8 +77,8 @@ def train(settings: Settings) -> None:
     models.mkdir(parents=True, exist_ok=True)
     seed_everything(bp.seed, settings.trainer.threads)
     manifest = read_tsv(root / "synthetic.tsv", required=("file", "split", "rms"))
-    module, cost = training.pretrain(settings, manifest, root, models / "pretrain")
-    cost = {"pretrain": cost}
+    module, pretrain_cost = training.pretrain(settings, manifest, root, models / "pretrain")
+    cost = {"pretrain": pretrain_cost}
     torch.save(module.net.state_dict(), models / "pretrain" / "sfcn.pt")
     data_img = training.qc_data(read_tsv(root / "qc.tsv", required=("file", "split", "qc_class")), root)
     encoder, in_features = training.frozen_encoder(module, settings)
