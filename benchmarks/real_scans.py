@@ -3,12 +3,15 @@
 For each scan (default Colin27, the real 1 mm T1w of Debian's mricron-data), writes the clean
 copy and corrupted copies made with `mriqa corrupt` (rigid motion at 1, 2 and 4 mm RMS with
 several fixed seeds each, Rician noise at two levels, ghosting, blur, bias field), scores the
-folder with `mriqa score` (P4 with the clean copy as reference; `--no-prepare` passed through),
+folder with `mriqa score` (the full-reference method, P4, with the clean copy as reference;
+`--no-prepare` passed through),
 and prints per method:
 
-* the fraction of (clean, corrupted) pairs where the corrupted copy is worse (``BADNESS``);
+* the fraction of (clean, corrupted) pairs where the corrupted copy is worse (each registered
+  method's badness column and sign, ``MethodSpec.badness``);
 * the Spearman correlation of the injected motion RMS (0 for the clean copy) with the badness;
-* for P5, its predicted motion RMS against the injected one, in P5's RMS definition;
+* for the method that estimates motion RMS (``MethodSpec.motion_rms``: P5), its predicted motion RMS
+  against the injected one, in that method's RMS definition;
 * per scan, the preparation record of the clean copy and the seconds spent.
 
 Run after `dvc repro` from the repository root:
@@ -45,6 +48,30 @@ ARTIFACT_ORDER = ("motion", "rician_noise", "ghosting", "blur", "bias_field")
 PREP_COLUMNS = ("prep", "prep_brain_cm3", "prep_similarity", "prep_dice", "prep_scale", "prep_seconds")
 RMS_MEANING = {"paper": "mean RMS of each pose from the identity, R 80 mm",
                "code": "mean RMS between successive poses of [identity, P1..PN], R 82.5 mm"}
+
+
+def rms_method():
+    """The registered method whose scorer estimates the motion RMS (``MethodSpec.motion_rms``; P5), or None."""
+    from mriqa_lib.methods import registry
+
+    return next((spec for spec in registry.methods().values() if spec.motion_rms), None)
+
+
+def _rms_label() -> str:
+    """The paper label of :func:`rms_method` (as the tables print it)."""
+    spec = rms_method()
+    return spec.paper if spec is not None else "motion-RMS method"
+
+
+def full_reference_note() -> str:
+    """' P<n> (<name>) is full-reference (clean copy as reference).' for the registered full-reference methods."""
+    from mriqa_lib.methods import registry
+
+    specs = [spec for spec in registry.methods().values() if spec.full_reference]
+    if not specs:
+        return ""
+    verb = "is" if len(specs) == 1 else "are"
+    return f" {', '.join(f'{s.paper} ({s.name})' for s in specs)} {verb} full-reference (clean copy as reference)."
 
 
 # ----------------------------------------------------------------------------------- the copies
@@ -213,10 +240,14 @@ def method_table(frame: pd.DataFrame, badness: dict[str, tuple[str, float]]) -> 
     return pd.DataFrame.from_dict(rows, orient="index", columns=[*present, "all", "pairs", "spearman_motion"])
 
 
-def p5_rms_table(frame: pd.DataFrame, col: str = "bricout_motion_rms") -> pd.DataFrame:
+def p5_rms_table(frame: pd.DataFrame, col: str | None = None) -> pd.DataFrame:
     """P5's predicted motion RMS per requested motion severity (0 = the clean copies): number of
     volumes, mean injected RMS as `mriqa corrupt` recorded it, mean injected RMS in P5's
-    definition, mean / min / max predicted RMS."""
+    definition, mean / min / max predicted RMS. ``col``: the predicted RMS column (default: the
+    ``motion_rms`` column of :func:`rms_method`)."""
+    if col is None:
+        spec = rms_method()
+        col = spec.motion_rms if spec is not None else ""
     if col not in frame:
         return pd.DataFrame()
     rows = frame[frame.artifact.isin(["clean", "motion"])].copy()
@@ -248,8 +279,9 @@ def format_method_table(table: pd.DataFrame) -> str:
 def format_p5_table(table: pd.DataFrame) -> str:
     """Plain-text P5 table, one row per injected severity."""
     if table.empty:
-        return "(P5 did not score)"
-    lines = [f"{'severity':>8} {'n':>3} {'injected':>9} {'inj. P5 def':>11} {'predicted':>9} {'min':>6} {'max':>6}"]
+        return f"({_rms_label()} did not score)"
+    inj = f"inj. {_rms_label()} def"
+    lines = [f"{'severity':>8} {'n':>3} {'injected':>9} {inj:>11} {'predicted':>9} {'min':>6} {'max':>6}"]
     for sev, r in table.iterrows():
         lines.append(f"{sev:>8g} {int(r.n):>3d} {_fmt(r.injected):>9} {_fmt(r.injected_p5):>11} "
                      f"{_fmt(r.predicted):>9} {_fmt(r.pred_min):>6} {_fmt(r.pred_max):>6}")
@@ -259,10 +291,13 @@ def format_p5_table(table: pd.DataFrame) -> str:
 def definitions_note(sidecar_def: str, p5_def: str) -> str:
     """One line: which RMS definition `mriqa corrupt` recorded and which P5 was trained on."""
     same = sidecar_def == p5_def
+    spec, label = rms_method(), _rms_label()
+    section = f" (params.yaml {spec.name}.motion)" if spec is not None else ""
     return (f"injected RMS: `mriqa corrupt` records rms_definition={sidecar_def!r} ({RMS_MEANING.get(sidecar_def, '?')}); "
-            f"P5 is trained on rms_definition={p5_def!r} (params.yaml bricout.motion) "
+            f"{label} is trained on rms_definition={p5_def!r}{section} "
             + ("-- the same definition." if same else
-               "-- they differ; 'inj. P5 def' is the injected RMS recomputed in P5's definition from the sidecar poses."))
+               f"-- they differ; 'inj. {label} def' is the injected RMS recomputed in {label}'s definition from the "
+               "sidecar poses."))
 
 
 def markdown_section(table: pd.DataFrame, p5: pd.DataFrame, scans: Sequence[str], prepared: bool,
@@ -275,7 +310,7 @@ def markdown_section(table: pd.DataFrame, p5: pd.DataFrame, scans: Sequence[str]
              + ", ".join(f"{a} {s:g}" for a, s in OTHERS) + "), "
              + ("with" if prepared else "without") + " the preparation chain. Fraction of (clean, corrupted) "
              "pairs where the corrupted copy scores worse (ties count 1/2), and Spearman of the injected motion "
-             "RMS (clean = 0) with the badness. P4 (ssfd) is full-reference (clean copy as reference).", "",
+             "RMS (clean = 0) with the badness." + full_reference_note(), "",
              "| method | " + " | ".join(cols) + " | pairs | Spearman motion |",
              "|---|" + "---|" * (len(cols) + 2)]
     for m, rec in table.iterrows():
@@ -284,8 +319,9 @@ def markdown_section(table: pd.DataFrame, p5: pd.DataFrame, scans: Sequence[str]
     if failed is not None and len(failed):
         lines += ["", "Not scored (no pair): " + "; ".join(f"{r.scan}/{r.file}: {r.error}" for r in failed.itertuples())]
     if not p5.empty:
-        lines += ["", "P5 predicted motion RMS (mm) per injected severity. " + note, "",
-                  "| requested mm | n | injected | injected, P5 definition | predicted mean | min | max |",
+        label = _rms_label()
+        lines += ["", f"{label} predicted motion RMS (mm) per injected severity. " + note, "",
+                  f"| requested mm | n | injected | injected, {label} definition | predicted mean | min | max |",
                   "|---|---|---|---|---|---|---|"]
         for sev, r in p5.iterrows():
             lines.append(f"| {sev:g} | {int(r.n)} | {_fmt(r.injected)} | {_fmt(r.injected_p5)} | "
@@ -350,7 +386,7 @@ def prepare_available() -> bool:
 
 def score_folder(volumes: Path, out: Path, reference: Path, checkpoints: Path, no_prepare: bool,
                  run: Callable[..., int] = mriqa) -> pd.DataFrame:
-    """`mriqa score` the folder (all methods, P4 against ``reference``) and return scores.tsv."""
+    """`mriqa score` the folder (all methods, full-reference ones against ``reference``) and return scores.tsv."""
     from mriqa_lib.io import read_tsv
 
     args = ["score", str(volumes), "--out", str(out), "--reference", str(reference),
@@ -410,7 +446,7 @@ def report(frame: pd.DataFrame, badness: dict, note: str, title: str) -> str:
         lines.append(f"not scored: {rec.scan}/{rec.file}: {rec.error}")
     p5 = p5_rms_table(frame)
     if not p5.empty:
-        lines += ["P5 predicted motion RMS (mm) per requested severity", note, format_p5_table(p5)]
+        lines += [f"{_rms_label()} predicted motion RMS (mm) per requested severity", note, format_p5_table(p5)]
     return "\n".join(lines)
 
 
@@ -433,7 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from mriqa_lib.config import load_settings
-    from mriqa_lib.scoring import BADNESS
+    from mriqa_lib.scoring import badness
 
     scans = args.scan or [DEFAULT_SCAN]
     missing = [s for s in scans if not s.exists()]
@@ -452,7 +488,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif not args.no_prepare and not prepare_available():
         print("warning: this checkout's `mriqa score` has no preparation chain yet; the volumes are scored raw")
     prepared = not args.no_prepare and prepare_available()
-    p5_def = load_settings().bricout.motion.rms_definition
+    spec = rms_method()
+    p5_def = getattr(load_settings(), spec.name).motion.rms_definition if spec is not None else "paper"
+    bad = badness()
     copies = plan_copies()
     frames = []
     for scan, name in zip(scans, scan_names(scans)):
@@ -461,7 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     side_defs = sorted({d for _, _, f, _ in frames for d in f.injected_definition if d})
     note = definitions_note(side_defs[0] if len(side_defs) == 1 else "/".join(side_defs) or "paper", p5_def)
     for name, scan, frame, secs in frames:
-        print(report(frame, BADNESS, note, f"scan {name} ({scan})"))
+        print(report(frame, bad, note, f"scan {name} ({scan})"))
         print(prep_summary(frame))
         runtime = pd.to_numeric(frame["runtime_s"], errors="coerce") if "runtime_s" in frame else pd.Series([np.nan])
         prep_s = pd.to_numeric(frame["prep_seconds"], errors="coerce").mean() if "prep_seconds" in frame else float("nan")
@@ -472,10 +510,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               + f"; total for the scan {secs['corrupt'] + secs['score']:.0f}")
     pooled = pd.concat([f for _, _, f, _ in frames], ignore_index=True)
     if len(frames) > 1:
-        print(report(pooled, BADNESS, note, f"all {len(frames)} scans pooled"))
+        print(report(pooled, bad, note, f"all {len(frames)} scans pooled"))
     print(f"\n(prepared: {'yes' if prepared else 'no'}; volumes and scores under {args.out})")
     if args.readme:
-        section = markdown_section(method_table(pooled, BADNESS), p5_rms_table(pooled),
+        section = markdown_section(method_table(pooled, bad), p5_rms_table(pooled),
                                    [n for n, *_ in frames], prepared, note, failed_volumes(pooled))
         readme = Path("README.md")
         try:

@@ -22,7 +22,8 @@ import torch
 
 from mriqa_lib.config import load_settings
 from mriqa_lib.io import Volume, load_nifti
-from mriqa_lib.scoring import METHODS, load_scorers
+from mriqa_lib.methods import registry
+from mriqa_lib.scoring import load_scorers
 
 COLIN27 = Path("/usr/share/mricron/templates/ch2.nii.gz")
 EMBEDDED = Path("data/embedded/sub-001/anat/sub-001_T1w.nii.gz")
@@ -85,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         volume, secs, detail = prepare(volume, settings, args.repeat)
         print(f"{'prepare':<9} {'':>7} {'-' if secs is None else f'{secs:8.3f}':>8}  {detail}")
         total += secs or 0.0
-    for m in METHODS:
+    for m in registry.names():
         t0 = time.perf_counter()
         run = load_scorers([m], args.checkpoints, settings, log=lambda s: None)
         load_s = time.perf_counter() - t0

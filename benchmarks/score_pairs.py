@@ -2,7 +2,7 @@
 
 For each held-out (test-split) embedded subject, which no model trained on, writes the clean
 scan and one copy per artifact made with `mriqa corrupt`, scores the folder with `mriqa score`
-(P4 with the clean scan as reference), and prints per method and artifact the fraction of
+(full-reference methods, P4, with the clean scan as reference), and prints per method and artifact the fraction of
 pairs where the corrupted copy is worse. Run after `dvc repro` from the repository root:
 
     python benchmarks/score_pairs.py [--out /tmp/mriqa_pairs] [--artifacts motion,rician_noise,ghosting]
@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from mriqa_lib.io import read_tsv
-from mriqa_lib.scoring import BADNESS
+from mriqa_lib.scoring import badness
 
 
 def mriqa(*args: str) -> None:
@@ -49,7 +49,7 @@ def main() -> None:
         base = scores.set_index("name").loc["clean"]
         for name, _ in arts:
             row = scores.set_index("name").loc[name]
-            for m, (col, sign) in BADNESS.items():
+            for m, (col, sign) in badness().items():
                 if col in scores:
                     rows.append({"method": m, "artifact": name, "subject": sid,
                                  "worse": bool(sign * row[col] > sign * base[col])})

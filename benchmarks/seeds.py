@@ -2,11 +2,14 @@
 
 Runs one method's synthesize -> train -> evaluate once per seed, each in its own scratch folder
 (`params.yaml` with only `<method>.seed` changed, the repository's `data/embedded` linked in),
-and tabulates that method's claims (mriqa_lib/claims.py) per seed with their mean and spread.
+and tabulates that method's claims (its registration's ``claims``, see mriqa_lib/claims.py) per seed
+with their mean and spread.
 The seed changes the method's own splits, simulated data and initialisation; the cohort stays.
 Run after `dvc repro prepare` from the repository root, e.g.:
 
-    python benchmarks/seeds.py ecker --seeds 0 1 2 3 [--work /tmp/mriqa_seeds] [--threads 2]
+    python benchmarks/seeds.py METHOD --seeds 0 1 2 3 [--work /tmp/mriqa_seeds] [--threads 2]
+
+METHOD is a registered method with claims (`python benchmarks/seeds.py --help` lists them).
 
 A setting is better than another only if it wins over several seeds: on the embedded default
 single-seed differences of about 0.1 are common for papers 1 and 2.
@@ -22,10 +25,9 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from mriqa_lib.claims import CLAIMS
+from mriqa_lib.claims import claims
 from mriqa_lib.config import read_yaml
-
-STEPS = ("synthesize", "train", "evaluate")
+from mriqa_lib.methods import registry
 
 
 def seed_params(raw: dict[str, Any], method: str, seed: int, threads: int | None = None) -> dict[str, Any]:
@@ -42,7 +44,7 @@ def seed_params(raw: dict[str, Any], method: str, seed: int, threads: int | None
 def claim_values(method: str, metrics: dict[str, Any]) -> dict[str, float]:
     """The method's claim metrics (a key, or ``a - b`` of two keys) as numbers."""
     out = {}
-    for c in CLAIMS:
+    for c in claims():
         if c.method == method:
             v = c.value(metrics)
             if v is not None:
@@ -59,7 +61,7 @@ def summarise(per_seed: dict[int, dict[str, float]]) -> pd.DataFrame:
 
 def run_seed(method: str, seed: int, raw: dict[str, Any], work: Path, threads: int | None,
              runner: Callable[[list[str], Path], None]) -> dict[str, float]:
-    """One seed in ``work/seed-N``: write params, link the cohort, run the three stages."""
+    """One seed in ``work/seed-N``: write params, link the cohort, run the method's stage steps."""
     import yaml
 
     folder = work / f"seed-{seed}"
@@ -68,7 +70,7 @@ def run_seed(method: str, seed: int, raw: dict[str, Any], work: Path, threads: i
     if not link.is_symlink():
         link.symlink_to(Path("data/embedded").resolve())
     (folder / "params.yaml").write_text(yaml.safe_dump(seed_params(raw, method, seed, threads), sort_keys=False))
-    for step in STEPS:
+    for step in registry.get(method).stages:
         runner([sys.executable, "-m", "mriqa_lib.cli", "stage", method, step], folder)
     return claim_values(method, json.loads((folder / "metrics" / f"{method}.json").read_text()))
 
@@ -79,7 +81,7 @@ def _subprocess(cmd: list[str], cwd: Path) -> None:
 
 def main(argv: list[str] | None = None, runner: Callable[[list[str], Path], None] = _subprocess) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("method", choices=sorted({c.method for c in CLAIMS}))
+    parser.add_argument("method", choices=sorted({c.method for c in claims()}))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--work", type=Path, default=Path("/tmp/mriqa_seeds"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))

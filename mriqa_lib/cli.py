@@ -16,10 +16,21 @@ from mriqa_lib import __version__
 COMMANDS = ("cohort", "corrupt", "stage", "notebook", "profile", "check", "score", "readme")
 
 
+_NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def _papers() -> str:
+    """'five papers' for the registered methods' papers (the registry decides, not this file)."""
+    from mriqa_lib.methods import registry
+
+    n = len({spec.paper for spec in registry.methods().values()})
+    return f"{_NUMBERS[n] if n < len(_NUMBERS) else n} paper{'' if n == 1 else 's'}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mriqa",
-        description="Automatic MRI image-quality assessment: five papers, one pipeline. "
+        description=f"Automatic MRI image-quality assessment: {_papers()}, one pipeline. "
         "Run `dvc repro` to regenerate every figure; `mriqa <command> --help` for each command.",
     )
     parser.add_argument("--version", action="version", version=f"mriqa {__version__}")

@@ -149,7 +149,7 @@ def _flag(method: str) -> Flag:
 
 
 def _label(method: str) -> str:
-    """'P2 zuo' style name of a method."""
+    """'P<n> <name>' label of a method (its name alone when unregistered)."""
     spec = _spec(method)
     return spec.label if spec is not None else method
 

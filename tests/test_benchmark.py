@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mriqa_lib.stages.benchmark import README_BEGIN, README_END, readme_section, summarise, update_readme
+from mriqa_lib.benchmark import README_BEGIN, README_END, readme_section, summarise, update_readme
 
 
 def _scores() -> pd.DataFrame:
@@ -55,7 +55,7 @@ def test_missing_markers_raise(tmp_path):
 
 
 def test_rotating_design_covers_every_artifact_level_once():
-    from mriqa_lib.stages.benchmark import benchmark_design
+    from mriqa_lib.benchmark import benchmark_design
 
     subjects, names, levels = ["s1", "s2", "s3"], ["a", "b"], [0.5, 1.0]
     rot = benchmark_design(subjects, names, levels, "rotate")
@@ -131,3 +131,25 @@ def test_readme_command_writes_and_checks_the_claims_table(tmp_path, monkeypatch
     assert main(args + ["--check"]) == 0
     _write_metrics(metrics, bricout={"synth_test_r2": 0.75})
     assert main(args + ["--check"]) == 1  # new metrics, stale README
+
+
+def test_a_failing_scorer_is_recorded_and_the_others_go_on():
+    from mriqa_lib.benchmark import Job, benchmark_jobs, score_jobs
+    from mriqa_lib.io import Volume
+
+    class Broken:
+        def score(self, volume, reference=None, maps_dir=None):
+            raise ValueError("no model")
+
+    class Maximum:
+        def score(self, volume, reference=None, maps_dir=None):
+            return {"shaw_total_sigma": float(volume.data.max())}
+
+    jobs = benchmark_jobs(["s1"], ["blur"], [1.0], "rotate")
+    assert jobs == [Job("s1", "clean", 0, 0.0), Job("s1", "blur", 1, 1.0)]
+    volume = Volume(np.pad(np.ones((4, 4, 4), np.float32), 4), np.eye(4))
+    scores = score_jobs(jobs, {"zuo": Broken(), "shaw": Maximum()}, lambda s: volume, seed=0, progress=False)
+    assert list(scores.zuo_error) == ["ValueError: no model"] * 2
+    assert scores.shaw_total_sigma[0] == 1.0 and scores.shaw_total_sigma[1] < 1.0  # blur lowers the peak
+    assert scores.severity[0] == 0.0 and scores.severity[1] > 0.0
+    assert (scores.zuo_seconds >= 0).all() and (scores.shaw_seconds >= 0).all()

@@ -22,7 +22,7 @@ class NoiseScorer:
 
     calls = 0
 
-    def score(self, volume, reference=None):
+    def score(self, volume, reference=None, maps_dir=None):  # the registry.Scorer interface
         NoiseScorer.calls += 1
         d = np.diff(volume.data, axis=0)
         return {"bricout_motion_rms": float(np.median(np.abs(d - np.median(d))) / 0.6745 / np.sqrt(2))}

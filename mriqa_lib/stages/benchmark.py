@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mriqa_lib.benchmark import (README_BEGIN, README_END, artifact_names, benchmark_jobs, benchmark_metrics,
                                  readme_section, score_jobs, summarise, update_readme)
-from mriqa_lib.config import Settings
 from mriqa_lib.io import Volume, load_nifti, read_tsv, write_tsv
 from mriqa_lib.methods import registry
 from mriqa_lib.scoring import load_scorers
 from mriqa_lib.stages.common import EMBEDDED, MethodPaths, seed_everything, write_metrics
+
+if TYPE_CHECKING:
+    from mriqa_lib.config import Settings
 
 __all__ = ["PATHS", "README_BEGIN", "README_END", "benchmark_subjects", "clean_scan", "readme_section", "run",
            "summarise", "update_readme"]
