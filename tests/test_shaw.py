@@ -76,7 +76,8 @@ def test_sigma_positive_and_finite_for_extreme_inputs():
     for m in net.modules():  # large random weights push the heads far out
         if isinstance(m, torch.nn.Conv3d):
             torch.nn.init.normal_(m.weight, 0, 3.0)
-    vols = np.stack([np.zeros((8, 10, 6)), np.full((8, 10, 6), 1e4), np.random.default_rng(0).normal(0, 1e3, (8, 10, 6))])
+    vols = np.stack([np.zeros((8, 10, 6)), np.full((8, 10, 6), 1e4),
+                     np.random.default_rng(0).normal(0, 1e3, (8, 10, 6))])
     out = predict(net, vols.astype(np.float32))
     for key in ("sigma", "seg_sigma"):
         assert out[key].shape == (3, 8, 10, 6)  # padded to a multiple of 2 inside, cropped back
@@ -337,3 +338,101 @@ def test_patch_dataset_draws_from_named_streams():
         start = [int(rng.integers(0, 7)) for _ in range(3)]
         expected = vols[k][tuple(slice(s, s + 4) for s in start)]
         assert np.array_equal(ds[i]["x"][0].numpy(), expected)
+
+
+# --- experiments (a stand-in network with a known sigma, so every number has a closed form) ------------
+def _fake_predict(model, images, batch=4):
+    """sigma = 1 + |x| (a noisier scan is more uncertain); recon = x; seg: fixed prob 0.75, sigma 2."""
+    x = np.asarray(images, np.float32)
+    return {"recon": x, "sigma": 1.0 + np.abs(x), "seg_prob": np.full_like(x, 0.75), "seg_sigma": np.full_like(x, 2.0)}
+
+
+def test_exp2_pairs_totals_and_fraction_from_the_sigma_maps(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from mriqa_lib.data.template import REF_AFFINE
+    from mriqa_lib.methods.shaw import experiments as E
+
+    monkeypatch.setattr(E, "predict", _fake_predict)
+    p = ShawParams(grid_mm=4.0, map_cases=0)
+    rng = np.random.default_rng(0)
+    rows = []
+    for k, (art, lift) in enumerate([("motion", 0.5), ("ghosting", 0.2), ("motion", -0.3)]):
+        clean = rng.random((6, 6, 6)).astype(np.float32) + 0.5
+        save_nifti(tmp_path / f"p{k}_clean.nii.gz", clean, REF_AFFINE)
+        save_nifti(tmp_path / f"p{k}_artefact.nii.gz", clean + lift, REF_AFFINE)  # |x| rises iff lift > 0
+        rows.append({"pair": f"p{k}", "subject_id": f"s{k}", "artefact": art, "severity": 1.0,
+                     "clean_file": f"p{k}_clean.nii.gz", "artefact_file": f"p{k}_artefact.nii.gz"})
+    exp2, m = E.exp2_pairs(p, None, pd.DataFrame(rows), tmp_path, tmp_path / "maps")
+    voxel_ml = 4.0**3 / 1000
+    expected = [float((1 + np.abs(load_nifti(tmp_path / f"p{k}_artefact.nii.gz").data)).sum() * voxel_ml)
+                for k in range(3)]
+    assert np.allclose(exp2["artefact_total_sigma"], expected, rtol=1e-6)
+    assert list(exp2["artefact_above_clean"]) == [True, True, False]
+    assert m["exp2_frac_artefact_above_clean"] == pytest.approx(2 / 3) and m["exp2_n_pairs"] == 3
+    assert m["exp2_frac_above_motion"] == 0.5 and m["exp2_frac_above_ghosting"] == 1.0
+    assert len(list((tmp_path / "maps").glob("*_sigma.nii.gz"))) == 6  # max(map_cases, 4) pairs: all 3
+
+
+def test_exp3_rise_of_reconstruction_sigma_only(tmp_path, monkeypatch):
+    """Noise in a box raises sigma = 1 + |x| and leaves the constant segmentation sigma: rises > 0 and 0."""
+    from mriqa_lib.methods.shaw import experiments as E
+
+    monkeypatch.setattr(E, "predict", _fake_predict)
+    p = ShawParams(grid_mm=4.0, map_cases=0, regional_snr_db=0.0)
+    clean = np.zeros((2, 12, 12, 12), np.float32)
+    clean[:, 2:10, 2:10, 2:10] = 1.0
+    test = {"clean": clean, "gm": (clean > 0).astype(np.uint8)}
+    exp3, m = E.exp3_partial_noise(p, None, test, ["a", "b"], tmp_path, np.eye(4))
+    assert len(exp3) == 4 and set(exp3["condition"]) == {"clean", "partial_noise"}
+    assert m["exp3_recon_sigma_rise"] > 0 and m["exp3_seg_sigma_rise"] == 0.0
+    assert m["exp3_frac_recon_rise_above_seg"] == 1.0
+    n_gm, n_all = int((clean[0] > 0).sum()), clean[0].size  # prob 0.75 everywhere: seg = whole grid
+    assert m["exp3_gm_dice_clean"] == pytest.approx(2 * n_gm / (n_all + n_gm))
+    clean_rows = exp3[exp3.condition == "clean"]
+    assert np.allclose(clean_rows["recon_total_sigma"], (1 + clean[0])[clean[0] > 0.1].sum() * 4.0**3 / 1000)
+
+
+def test_exp1_r2_is_one_when_sigma_tracks_the_error_linearly(tmp_path, monkeypatch):
+    """A network whose median sigma is an exact linear function of its squared error gives R^2 = 1."""
+    from mriqa_lib.methods.shaw import experiments as E
+
+    clean = np.zeros((1, 10, 10, 10), np.float32)
+    clean[:, 2:8, 2:8, 2:8] = 1.0
+
+    def predict(model, images, batch=4):
+        x = np.asarray(images, np.float32)
+        err = ((x - clean[0]) ** 2)[:, clean[0] > 0.1].sum(axis=1)  # per level: the foreground error
+        return {"recon": x, "sigma": np.broadcast_to((0.1 + 2.0 * err)[:, None, None, None], x.shape).copy()}
+
+    monkeypatch.setattr(E, "predict", predict)
+    p = ShawParams(grid_mm=4.0, map_cases=1, snr_levels=5)
+    exp1, r2, m = E.exp1_noise_levels(p, None, {"clean": clean}, ["a"], tmp_path, np.eye(4))
+    assert len(exp1) == 5 and m["exp1_levels"] == 5
+    assert m["exp1_r2_mean"] == pytest.approx(1.0, abs=1e-9)
+    assert (tmp_path / "exp1" / "a_clean.nii.gz").exists()
+
+
+def test_claim_checks_read_the_claims_targets():
+    from mriqa_lib import claims
+    from mriqa_lib.methods.shaw.experiments import claim_checks
+
+    r2 = claims.target("shaw", "exp1_r2_mean")
+    pairs = claims.target("shaw", "exp2_frac_artefact_above_clean")
+    assert claim_checks({"exp1_r2_mean": r2}) == {"done_r2_ge_0_8": True}
+    done = claim_checks({"exp1_r2_mean": r2 - 1e-9, "exp2_frac_artefact_above_clean": pairs,
+                         "exp3_recon_sigma_rise": 0.2, "exp3_seg_sigma_rise": 0.2})
+    assert done == {"done_r2_ge_0_8": False, "done_pairs_ge_90pct": True, "done_recon_rise_gt_seg_rise": False}
+
+
+def test_claim_checks_follow_a_changed_target(monkeypatch):
+    """No threshold is typed in the experiments: moving the claims' targets moves the flags."""
+    from mriqa_lib import claims
+    from mriqa_lib.methods.shaw.experiments import claim_checks
+
+    metrics = {"exp1_r2_mean": 0.6, "exp2_frac_artefact_above_clean": 0.6,
+               "exp3_recon_sigma_rise": 0.9, "exp3_seg_sigma_rise": 0.1}  # rise difference 0.8
+    monkeypatch.setattr(claims, "target", lambda method, metric: 0.5)
+    assert all(claim_checks(metrics).values())
+    monkeypatch.setattr(claims, "target", lambda method, metric: 0.85)
+    assert not any(claim_checks(metrics).values())

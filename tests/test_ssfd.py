@@ -204,3 +204,39 @@ def test_modules_reload_with_load_from_checkpoint(tmp_path, which):
     module.eval(), back.eval()
     with torch.no_grad():
         assert torch.equal(module.net(x), back.net(x))
+
+
+def test_encoder_layers_claim_follows_the_rank_correlation():
+    """Layer 3's SSFD is a decreasing function of SSIM (|rho| = 1), layer 2 half noise, layer 1 pure noise:
+    |rho| rises with depth, so the layer claim holds; reversed layers break it."""
+    from mriqa_lib.methods.ssfd.experiments import encoder_layers
+
+    rng = np.random.default_rng(0)
+    ssim_ = rng.random(60)
+    noise = rng.random(60)
+    frame = pd.DataFrame({"ssim": ssim_, "level": np.r_[np.zeros(10), np.ones(50)], "ssfd_l3": 1 - ssim_,
+                          "ssfd_l2": (1 - ssim_) + noise, "ssfd_l1": rng.random(60)})
+    pert, rec = frame.iloc[:40], frame.iloc[40:].drop(columns="level")
+    p = SsfdParams(layers_compared=[1, 2, 3], layer=3)
+    table, m = encoder_layers(p, pert, rec)
+    assert list(table.layer) == [1, 2, 3]
+    assert m["rho_ssim_ssfd_layer3"] == pytest.approx(-1.0) and m["rho_ssim_ssfd_layer3_recon"] == pytest.approx(-1.0)
+    assert m["layer_claim_held"] and m["layer_claim_deepest_above_shallowest"]
+    _, m = encoder_layers(SsfdParams(layers_compared=[3, 2, 1], layer=3), pert, rec)
+    assert not m["layer_claim_held"] and not m["layer_claim_deepest_above_shallowest"]
+
+
+def test_sweep_metrics_claim_flags_read_the_claims_targets():
+    from mriqa_lib import claims
+    from mriqa_lib.methods.ssfd.experiments import KINDS, sweep_metrics
+
+    levels = [0.0, 1.0, 2.0, 3.0]
+    rows = [{"kind": k, "level": lv, "ssfd_mean": lv * (1 + i), "ssim_mean": 1 - 0.1 * lv}
+            for i, k in enumerate(KINDS) for lv in levels]
+    summary = pd.DataFrame(rows)
+    per_image = summary.rename(columns={"ssfd_mean": "ssfd_l4"})
+    m = sweep_metrics(SsfdParams(layer=4), summary, per_image)
+    assert m["rho_ssfd_strength_blur"] == pytest.approx(1.0)
+    assert m["rho_ssfd_strength_blur"] >= claims.target("ssfd", "rho_ssfd_strength_blur")
+    assert m["done_rho_blur_ge_0.9"] and m["done_rho_noise_ge_0.9"]
+    assert m["shift_claim_held"]  # shift has the smallest SSFD at every common SSIM drop
