@@ -436,3 +436,15 @@ def test_claim_checks_follow_a_changed_target(monkeypatch):
     assert all(claim_checks(metrics).values())
     monkeypatch.setattr(claims, "target", lambda method, metric: 0.85)
     assert not any(claim_checks(metrics).values())
+
+
+def test_module_pickles():
+    """A top-level class pickles (the old closure-built class could not: DDP spawn and checkpoints need it)."""
+    import pickle
+
+    from mriqa_lib.methods.shaw.lit import ShawModule
+
+    module = ShawModule.from_params("multitask", ShawParams(features=[2, 4]), total_steps=5)
+    back = pickle.loads(pickle.dumps(module))
+    assert type(back) is ShawModule and back.hparams == module.hparams
+    assert all(torch.equal(v, back.state_dict()[k]) for k, v in module.state_dict().items())
