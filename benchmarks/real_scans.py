@@ -31,8 +31,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -95,7 +96,7 @@ def plan_copies(motion_mm: Sequence[float] = MOTION_MM, seeds: Sequence[int] = M
 
 def mriqa(*args: str) -> int:
     """Run the `mriqa` CLI in a subprocess (as a user would); return its exit status."""
-    return subprocess.run([sys.executable, "-m", "mriqa_lib.cli", *args]).returncode
+    return subprocess.run([sys.executable, "-m", "mriqa_lib.cli", *args], check=False).returncode
 
 
 def _sidecar_matches(side: Path, scan: Path, copy: Copy) -> bool:
@@ -143,8 +144,13 @@ def rms_in_definition(realised: dict, definition: str) -> float:
     """Injected motion RMS (mm) under ``definition`` ("paper" or "code"), recomputed from the poses
     a `mriqa corrupt --artifact motion` sidecar records (``realised``: degrees, translation_mm,
     radius_mm, radius_code_mm), with the artifact library's own Jenkinson functions."""
-    from mriqa_lib.artifacts.rigid import (CODE_RADIUS_MM, DEFAULT_RADIUS_MM, pose_matrices,
-                                           rms_mean_from_reference, rms_successive)
+    from mriqa_lib.artifacts.rigid import (
+        CODE_RADIUS_MM,
+        DEFAULT_RADIUS_MM,
+        pose_matrices,
+        rms_mean_from_reference,
+        rms_successive,
+    )
 
     deg = np.asarray(realised.get("degrees") or [], dtype=float).reshape(-1, 3)
     tr = np.asarray(realised.get("translation_mm") or [], dtype=float).reshape(-1, 3)
@@ -203,7 +209,7 @@ def pairs_right(frame: pd.DataFrame, col: str, sign: float, artifact: str | None
     if artifact is not None:
         out = out[out.artifact == artifact]
     right = out["right"].dropna()
-    return (float(right.mean()) if len(right) else float("nan")), int(len(right))
+    return (float(right.mean()) if len(right) else float("nan")), len(right)
 
 
 def motion_spearman(frame: pd.DataFrame, col: str, sign: float, x: str = "injected") -> float:
@@ -293,7 +299,8 @@ def definitions_note(sidecar_def: str, p5_def: str) -> str:
     same = sidecar_def == p5_def
     spec, label = rms_method(), _rms_label()
     section = f" (params.yaml {spec.name}.motion)" if spec is not None else ""
-    return (f"injected RMS: `mriqa corrupt` records rms_definition={sidecar_def!r} ({RMS_MEANING.get(sidecar_def, '?')}); "
+    meaning = RMS_MEANING.get(sidecar_def, "?")
+    return (f"injected RMS: `mriqa corrupt` records rms_definition={sidecar_def!r} ({meaning}); "
             f"{label} is trained on rms_definition={p5_def!r}{section} "
             + ("-- the same definition." if same else
                f"-- they differ; 'inj. {label} def' is the injected RMS recomputed in {label}'s definition from the "
@@ -317,7 +324,8 @@ def markdown_section(table: pd.DataFrame, p5: pd.DataFrame, scans: Sequence[str]
         lines.append(f"| {m} | " + " | ".join(_fmt(rec[c]) for c in cols)
                      + f" | {int(rec['pairs'])} | {_fmt(rec['spearman_motion'])} |")
     if failed is not None and len(failed):
-        lines += ["", "Not scored (no pair): " + "; ".join(f"{r.scan}/{r.file}: {r.error}" for r in failed.itertuples())]
+        lines += ["", "Not scored (no pair): "
+                  + "; ".join(f"{r.scan}/{r.file}: {r.error}" for r in failed.itertuples())]
     if not p5.empty:
         label = _rms_label()
         lines += ["", f"{label} predicted motion RMS (mm) per injected severity. " + note, "",
@@ -429,7 +437,8 @@ def run_scan(scan: Path, name: str, out: Path, copies: Sequence[Copy], checkpoin
                           checkpoints, no_prepare)
     t2 = time.perf_counter()
     labels = copies_table(name, volumes, copies, p5_definition)
-    scores = scores.assign(file=[Path(p).name for p in scores.path]).drop(columns=["subject", "session"], errors="ignore")
+    scores = scores.assign(file=[Path(p).name for p in scores.path])
+    scores = scores.drop(columns=["subject", "session"], errors="ignore")
     frame = labels.merge(scores, on="file", how="left")
     return frame, {"corrupt": t1 - t0, "score": t2 - t1, "reused": reused}
 
@@ -439,8 +448,8 @@ def report(frame: pd.DataFrame, badness: dict, note: str, title: str) -> str:
     table = method_table(frame, badness)
     n_clean = int((frame.artifact == "clean").sum())
     lines = [f"\n== {title}: {len(frame)} volumes ({n_clean} clean) ==",
-             "fraction of (clean, corrupted) pairs where the corrupted copy scores worse (tie = 1/2); "
-             "spearman_motion: injected motion RMS (clean = 0) vs badness",
+             ("fraction of (clean, corrupted) pairs where the corrupted copy scores worse (tie = 1/2); "
+              "spearman_motion: injected motion RMS (clean = 0) vs badness"),
              format_method_table(table)]
     for rec in failed_volumes(frame).itertuples():
         lines.append(f"not scored: {rec.scan}/{rec.file}: {rec.error}")
@@ -502,9 +511,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(report(frame, bad, note, f"scan {name} ({scan})"))
         print(prep_summary(frame))
         runtime = pd.to_numeric(frame["runtime_s"], errors="coerce") if "runtime_s" in frame else pd.Series([np.nan])
-        prep_s = pd.to_numeric(frame["prep_seconds"], errors="coerce").mean() if "prep_seconds" in frame else float("nan")
+        prep_s = (pd.to_numeric(frame["prep_seconds"], errors="coerce").mean() if "prep_seconds" in frame
+                  else float("nan"))
         reused = f" ({secs['reused']} copies reused)" if secs["reused"] else ""
-        print(f"seconds: corrupt {secs['corrupt']:.0f}{reused}, score {secs['score']:.0f} (wall, {len(frame)} volumes); "
+        print(f"seconds: corrupt {secs['corrupt']:.0f}{reused}, score {secs['score']:.0f} "
+              f"(wall, {len(frame)} volumes); "
               f"per volume in mriqa score {_fmt(runtime.mean(), 1)}"
               + (f" (preparation {_fmt(prep_s, 1)})" if np.isfinite(prep_s) else "")
               + f"; total for the scan {secs['corrupt'] + secs['score']:.0f}")

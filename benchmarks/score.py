@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -93,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if m not in run.scorers:
             print(f"{m:<9} {'-':>7} {'-':>8}  unavailable: {run.unavailable.get(m)}")
             continue
-        med, cols = median_seconds(lambda: run.scorers[m].score(volume, reference=volume), args.repeat)
+        scorer = run.scorers[m]
+        med, cols = median_seconds(lambda s=scorer: s.score(volume, reference=volume), args.repeat)
         total += med
         print(f"{m:<9} {load_s:7.2f} {med:8.3f}  {', '.join(cols)}")
     print(f"{'total':<9} {'':>7} {total:8.3f}  per scan: preparation + every method's scoring (loading not counted)")

@@ -13,8 +13,9 @@ methods. The DVC stage (:mod:`mriqa_lib.stages.benchmark`) loads, calls these fu
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -95,14 +96,14 @@ def score_with_all(volume: Volume, clean: Volume, scorers: dict[str, Any]) -> di
         t0 = time.perf_counter()
         try:
             row.update(scorer.score(volume, reference=clean))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (any scorer failure is recorded, the benchmark goes on)
             row[f"{m}_error"] = f"{type(exc).__name__}: {exc}"
         row[f"{m}_seconds"] = time.perf_counter() - t0
     return row
 
 
 def score_jobs(jobs: Iterable[Job], scorers: dict[str, Any], load_clean: Callable[[str], Volume],
-               seed: int, progress: bool = True) -> "Any":
+               seed: int, progress: bool = True) -> Any:
     """Score every job with every scorer; one row per volume (subject, artifact, severity_level,
     severity, the methods' columns). ``load_clean(subject)`` reads a subject's clean scan (cached
     here); job i is corrupted with seed ``seed * SEED_STRIDE + i``."""
@@ -126,7 +127,7 @@ def score_jobs(jobs: Iterable[Job], scorers: dict[str, Any], load_clean: Callabl
     return pd.DataFrame(rows)
 
 
-def summarise(scores: "Any", methods: list[str]) -> "Any":
+def summarise(scores: Any, methods: list[str]) -> Any:
     """Per method x artifact: AUROC clean vs corrupted, Spearman rho with severity, seconds/volume.
 
     Methods the registry does not know, or whose badness column is absent, are left out.
@@ -160,7 +161,7 @@ def _full_reference(method: str) -> bool:
     return spec is not None and spec.full_reference
 
 
-def readme_section(table: "Any") -> str:
+def readme_section(table: Any) -> str:
     """The README's "Which method for which artifact?" block, generated from the summary table."""
     pivot = table.pivot(index="artifact", columns="method", values="auroc")
     methods = [m for m in registry.names() if m in pivot.columns]
@@ -186,7 +187,7 @@ def readme_section(table: "Any") -> str:
     return "\n".join(lines)
 
 
-def benchmark_metrics(scores: "Any", table: "Any", subjects: list[str], names: list[str], methods: list[str],
+def benchmark_metrics(scores: Any, table: Any, subjects: list[str], names: list[str], methods: list[str],
                       unavailable: dict[str, str], wall_seconds: float) -> dict[str, Any]:
     """The stage's ``metrics/benchmark.json``: sizes, per-method means, best no-reference method per artifact."""
     no_ref = table[~table.full_reference]

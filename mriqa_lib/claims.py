@@ -48,6 +48,9 @@ def claims() -> tuple[Claim, ...]:
     return tuple(c for spec in registry.methods().values() for c in spec.claims)
 
 
+CLAIMS: tuple[Claim, ...]  # every claim, in paper order: module __getattr__ reads it from the registry
+
+
 def __getattr__(name: str) -> Any:
     # ``CLAIMS`` is read from the registry when asked for (not at import: the methods import Claim from here)
     if name == "CLAIMS":

@@ -11,13 +11,22 @@ from __future__ import annotations
 import re
 import time
 import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
-from mriqa_lib.io import MriqaInputError, Volume, load_nifti, output_stem, read_tsv, save_nifti, write_tsv
+from mriqa_lib.io import (
+    MriqaInputError,
+    Volume,
+    load_nifti,
+    output_stem,
+    read_tsv,
+    save_nifti,
+    write_tsv,
+)
 from mriqa_lib.methods import registry
 from mriqa_lib.methods.registry import Flag
 
@@ -112,7 +121,7 @@ def load_scorers(methods: Iterable[str], checkpoints: Path, settings: Any,
             continue
         try:
             run.scorers[m] = known[m].load_scorer(model_dir, settings)
-        except Exception as exc:  # a broken model must not stop the other methods
+        except Exception as exc:  # noqa: BLE001 (a broken model must not stop the other methods)
             run.unavailable[m] = f"cannot load ({type(exc).__name__}: {exc})"
     for m, why in run.unavailable.items():
         log(f"warning: method {m} skipped: {why}")
@@ -186,7 +195,7 @@ def score_volume(item: InputItem, run: ScoreRun, reference: Volume | None = None
             if maps_dir is not None and m in known and known[m].map_column:
                 kwargs["maps_dir"] = maps_dir
             row.update(scorer.score(volume, **kwargs))
-        except Exception as exc:  # report and go on with the other methods
+        except Exception as exc:  # noqa: BLE001 (report and go on with the other methods)
             errors.append(f"{m}: {type(exc).__name__}: {exc}")
             if not isinstance(exc, (MriqaInputError, ValueError)):
                 traceback.print_exc()
@@ -196,7 +205,7 @@ def score_volume(item: InputItem, run: ScoreRun, reference: Volume | None = None
     return row
 
 
-def badness_rank(frame: "Any") -> "Any":
+def badness_rank(frame: Any) -> Any:
     """Mean over methods of each volume's rank by badness (1 = worst), for 'worst first'."""
     import pandas as pd
 
@@ -210,7 +219,7 @@ def badness_rank(frame: "Any") -> "Any":
 
 
 def score_inputs(items: list[InputItem], run: ScoreRun, out_dir: Path, force: bool = False,
-                 reference: Volume | None = None, progress: bool = True, prepare: Any = None) -> "Any":
+                 reference: Volume | None = None, progress: bool = True, prepare: Any = None) -> Any:
     """Score every item into ``out_dir/scores.tsv`` (resuming unless ``force``); return the table.
 
     ``prepare``: preparation settings (:class:`mriqa_lib.prepare.PreparationParams`) or None to
@@ -243,7 +252,7 @@ def score_inputs(items: list[InputItem], run: ScoreRun, out_dir: Path, force: bo
     return frame
 
 
-def _frame(rows: list[dict[str, Any]]) -> "Any":
+def _frame(rows: list[dict[str, Any]]) -> Any:
     import pandas as pd
 
     frame = pd.DataFrame(rows)

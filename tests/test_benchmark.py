@@ -7,7 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mriqa_lib.benchmark import README_BEGIN, README_END, readme_section, summarise, update_readme
+from mriqa_lib.benchmark import (
+    README_BEGIN,
+    README_END,
+    readme_section,
+    summarise,
+    update_readme,
+)
 
 
 def _scores() -> pd.DataFrame:

@@ -124,8 +124,8 @@ def test_claims_table_is_the_registry_in_paper_order():
 
 
 def test_register_refuses_inconsistent_specs():
-    good = dict(name="toy_bad", paper="P9", title="t", params=BaseModel, load_scorer=lambda d, s: None,
-                badness="toy_bad_x")
+    good = {"name": "toy_bad", "paper": "P9", "title": "t", "params": BaseModel,
+            "load_scorer": lambda d, s: None, "badness": "toy_bad_x"}
     with pytest.raises(ValueError, match="identifier"):
         registry.register(MethodSpec(**{**good, "name": "toy-bad"}))
     with pytest.raises(ValueError, match="another method"):

@@ -89,7 +89,7 @@ def test_rerun_skips_scored_unless_force(tmp_path, inputs):
 
 
 def test_cli_exit_status_and_report(tmp_path, inputs, monkeypatch):
-    import mriqa_lib.scoring as scoring
+    from mriqa_lib import scoring
 
     monkeypatch.setattr(scoring, "load_scorers", lambda methods, ckpt, settings: ScoreRun(
         scorers={"bricout": NoiseScorer()}, unavailable={"zuo": "no trained model"}))

@@ -42,8 +42,8 @@ def _block(text: str, begin: str, end: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mriqa_lib.io import MriqaInputError
     from mriqa_lib.benchmark import README_BEGIN, README_END, update_readme
+    from mriqa_lib.io import MriqaInputError
 
     if not args.section.exists():
         raise MriqaInputError(f"{args.section}: not found; run `dvc repro benchmark` first")

@@ -11,9 +11,10 @@ from __future__ import annotations
 import importlib
 import math
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from mriqa_lib.claims import Claim
     from mriqa_lib.io import Volume
 
-__all__ = ["Flag", "MethodSpec", "Scorer", "cell", "register", "unregister", "methods", "get", "names"]
+__all__ = ["Flag", "MethodSpec", "Scorer", "cell", "get", "methods", "names", "register", "unregister"]
 
 
 @runtime_checkable
@@ -34,7 +35,7 @@ class Scorer(Protocol):
     methods whose spec names a ``map_column``, and the others ignore it.
     """
 
-    def score(self, volume: "Volume", reference: "Volume | None" = None,
+    def score(self, volume: Volume, reference: Volume | None = None,
               maps_dir: str | Path | None = None) -> dict[str, Any]: ...
 
 
@@ -96,7 +97,7 @@ class MethodSpec:
     name: str
     paper: str
     title: str
-    params: type["BaseModel"]
+    params: type[BaseModel]
     load_scorer: Callable[[Path, Any], Scorer]
     badness: str
     badness_sign: float = 1.0
@@ -104,7 +105,7 @@ class MethodSpec:
     full_reference: bool = False
     stage_module: str = ""
     stages: tuple[str, ...] = ("synthesize", "train", "evaluate")
-    claims: tuple["Claim", ...] = field(default_factory=tuple)
+    claims: tuple[Claim, ...] = field(default_factory=tuple)
     notebook: str = ""
     map_column: str = ""
     map_label: str = ""

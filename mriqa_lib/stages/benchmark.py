@@ -10,12 +10,26 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mriqa_lib.benchmark import (README_BEGIN, README_END, artifact_names, benchmark_jobs, benchmark_metrics,
-                                 readme_section, score_jobs, summarise, update_readme)
+from mriqa_lib.benchmark import (
+    README_BEGIN,
+    README_END,
+    artifact_names,
+    benchmark_jobs,
+    benchmark_metrics,
+    readme_section,
+    score_jobs,
+    summarise,
+    update_readme,
+)
 from mriqa_lib.io import Volume, load_nifti, read_tsv, write_tsv
 from mriqa_lib.methods import registry
 from mriqa_lib.scoring import load_scorers
-from mriqa_lib.stages.common import EMBEDDED, MethodPaths, seed_everything, write_metrics
+from mriqa_lib.stages.common import (
+    EMBEDDED,
+    MethodPaths,
+    seed_everything,
+    write_metrics,
+)
 
 if TYPE_CHECKING:
     from mriqa_lib.config import Settings

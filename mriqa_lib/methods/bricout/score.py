@@ -63,7 +63,8 @@ def load_scorer(model_dir: Path, settings) -> BricoutScorer:
     try:
         net.load_state_dict(torch.load(model_dir / "pretrain" / "sfcn.pt", map_location="cpu", weights_only=True))
     except RuntimeError as exc:
-        raise MriqaInputError(f"{model_dir / 'pretrain' / 'sfcn.pt'}: does not match params bricout.model ({exc})") from None
+        raise MriqaInputError(f"{model_dir / 'pretrain' / 'sfcn.pt'}: does not match params bricout.model "
+                              f"({exc})") from None
     tc = cfg["transfer"]
     seed = tc["selected_seed"]
     head = QCHead(cfg["in_features"], tc["config"]["hidden"], 3, tc["config"]["dropout"])
