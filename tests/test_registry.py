@@ -164,6 +164,14 @@ class DifferenceScorer(registry.Scorer):
         return {"toyref_diff": float(np.mean(volume.data) - np.mean(reference.data))}
 
 
+STAGE_CALLS: list = []
+
+
+def synthesize(settings):
+    """The toy's only stage step (its spec's stage_module is this test module)."""
+    STAGE_CALLS.append(settings)
+
+
 def _flag_above_12(row):
     value = registry.cell(row, "toy_mean")
     return None if value is None else float(value) > 12.0
@@ -176,6 +184,7 @@ def toy():
         name="toy", paper="P9", title="mean intensity (test)", params=ToyParams,
         load_scorer=lambda model_dir, settings: MeanScorer(), badness="toy_mean", badness_sign=1.0,
         flag=Flag("toy_mean", 12.0, "mean above 12", _flag_above_12), map_column="toy_map", map_label="mean map",
+        stage_module=__name__, stages=("synthesize",),
         claims=(Claim("toy", "P9", "mean", "toy_metric", ">=", 1.0),)))
     ref = registry.register(MethodSpec(
         name="toyref", paper="P9", title="mean difference to a reference (test)", params=ToyParams,
@@ -294,3 +303,13 @@ def test_toy_method_in_the_benchmark_stage(toy, tmp_path, monkeypatch):
     metrics = read_json("metrics/benchmark.json")
     assert metrics["methods"] == ["toy", "toyref"]
     assert set(metrics["unavailable"]) == set(registry.names()) - {"toy", "toyref"}
+
+
+def test_mriqa_stage_runs_the_toy_step_from_its_stage_module(toy, capsys):
+    from mriqa_lib.cli import main
+
+    STAGE_CALLS.clear()
+    assert main(["stage", "toy", "synthesize", "--params", str(ROOT / "params.yaml")]) == 0
+    assert len(STAGE_CALLS) == 1 and isinstance(STAGE_CALLS[0].toy, ToyParams)
+    assert main(["stage", "toy", "train", "--params", str(ROOT / "params.yaml")]) == 2  # not one of its steps
+    assert "unknown stage 'toy train'" in capsys.readouterr().err and len(STAGE_CALLS) == 1
