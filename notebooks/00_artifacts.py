@@ -1,18 +1,34 @@
-"""Build notebooks/00_artifacts.ipynb (clean, no outputs)."""
-import nbformat
-from nbformat.v4 import new_notebook, new_markdown_cell, new_code_cell
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-cells = []
-cells.append(new_markdown_cell("""# Artifact gallery
+# %% [markdown]
+# # Artifact gallery
+#
+# Every simulated degradation of `mriqa_lib.artifacts` (the library all five methods draw their training and
+# test data from), each at three severities, on one embedded subject (mid axial slice). The last column
+# shows the log k-space magnitude of the slice at the highest severity. Severity 0 is the clean image;
+# units are listed in the table (`mriqa corrupt --list`). If no embedded subject exists, a synthetic
+# phantom is used so the notebook always runs.
 
-Every simulated degradation of `mriqa_lib.artifacts` (the library all five methods draw their training and
-test data from), each at three severities, on one embedded subject (mid axial slice). The last column
-shows the log k-space magnitude of the slice at the highest severity. Severity 0 is the clean image;
-units are listed in the table (`mriqa corrupt --list`). If no embedded subject exists, a synthetic
-phantom is used so the notebook always runs."""))
-cells.append(new_code_cell('data_dir = "data/embedded"\nout_dir = "figures/artifacts"\nseed = 0',
-                           metadata={"tags": ["parameters"]}))
-cells.append(new_code_cell("""import glob
+# %% tags=["parameters"]
+data_dir = "data/embedded"
+out_dir = "figures/artifacts"
+seed = 0
+
+# %%
+import glob
 import os
 
 import matplotlib.pyplot as plt
@@ -34,16 +50,24 @@ else:  # synthetic phantom: ellipsoid head with a brighter brain and a few blobs
     r = np.sqrt((g[0] / 0.8) ** 2 + (g[1] / 0.9) ** 2 + (g[2] / 0.8) ** 2)
     image = (500 * (r < 1) + 400 * (r < 0.85) - 250 * (np.abs(g[0]) < 0.05) * (r < 0.6)).astype(np.float32)
     spacing, source = [2.0, 2.0, 2.0], "synthetic phantom"
-print(source, image.shape, spacing)"""))
-cells.append(new_markdown_cell("## The artifacts and what their severity means"))
-cells.append(new_code_cell("""table = pd.DataFrame([{"artifact": s.name, "severity means": s.severity, "unit": s.unit,
+print(source, image.shape, spacing)
+
+# %% [markdown]
+# ## The artifacts and what their severity means
+
+# %%
+table = pd.DataFrame([{"artifact": s.name, "severity means": s.severity, "unit": s.unit,
                        "default": s.default, "range": f"[{s.valid_range[0]:g}, {s.valid_range[1]:g}]",
                        "dims": "/".join(f"{d}D" for d in s.dims), "papers": ", ".join(map(str, s.papers))}
                       for s in list_artifacts()])
 save_table(table, out_dir, "artifacts")
-table"""))
-cells.append(new_markdown_cell("## Gallery: three severities per artifact"))
-cells.append(new_code_cell("""explicit = {"motion": [0.5, 2.0, 4.0], "rician_noise": [0.316, 1.0, 3.16],  # 10, 0, -10 dB
+table
+
+# %% [markdown]
+# ## Gallery: three severities per artifact
+
+# %%
+explicit = {"motion": [0.5, 2.0, 4.0], "rician_noise": [0.316, 1.0, 3.16],  # 10, 0, -10 dB
             "undersample": [0.5, 0.75, 0.875],  # 2x, 4x, 8x
             "registration_error": [2.0, 5.0, 10.0], "respiratory": [2.0, 5.0, 10.0],
             "non_t1w_contrast": [0.3, 0.7, 1.0]}  # the linear blend is flat (PD-like) at 0.5
@@ -79,7 +103,7 @@ for row, spec in enumerate(specs, start=1):
     for col, sev in enumerate(severities(spec)):
         out, info = apply_artifact(spec.name, image, severity=sev, seed=seed, spacing=spacing)
         axes[row, col].imshow(out[:, :, z].T, **show)
-        axes[row, col].set_title(f"{spec.name}\\n{info['severity']:.3g} {spec.unit}", fontsize=7)
+        axes[row, col].set_title(f"{spec.name}\n{info['severity']:.3g} {spec.unit}", fontsize=7)
         records.append({"artifact": spec.name, "requested": sev, "realised": info["severity"], "unit": spec.unit})
     kk = log_k(out[:, :, z])
     axes[row, 3].imshow(kk.T, origin="lower", cmap="magma", vmax=kref.max())
@@ -88,14 +112,18 @@ for ax in axes.ravel():
     ax.set_axis_off()
 fig.tight_layout()
 savefig(fig, out_dir, "gallery")
-save_table(pd.DataFrame(records), out_dir, "gallery_severities")"""))
-cells.append(new_markdown_cell("""## Motion score: the rejection sampler hits its target
+save_table(pd.DataFrame(records), out_dir, "gallery_severities")
 
-Paper 5's recipe (N ~ U{2..8} poses, rotation range U(0, min(goal/3, 1)) deg, translation range = goal mm)
-is drawn until the Jenkinson RMS is within 0.02 mm of the goal, under both definitions: mean RMS of the
-poses from the reference pose (radius 80 mm, mriqa's default) and mean RMS between successive poses
-(radius 82.5 mm, the public code). Each accepted draw is scored under the other definition too."""))
-cells.append(new_code_cell("""rng = np.random.default_rng(seed)
+# %% [markdown]
+# ## Motion score: the rejection sampler hits its target
+#
+# Paper 5's recipe (N ~ U{2..8} poses, rotation range U(0, min(goal/3, 1)) deg, translation range = goal mm)
+# is drawn until the Jenkinson RMS is within 0.02 mm of the goal, under both definitions: mean RMS of the
+# poses from the reference pose (radius 80 mm, mriqa's default) and mean RMS between successive poses
+# (radius 82.5 mm, the public code). Each accepted draw is scored under the other definition too.
+
+# %%
+rng = np.random.default_rng(seed)
 goals = np.linspace(0.05, 4.0, 40)
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
 for ax, definition in zip(axes, ("paper", "code")):
@@ -114,11 +142,4 @@ for ax, definition in zip(axes, ("paper", "code")):
     ax.legend()
     print(definition, "max |realised - target| =", round(float(np.max(np.abs(np.array(got) - goals))), 4), "mm")
 fig.tight_layout()
-savefig(fig, out_dir, "motion_sampler")"""))
-
-nb = new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-nb.metadata["language_info"] = {"name": "python"}
-nbformat.validate(nb)
-nbformat.write(nb, "notebooks/00_artifacts.ipynb")
-print("ok")
+savefig(fig, out_dir, "motion_sampler")
