@@ -35,7 +35,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mriqa_lib.artifacts import REGISTRY, apply_artifact, list_artifacts, motion, rigid
+from mriqa_lib.artifacts import apply_artifact, list_artifacts, motion, rigid
 from mriqa_lib.io import load_nifti
 from mriqa_lib.plots import save_table, savefig, style
 
@@ -76,7 +76,7 @@ explicit = {"motion": [0.5, 2.0, 4.0], "rician_noise": [0.316, 1.0, 3.16],  # 10
 def severities(spec):
     if spec.name in explicit:
         return explicit[spec.name]
-    lo, hi = spec.valid_range
+    hi = spec.valid_range[1]
     s = [0.5 * spec.default, spec.default, 2 * spec.default]
     return s if s[-1] <= hi else [hi / 4, hi / 2, hi]
 
@@ -90,7 +90,7 @@ z = image.shape[2] // 2
 vmax = np.percentile(image, 99.5)
 specs = list_artifacts()
 fig, axes = plt.subplots(len(specs) + 1, 4, figsize=(8.4, 2.25 * (len(specs) + 1)))
-show = dict(origin="lower", cmap="gray", vmin=0, vmax=vmax, aspect=spacing[1] / spacing[0])
+show = {"origin": "lower", "cmap": "gray", "vmin": 0, "vmax": vmax, "aspect": spacing[1] / spacing[0]}
 kref = log_k(image[:, :, z])
 axes[0, 0].imshow(image[:, :, z].T, **show)
 axes[0, 0].set_title("clean", fontsize=8)

@@ -31,8 +31,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from mriqa_lib.plots import savefig, save_table, style
 from mriqa_lib.methods import registry
+from mriqa_lib.plots import save_table, savefig, style
 
 style()
 os.makedirs(out_dir, exist_ok=True)

@@ -29,9 +29,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from mriqa_lib.data.preprocess import conform
 from mriqa_lib.io import load_nifti, read_tsv
-from mriqa_lib.plots import savefig, save_table, show_slice, style
+from mriqa_lib.plots import save_table, savefig, show_slice, style
 
 style()
 os.makedirs(out_dir, exist_ok=True)

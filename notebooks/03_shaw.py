@@ -38,6 +38,7 @@ import matplotlib.pyplot as plt
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from IPython.display import display
 
 from mriqa_lib.claims import target
 from mriqa_lib.plots import PALETTE, save_table, savefig, show_slice, style
@@ -188,7 +189,7 @@ if f3.exists():
     table = exp3.groupby("condition")[["recon_total_sigma", "seg_total_sigma", "recon_sigma_in_box",
                                         "seg_sigma_in_box", "gm_dice"]].mean().reset_index()
     save_table(table.round(4), out_dir, "table_exp3_partial_noise")
-    table
+    display(table)
 
 # %% [markdown]
 # ## What the embedded default shows, and what it cannot

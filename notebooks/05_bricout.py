@@ -35,14 +35,16 @@ out_dir = "figures/bricout"
 results_dir = "results/bricout"
 
 # %%
+import datetime
 import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from IPython.display import display
 
-from mriqa_lib.plots import PALETTE, savefig, save_table, style
+from mriqa_lib.plots import PALETTE, save_table, savefig, style
 
 style()
 res = Path(results_dir)
@@ -149,7 +151,6 @@ t3.round(3)
 
 # %%
 cost = json.loads((res / "cost.json").read_text())
-import datetime
 rows = []
 for kind, c in cost.items():
     mem = c.get("peak_gpu_memory_mb", c.get("peak_cpu_rss_mb"))
