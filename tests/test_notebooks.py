@@ -6,8 +6,10 @@ After editing a `.py` outside JupyterLab, `jupytext --sync notebooks/NAME.py` br
 """
 from __future__ import annotations
 
+import argparse
 import ast
 import re
+import shutil
 from pathlib import Path
 
 import jupytext
@@ -15,6 +17,8 @@ import nbformat
 import pytest
 
 from mriqa_lib.claims import CLAIMS
+from mriqa_lib.commands.notebook import pair_problems, run
+from mriqa_lib.io import MriqaInputError
 from mriqa_lib.methods import registry
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -25,27 +29,6 @@ PAIRED_FORMATS = "ipynb,py:percent"
 def cells(nb: nbformat.NotebookNode) -> list[tuple[str, str, list[str]]]:
     """What a pair must agree on: each cell's type, source and tags, in order."""
     return [(c.cell_type, c.source, list(c.metadata.get("tags", []))) for c in nb.cells]
-
-
-def out_of_sync(ipynb: Path) -> list[str]:
-    """Why ``ipynb`` and its paired ``.py`` differ (empty when they hold the same cells)."""
-    py = ipynb.with_suffix(".py")
-    if not py.exists():
-        return [f"{py.name} is missing (pair it: jupytext --set-formats {PAIRED_FORMATS} {ipynb.name})"]
-    a, b = cells(nbformat.read(ipynb, as_version=4)), cells(jupytext.read(py))
-    problems = [f"{ipynb.name} has {len(a)} cells, {py.name} has {len(b)}"] if len(a) != len(b) else []
-    problems += [f"cell {i}: {first_difference(x, y)}" for i, (x, y) in enumerate(zip(a, b)) if x != y]
-    return problems
-
-
-def first_difference(x: tuple[str, str, list[str]], y: tuple[str, str, list[str]]) -> str:
-    """The first thing that differs between two cells, .ipynb side first."""
-    if x[0] != y[0] or x[2] != y[2]:
-        return f"type/tags {x[0]} {x[2]} vs {y[0]} {y[2]}"
-    lines = list(zip(x[1].splitlines(), y[1].splitlines()))
-    i = next((k for k, (u, v) in enumerate(lines) if u != v), len(lines))
-    a, b = (x[1].splitlines() + ["<end>"])[i], (y[1].splitlines() + ["<end>"])[i]
-    return f"source line {i + 1}: {a!r} vs {b!r}"
 
 
 def test_every_notebook_is_paired_and_every_source_has_a_notebook():
@@ -59,8 +42,52 @@ def test_every_notebook_is_paired_and_every_source_has_a_notebook():
 
 @pytest.mark.parametrize("ipynb", IPYNB, ids=lambda p: p.stem)
 def test_pair_in_sync(ipynb):
-    problems = out_of_sync(ipynb)
+    problems = pair_problems(ipynb)
     assert not problems, f"run `jupytext --sync notebooks/{ipynb.stem}.py`:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+def pair(tmp_path, monkeypatch):
+    """A copy of one pair under tmp_path/notebooks (the working directory), in sync to begin with."""
+    (tmp_path / "notebooks").mkdir()
+    for suffix in (".ipynb", ".py"):
+        shutil.copy(NOTEBOOKS / f"01_ecker{suffix}", tmp_path / "notebooks")
+    monkeypatch.chdir(tmp_path)
+    assert pair_problems(Path("notebooks/01_ecker.ipynb")) == []
+    return Path("notebooks/01_ecker.ipynb"), Path("notebooks/01_ecker.py")
+
+
+def edit_ipynb(path: Path, change) -> None:
+    nb = nbformat.read(path, as_version=4)
+    change(nb)
+    nbformat.write(nb, path)
+
+
+@pytest.mark.parametrize("side", ["py source", "ipynb source", "py tag", "ipynb tag", "ipynb cell added", "no py"])
+def test_a_pair_edited_on_one_side_is_reported(pair, side):
+    ipynb, py = pair
+    if side == "py source":
+        py.write_text(py.read_text().replace("style()\n", "style()  # edited here only\n", 1))
+    elif side == "py tag":
+        py.write_text(py.read_text().replace('# %% tags=["parameters"]', "# %%", 1))
+    elif side == "ipynb source":
+        edit_ipynb(ipynb, lambda nb: setattr(nb.cells[2], "source", nb.cells[2].source + "\nx = 1"))
+    elif side == "ipynb tag":
+        edit_ipynb(ipynb, lambda nb: nb.cells[1].metadata.pop("tags"))
+    elif side == "ipynb cell added":
+        edit_ipynb(ipynb, lambda nb: nb.cells.append(nbformat.v4.new_markdown_cell("new")))
+    else:
+        py.unlink()
+    assert pair_problems(ipynb), side
+
+
+def test_mriqa_notebook_refuses_a_pair_out_of_sync(pair):
+    """dvc runs the .ipynb: it must not draw from code that the reviewed .py no longer holds."""
+    py = pair[1]
+    py.write_text(py.read_text().replace("style()\n", "style()  # edited here only\n", 1))
+    with pytest.raises(MriqaInputError, match="jupytext --sync"):
+        run(argparse.Namespace(name="01_ecker", parameter=[]))
+    assert not Path("figures").exists()  # refused before anything ran or was written
 
 
 @pytest.mark.parametrize("ipynb", IPYNB, ids=lambda p: p.stem)
