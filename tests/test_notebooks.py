@@ -90,6 +90,23 @@ def test_mriqa_notebook_refuses_a_pair_out_of_sync(pair):
     assert not Path("figures").exists()  # refused before anything ran or was written
 
 
+def test_mriqa_notebook_runs_a_pair_and_its_executed_copy_is_unpaired(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notebooks").mkdir()
+    Path("notebooks/07_toy.py").write_text(
+        '# %% tags=["parameters"]\nout_dir = "nowhere"\n\n# %%\nfrom pathlib import Path\n\n'
+        'Path(out_dir, "drawn.txt").write_text("ok")\n')
+    jupytext.write(jupytext.read("notebooks/07_toy.py"), "notebooks/07_toy.ipynb", fmt="ipynb")
+    edit_ipynb(Path("notebooks/07_toy.ipynb"), lambda nb: nb.metadata.update(
+        jupytext={"formats": PAIRED_FORMATS}, kernelspec={"name": "python3", "display_name": "Python 3",
+                                                          "language": "python"}))
+    assert pair_problems(Path("notebooks/07_toy.ipynb")) == []
+    assert run(argparse.Namespace(name="07_toy", parameter=[])) == 0
+    assert Path("figures/toy/drawn.txt").read_text() == "ok"  # papermill injected out_dir = figures/toy
+    executed = nbformat.read("figures/toy/07_toy.ipynb", as_version=4)
+    assert "jupytext" not in executed.metadata and executed.metadata["papermill"]["parameters"] == {"out_dir": "figures/toy"}
+
+
 @pytest.mark.parametrize("ipynb", IPYNB, ids=lambda p: p.stem)
 def test_committed_without_outputs(ipynb):
     nb = nbformat.read(ipynb, as_version=4)

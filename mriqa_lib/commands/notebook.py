@@ -55,6 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import nbformat
     import papermill
     import yaml
 
@@ -75,4 +76,8 @@ def run(args: argparse.Namespace) -> int:
     with atomic_path(out_dir / src.name) as tmp:
         papermill.execute_notebook(str(src), str(tmp), parameters=params, progress_bar=False,
                                    cwd=str(Path.cwd()), kernel_name="python3")
+        # the executed copy is an output, not half of a pair: opened in JupyterLab it must not grow a .py
+        executed = nbformat.read(tmp, as_version=4)
+        executed.metadata.pop("jupytext", None)
+        nbformat.write(executed, tmp)
     return 0
