@@ -46,8 +46,8 @@ class Lab:
 
     def request(self, path: str, method: str = "GET", body: dict | None = None) -> dict | list:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"{self.base}{path}", data=data, method=method,
-                                     headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"})
+        headers = {"Authorization": f"token {self.token}", "Content-Type": "application/json"}
+        req = urllib.request.Request(f"{self.base}{path}", data=data, method=method, headers=headers)
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read())
 
@@ -61,7 +61,8 @@ class Lab:
                 return self.request(f"{path}?token={self.token}")
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 if time.monotonic() > deadline:
-                    pytest.fail(f"jupyter lab did not answer within {STARTUP_TIMEOUT_S} s:\n{self.log.read_text()[-3000:]}")
+                    pytest.fail(f"jupyter lab did not answer within {STARTUP_TIMEOUT_S} s:\n"
+                                f"{self.log.read_text()[-3000:]}")
                 time.sleep(0.5)
 
 

@@ -24,6 +24,7 @@ from mriqa_lib.methods import registry
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 IPYNB = sorted(NOTEBOOKS.glob("*.ipynb"))
 PAIRED_FORMATS = "ipynb,py:percent"
+LINE_CALLS = {"axhline", "axvline", "hlines", "vlines"}  # a threshold drawn as a target line
 
 
 def cells(nb: nbformat.NotebookNode) -> list[tuple[str, str, list[str]]]:
@@ -104,7 +105,8 @@ def test_mriqa_notebook_runs_a_pair_and_its_executed_copy_is_unpaired(tmp_path, 
     assert run(argparse.Namespace(name="07_toy", parameter=[])) == 0
     assert Path("figures/toy/drawn.txt").read_text() == "ok"  # papermill injected out_dir = figures/toy
     executed = nbformat.read("figures/toy/07_toy.ipynb", as_version=4)
-    assert "jupytext" not in executed.metadata and executed.metadata["papermill"]["parameters"] == {"out_dir": "figures/toy"}
+    assert "jupytext" not in executed.metadata
+    assert executed.metadata["papermill"]["parameters"] == {"out_dir": "figures/toy"}
 
 
 @pytest.mark.parametrize("ipynb", IPYNB, ids=lambda p: p.stem)
@@ -123,7 +125,8 @@ def test_parameters_cell_survives_the_py_and_sets_out_dir(ipynb):
     nb = jupytext.read(ipynb.with_suffix(".py"))
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1 and tagged[0].cell_type == "code"
-    names = {getattr(t, "id", None) for node in ast.parse(tagged[0].source).body if isinstance(node, ast.Assign) for t in node.targets}
+    assigns = [node for node in ast.parse(tagged[0].source).body if isinstance(node, ast.Assign)]
+    names = {getattr(t, "id", None) for node in assigns for t in node.targets}
     assert "out_dir" in names
     # a round trip through the text format keeps the tag (what JupyterLab does on every save)
     back = jupytext.reads(jupytext.writes(nbformat.read(ipynb, as_version=4), fmt="py:percent"), fmt="py:percent")
@@ -138,7 +141,7 @@ def typed_thresholds(source: str, thresholds: set[float]) -> list[str]:
         consts: list[ast.AST] = []
         if isinstance(node, ast.Compare):
             consts = [node.left, *node.comparators]
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") in {"axhline", "axvline", "hlines", "vlines"}:
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") in LINE_CALLS:
             consts = list(node.args[:1])
         found += [f"line {c.lineno}: {c.value}" for c in consts
                   if isinstance(c, ast.Constant) and type(c.value) is float and c.value in thresholds]
