@@ -56,10 +56,20 @@ print(source, image.shape, spacing)
 # ## The artifacts and what their severity means
 
 # %%
-table = pd.DataFrame([{"artifact": s.name, "severity means": s.severity, "unit": s.unit,
-                       "default": s.default, "range": f"[{s.valid_range[0]:g}, {s.valid_range[1]:g}]",
-                       "dims": "/".join(f"{d}D" for d in s.dims), "papers": ", ".join(map(str, s.papers))}
-                      for s in list_artifacts()])
+table = pd.DataFrame(
+    [
+        {
+            "artifact": s.name,
+            "severity means": s.severity,
+            "unit": s.unit,
+            "default": s.default,
+            "range": f"[{s.valid_range[0]:g}, {s.valid_range[1]:g}]",
+            "dims": "/".join(f"{d}D" for d in s.dims),
+            "papers": ", ".join(map(str, s.papers)),
+        }
+        for s in list_artifacts()
+    ]
+)
 save_table(table, out_dir, "artifacts")
 table
 
@@ -67,10 +77,14 @@ table
 # ## Gallery: three severities per artifact
 
 # %%
-explicit = {"motion": [0.5, 2.0, 4.0], "rician_noise": [0.316, 1.0, 3.16],  # 10, 0, -10 dB
-            "undersample": [0.5, 0.75, 0.875],  # 2x, 4x, 8x
-            "registration_error": [2.0, 5.0, 10.0], "respiratory": [2.0, 5.0, 10.0],
-            "non_t1w_contrast": [0.3, 0.7, 1.0]}  # the linear blend is flat (PD-like) at 0.5
+explicit = {
+    "motion": [0.5, 2.0, 4.0],
+    "rician_noise": [0.316, 1.0, 3.16],  # 10, 0, -10 dB
+    "undersample": [0.5, 0.75, 0.875],  # 2x, 4x, 8x
+    "registration_error": [2.0, 5.0, 10.0],
+    "respiratory": [2.0, 5.0, 10.0],
+    "non_t1w_contrast": [0.3, 0.7, 1.0],
+}  # the linear blend is flat (PD-like) at 0.5
 
 
 def severities(spec):
@@ -132,7 +146,9 @@ for ax, definition in zip(axes, ("paper", "code")):
         d = motion.sample_motion_for_rms(goal, rng, definition=definition)
         poses = rigid.pose_matrices(d["degrees"], d["translation"])
         got.append(d["rms"])
-        other.append(rigid.rms_successive(poses, 82.5) if definition == "paper" else rigid.rms_mean_from_reference(poses, 80.0))
+        other.append(
+            rigid.rms_successive(poses, 82.5) if definition == "paper" else rigid.rms_mean_from_reference(poses, 80.0)
+        )
     ax.plot(goals, got, "o", ms=3, label=f"{definition} (target)")
     ax.plot(goals, other, "x", ms=3, label="other definition")
     ax.plot([0, 4], [0, 4], "k:", lw=0.8)

@@ -38,8 +38,10 @@ style()
 res = Path(results_dir)
 summary = json.loads((res / "summary.json").read_text())
 examples = np.load(res / "examples.npz")
-tables = {k: pd.read_csv(res / f"{k}.tsv", sep="\t", dtype={"participant_id": str})
-          for k in ("motion", "noise", "nako", "continuous")}
+tables = {
+    k: pd.read_csv(res / f"{k}.tsv", sep="\t", dtype={"participant_id": str})
+    for k in ("motion", "noise", "nako", "continuous")
+}
 print({k: len(v) for k, v in tables.items()})
 
 
@@ -63,22 +65,29 @@ def classification_figure(kind, title):
     for i in range(2):
         for j in range(2):
             ax.text(j, i, int(cm.iloc[i, j]), ha="center", va="center", fontsize=11)
-    ax.set_xticks([0, 1], ["HQ", "LQ"]); ax.set_yticks([0, 1], ["HQ", "LQ"])
-    ax.set_xlabel("predicted"); ax.set_ylabel("true")
-    acc = summary[f"{kind}_accuracy"]; lo, hi = summary[f"{kind}_accuracy_ci95"]
+    ax.set_xticks([0, 1], ["HQ", "LQ"])
+    ax.set_yticks([0, 1], ["HQ", "LQ"])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    acc = summary[f"{kind}_accuracy"]
+    lo, hi = summary[f"{kind}_accuracy_ci95"]
     ax.set_title(f"accuracy {acc:.2f} [{lo:.2f}, {hi:.2f}], n = {len(t)}")
     ax = fig.add_subplot(gs[1, 3:5])
     bins = np.linspace(t["sim"].min(), t["sim"].max(), 25)
     for lab in ("HQ", "LQ"):
         ax.hist(t.loc[t["label"] == lab, "sim"], bins=bins, alpha=0.6, label=f"true {lab}")
-    ax.set_xlabel("SIM score"); ax.set_ylabel("cases"); ax.legend()
+    ax.set_xlabel("SIM score")
+    ax.set_ylabel("cases")
+    ax.legend()
     ax = fig.add_subplot(gs[:, 5])
     for lab in ("HQ", "LQ"):
         m = t["label"] == lab
         ax.scatter(t.loc[m, "sim_hq"], t.loc[m, "sim_lq"], s=8, alpha=0.7, label=f"true {lab}")
     lim = [min(t["sim_hq"].min(), t["sim_lq"].min()), max(t["sim_hq"].max(), t["sim_lq"].max())]
     ax.plot(lim, lim, "k--", lw=0.8)
-    ax.set_xlabel("mean sim. to HQ refs"); ax.set_ylabel("mean sim. to LQ refs"); ax.legend()
+    ax.set_xlabel("mean sim. to HQ refs")
+    ax.set_ylabel("mean sim. to LQ refs")
+    ax.legend()
     ax.set_title("above the line: LQ")
     fig.suptitle(title)
     return fig
@@ -119,22 +128,32 @@ for _, g in t.groupby(["subject", "slice"]):
     ax.plot(g["level"], g["sim_lq"], color="0.75", lw=0.6)
 lv = t.groupby("level")["sim_lq"].agg(["mean", "std"]).reset_index()
 ax.errorbar(lv["level"], lv["mean"], yerr=lv["std"], color="C1", marker="o", capsize=3, label="mean +- sd")
-ax.set_xlabel("motion range: rotation (deg) = translation (mm)"); ax.set_ylabel("mean similarity to LQ refs")
-ax.set_title(f"Spearman rho: all cases {summary['continuous_spearman_level_vs_sim_lq']:.2f},\n"
-             f"within case {summary['continuous_spearman_within_case_mean']:.2f}, "
-             f"level means {summary['continuous_spearman_level_vs_sim_lq_levelmeans']:.2f}")
+ax.set_xlabel("motion range: rotation (deg) = translation (mm)")
+ax.set_ylabel("mean similarity to LQ refs")
+ax.set_title(
+    f"Spearman rho: all cases {summary['continuous_spearman_level_vs_sim_lq']:.2f},\n"
+    f"within case {summary['continuous_spearman_within_case_mean']:.2f}, "
+    f"level means {summary['continuous_spearman_level_vs_sim_lq_levelmeans']:.2f}"
+)
 ax.legend()
 ax = axes[1]
 t = t.assign(delta=t["sim_lq"] - t["sim_hq"])
 dl = t.groupby("level")["delta"].agg(["mean", "std"]).reset_index()
 ax.errorbar(dl["level"], dl["mean"], yerr=dl["std"], color="C0", marker="o", capsize=3)
 ax.axhline(0, color="k", lw=0.8, ls="--")
-ax.set_xlabel("motion range"); ax.set_ylabel("sim. to LQ - sim. to HQ (> 0: LQ)")
-ax.set_title("fraction classified LQ per level:\n" + ", ".join(f"{v:.2f}" for v in t.groupby("level")["pred"].apply(lambda s: (s == "LQ").mean())))
+ax.set_xlabel("motion range")
+ax.set_ylabel("sim. to LQ - sim. to HQ (> 0: LQ)")
+ax.set_title(
+    "fraction classified LQ per level:\n"
+    + ", ".join(f"{v:.2f}" for v in t.groupby("level")["pred"].apply(lambda s: (s == "LQ").mean()))
+)
 ax = axes[2]
 imgs, levels = examples["continuous"], examples["continuous_levels"]
-ax.imshow(np.concatenate([imgs[0], imgs[len(imgs) // 2], imgs[-1]], axis=0).T, origin="lower", cmap="gray", vmin=0, vmax=1)
-ax.set_axis_off(); ax.set_title(f"levels {levels[0]:g}, {levels[len(imgs) // 2]:g}, {levels[-1]:g}")
+ax.imshow(
+    np.concatenate([imgs[0], imgs[len(imgs) // 2], imgs[-1]], axis=0).T, origin="lower", cmap="gray", vmin=0, vmax=1
+)
+ax.set_axis_off()
+ax.set_title(f"levels {levels[0]:g}, {levels[len(imgs) // 2]:g}, {levels[-1]:g}")
 fig.suptitle("Fig. 5: continuous quality: similarity to LQ references as motion increases", y=1.08)
 savefig(fig, out_dir, "fig5_continuous")
 
@@ -144,10 +163,17 @@ savefig(fig, out_dir, "fig5_continuous")
 # %%
 rows = []
 for kind, name in (("motion", "simulated motion"), ("noise", "simulated noise"), ("nako", "NAKO(-like)")):
-    rows.append({"test set": name, "n": summary[f"{kind}_n"], "accuracy": summary[f"{kind}_accuracy"],
-                 "balanced accuracy": summary[f"{kind}_balanced_accuracy"],
-                 "sensitivity (LQ)": summary[f"{kind}_sensitivity_lq"], "specificity (HQ)": summary[f"{kind}_specificity_hq"],
-                 "AUROC (sim_lq - sim_hq)": summary[f"{kind}_auroc"]})
+    rows.append(
+        {
+            "test set": name,
+            "n": summary[f"{kind}_n"],
+            "accuracy": summary[f"{kind}_accuracy"],
+            "balanced accuracy": summary[f"{kind}_balanced_accuracy"],
+            "sensitivity (LQ)": summary[f"{kind}_sensitivity_lq"],
+            "specificity (HQ)": summary[f"{kind}_specificity_hq"],
+            "AUROC (sim_lq - sim_hq)": summary[f"{kind}_auroc"],
+        }
+    )
 table = pd.DataFrame(rows).round(3)
 save_table(table, out_dir, "ecker_summary")
 table
@@ -155,8 +181,9 @@ table
 # %%
 # Reference matching per acquisition site: the margin (sim LQ - sim HQ; > 0 = classified LQ) of
 # each true class, and how many references each case had (ecker.n_refs, fewer when its site has fewer)
-t = tables["motion"].assign(margin=lambda d: d["sim_lq"] - d["sim_hq"],
-                            n_refs=lambda d: d["references"].str.count(",") + 1)
+t = tables["motion"].assign(
+    margin=lambda d: d["sim_lq"] - d["sim_hq"], n_refs=lambda d: d["references"].str.count(",") + 1
+)
 print("references per case:", t["n_refs"].agg(["min", "mean", "max"]).round(1).to_dict())
 t.pivot_table(index="site" if "site" in t.columns else "participant_id", columns="label", values="margin").round(4)
 

@@ -93,8 +93,9 @@ for i, (letter, img) in enumerate(zip(thumbs["letters"], thumbs["examples"])):
     a.set_title(f"{letter}: {names[letter]}", fontsize=7)
     a.set_axis_off()
 savefig(fig, out_dir, "fig3b_density_examples")
-examples[["letter", "artifact", "severity", "m1", "m2", "logp"]].assign(
-    below_tau5=examples.logp < thr[taus[0]]).round(3)
+examples[["letter", "artifact", "severity", "m1", "m2", "logp"]].assign(below_tau5=examples.logp < thr[taus[0]]).round(
+    3
+)
 
 # %% [markdown]
 # ## Fig. 4a — m of the rated test set (green low, orange medium, red high) with the 5 % and 3 % contours
@@ -102,8 +103,9 @@ examples[["letter", "artifact", "severity", "m1", "m2", "logp"]].assign(
 # %%
 colours = {"low": "#009E73", "medium": "#E69F00", "high": "#D55E00"}
 fig, ax = plt.subplots(figsize=(5, 4))
-ax.contour(grid["m1"], grid["m2"], logp, levels=sorted(thr.values()), colors=["k", "k"],
-           linestyles=[":", "--"], linewidths=1)
+ax.contour(
+    grid["m1"], grid["m2"], logp, levels=sorted(thr.values()), colors=["k", "k"], linestyles=[":", "--"], linewidths=1
+)
 for rating, c in colours.items():
     sel = rated[rating == rated.rating]
     ax.scatter(sel.m1, sel.m2, s=14, c=c, label=f"{rating} ({len(sel)})", alpha=0.85)
@@ -122,8 +124,13 @@ axes = np.atleast_1d(axes)
 tables = []
 for ax, tau in zip(axes, taus):
     flag = rated[f"flag{tau}"].astype(bool)
-    table = pd.DataFrame({r: [int((flag & (rated.rating == r)).sum()), int((~flag & (rated.rating == r)).sum())]
-                          for r in ("low", "medium", "high")}, index=["flagged", "passed"])
+    table = pd.DataFrame(
+        {
+            r: [int((flag & (rated.rating == r)).sum()), int((~flag & (rated.rating == r)).sum())]
+            for r in ("low", "medium", "high")
+        },
+        index=["flagged", "passed"],
+    )
     ax.imshow(table.to_numpy(), cmap="Greys", vmin=0, vmax=table.to_numpy().max() * 2.5)
     for (i, j), v in np.ndenumerate(table.to_numpy()):
         ax.text(j, i, str(v), ha="center", va="center", fontsize=11)
@@ -147,8 +154,13 @@ pd.concat(tables)
 # so every number here moves by several points with the seed.
 
 # %%
-keys = [k for k in summary if k.startswith(("sensitivity", "specificity", "auroc", "example_A_above",
-                                               "examples_BH", "density_set_flagged", "n_"))]
+keys = [
+    k
+    for k in summary
+    if k.startswith(
+        ("sensitivity", "specificity", "auroc", "example_A_above", "examples_BH", "density_set_flagged", "n_")
+    )
+]
 pd.DataFrame({"metric": keys, "value": [summary[k] for k in keys]})
 
 # %%
@@ -193,5 +205,7 @@ spec_goal = target("zuo", "specificity_tau5")
 ok = np.sort(rated.loc[~rated.fail.astype(bool), "logp"].to_numpy())
 bad = rated.loc[rated.fail.astype(bool), "logp"].to_numpy()
 cut = ok[int(np.floor((1 - spec_goal) * len(ok)))]  # flag log p < cut: at most 1 - target of the passes
-print(f"oracle threshold: specificity {np.mean(ok >= cut):.3f}, sensitivity {np.mean(bad < cut):.3f} "
-      f"(actual at tau = {taus[0]} %: {summary[f'specificity_tau{taus[0]}']:.3f} / {summary[f'sensitivity_tau{taus[0]}']:.3f})")
+print(
+    f"oracle threshold: specificity {np.mean(ok >= cut):.3f}, sensitivity {np.mean(bad < cut):.3f} "
+    f"(actual at tau = {taus[0]} %: {summary[f'specificity_tau{taus[0]}']:.3f} / {summary[f'sensitivity_tau{taus[0]}']:.3f})"
+)

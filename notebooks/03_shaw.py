@@ -65,8 +65,15 @@ g = exp1[exp1["subject_id"] == example]
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), gridspec_kw={"width_ratios": [1.4, 1]})
 ax = axes[0]
 sc = ax.scatter(g["error_fg"], g["sigma_median"], c=g["snr_db"], cmap="viridis", s=14, zorder=3)
-ax.errorbar(g["error_fg"], g["sigma_median"], yerr=[g["sigma_median"] - g["sigma_q1"], g["sigma_q3"] - g["sigma_median"]],
-            fmt="none", ecolor="0.6", elinewidth=0.8, zorder=2)
+ax.errorbar(
+    g["error_fg"],
+    g["sigma_median"],
+    yerr=[g["sigma_median"] - g["sigma_q1"], g["sigma_q3"] - g["sigma_median"]],
+    fmt="none",
+    ecolor="0.6",
+    elinewidth=0.8,
+    zorder=2,
+)
 coef = np.polyfit(g["error_fg"], g["sigma_median"], 1)
 xs = np.linspace(g["error_fg"].min(), g["error_fg"].max(), 50)
 ax.plot(xs, np.polyval(coef, xs), color=PALETTE[1], lw=1)
@@ -99,7 +106,9 @@ if pairs_file.exists():
     kinds = sorted(exp2["artefact"].unique())
     for _, r in exp2.iterrows():
         col = PALETTE[kinds.index(r["artefact"]) % len(PALETTE)]
-        ax.plot([0, 1], [r["clean_total_sigma"], r["artefact_total_sigma"]], color=col, alpha=0.7, lw=1, marker="o", ms=3)
+        ax.plot(
+            [0, 1], [r["clean_total_sigma"], r["artefact_total_sigma"]], color=col, alpha=0.7, lw=1, marker="o", ms=3
+        )
     for k in kinds:
         ax.plot([], [], color=PALETTE[kinds.index(k) % len(PALETTE)], label=k)
     ax.boxplot([exp2["clean_total_sigma"], exp2["artefact_total_sigma"]], positions=[-0.25, 1.25], widths=0.2)
@@ -129,8 +138,12 @@ if stems:
     fig, axes = plt.subplots(len(stems), 4, figsize=(8, 2.1 * len(stems)), squeeze=False)
     for row, stem in zip(axes, stems):
         kind = exp2.set_index("pair").loc[stem, "artefact"] if pairs_file.exists() else ""
-        ims = [load(maps / f"{stem}_artefact.nii.gz"), load(maps / f"{stem}_artefact_sigma.nii.gz"),
-               load(maps / f"{stem}_clean.nii.gz"), load(maps / f"{stem}_clean_sigma.nii.gz")]
+        ims = [
+            load(maps / f"{stem}_artefact.nii.gz"),
+            load(maps / f"{stem}_artefact_sigma.nii.gz"),
+            load(maps / f"{stem}_clean.nii.gz"),
+            load(maps / f"{stem}_clean_sigma.nii.gz"),
+        ]
         vmax = max(np.percentile(ims[1], 99.5), np.percentile(ims[3], 99.5))
         show_slice(row[0], ims[0], title=f"{stem} artefact ({kind})", vmax=1.2)
         show_slice(row[1], ims[1], title="$\\sigma$ artefact", cmap="magma", vmax=vmax)
@@ -151,18 +164,31 @@ if subs:
     sub = subs[0]
     fig, axes = plt.subplots(2, 5, figsize=(10, 4.4))
     titles = ["input", "recovered", "recon $\\sigma$", "GM segmentation", "segmentation $\\sigma$"]
-    vols = {c: [load(m3 / f"{sub}_{c}_{n}.nii.gz") for n in ("input", "recon", "sigma", "seg", "segsigma")]
-            for c in ("clean", "partial_noise")}
-    box = json.loads(pd.read_csv(res / "exp3_partial_noise.tsv", sep="\t", dtype={"subject_id": str})
-                     .set_index("subject_id").loc[sub, "box"].iloc[0])
+    vols = {
+        c: [load(m3 / f"{sub}_{c}_{n}.nii.gz") for n in ("input", "recon", "sigma", "seg", "segsigma")]
+        for c in ("clean", "partial_noise")
+    }
+    box = json.loads(
+        pd.read_csv(res / "exp3_partial_noise.tsv", sep="\t", dtype={"subject_id": str})
+        .set_index("subject_id")
+        .loc[sub, "box"]
+        .iloc[0]
+    )
     z = (box[2][0] + box[2][1]) // 2  # axial slice through the centre of the noisy box
     vmax_r = np.percentile(vols["partial_noise"][2], 99.5)
     vmax_s = np.percentile(np.concatenate([vols[c][4].ravel() for c in vols]), 99.5)
     for row, cond in zip(axes, ("clean", "partial_noise")):
         v = vols[cond]
         for j, (ax, im) in enumerate(zip(row, v)):
-            kw = {"vmax": 1.2} if j < 2 else {"cmap": "magma", "vmax": vmax_r} if j == 2 else \
-                {"cmap": "viridis", "vmax": 1.0} if j == 3 else {"cmap": "magma", "vmax": vmax_s}
+            kw = (
+                {"vmax": 1.2}
+                if j < 2
+                else {"cmap": "magma", "vmax": vmax_r}
+                if j == 2
+                else {"cmap": "viridis", "vmax": 1.0}
+                if j == 3
+                else {"cmap": "magma", "vmax": vmax_s}
+            )
             show_slice(ax, im, index=z, title=f"{cond}: {titles[j]}" if j == 0 else titles[j], **kw)
     savefig(fig, out_dir, "fig7_multitask_partial_noise")
 
@@ -180,14 +206,21 @@ if f3.exists():
     for ax, col, name in zip(axes, ["recon_total_sigma", "seg_total_sigma"], ["reconstruction", "segmentation"]):
         ax.boxplot([wide[col]["clean"], wide[col]["partial_noise"]], widths=0.5)
         for s in wide.index:
-            ax.plot([1, 2], [wide[col]["clean"][s], wide[col]["partial_noise"][s]], color="0.6", lw=0.8, marker="o", ms=3)
+            ax.plot(
+                [1, 2], [wide[col]["clean"][s], wide[col]["partial_noise"][s]], color="0.6", lw=0.8, marker="o", ms=3
+            )
         ax.set_xticks([1, 2], ["clean", "partial noise"])
         ax.set_ylabel(f"total {name} $\\sigma$ (foreground, x mL)")
         rise = (wide[col]["partial_noise"] / wide[col]["clean"] - 1).mean()
         ax.set_title(f"{name}: mean relative rise {rise:+.0%}")
     savefig(fig, out_dir, "fig8_multitask_total_uncertainty")
-    table = exp3.groupby("condition")[["recon_total_sigma", "seg_total_sigma", "recon_sigma_in_box",
-                                        "seg_sigma_in_box", "gm_dice"]].mean().reset_index()
+    table = (
+        exp3.groupby("condition")[
+            ["recon_total_sigma", "seg_total_sigma", "recon_sigma_in_box", "seg_sigma_in_box", "gm_dice"]
+        ]
+        .mean()
+        .reset_index()
+    )
     save_table(table.round(4), out_dir, "table_exp3_partial_noise")
     display(table)
 
@@ -221,20 +254,38 @@ if f3.exists():
 # under the table); in the paper's Fig. 7 segmentation is largely unaffected.
 
 # %%
-rows = [("Exp. 1: mean R^2 (sigma vs error)", summary.get("exp1_r2_mean"), "0.851 (0.736-0.964)"),
-        ("Exp. 1: R^2 range", f"{summary.get('exp1_r2_min', float('nan')):.3f}-{summary.get('exp1_r2_max', float('nan')):.3f}", "0.736-0.964"),
-        ("Exp. 2: pairs with artefact total sigma > clean", summary.get("exp2_frac_artefact_above_clean"), "higher overall (Fig. 4)"),
-        ("Exp. 3: relative rise of reconstruction sigma", summary.get("exp3_recon_sigma_rise"), "rises (Fig. 8)"),
-        ("Exp. 3: relative rise of segmentation sigma", summary.get("exp3_seg_sigma_rise"), "roughly constant (Fig. 8)"),
-        ("Exp. 3: GM Dice clean / partial noise", f"{summary.get('exp3_gm_dice_clean', float('nan')):.3f} / {summary.get('exp3_gm_dice_partial_noise', float('nan')):.3f}", "largely unaffected")]
+rows = [
+    ("Exp. 1: mean R^2 (sigma vs error)", summary.get("exp1_r2_mean"), "0.851 (0.736-0.964)"),
+    (
+        "Exp. 1: R^2 range",
+        f"{summary.get('exp1_r2_min', float('nan')):.3f}-{summary.get('exp1_r2_max', float('nan')):.3f}",
+        "0.736-0.964",
+    ),
+    (
+        "Exp. 2: pairs with artefact total sigma > clean",
+        summary.get("exp2_frac_artefact_above_clean"),
+        "higher overall (Fig. 4)",
+    ),
+    ("Exp. 3: relative rise of reconstruction sigma", summary.get("exp3_recon_sigma_rise"), "rises (Fig. 8)"),
+    ("Exp. 3: relative rise of segmentation sigma", summary.get("exp3_seg_sigma_rise"), "roughly constant (Fig. 8)"),
+    (
+        "Exp. 3: GM Dice clean / partial noise",
+        f"{summary.get('exp3_gm_dice_clean', float('nan')):.3f} / {summary.get('exp3_gm_dice_partial_noise', float('nan')):.3f}",
+        "largely unaffected",
+    ),
+]
 comparison = pd.DataFrame(rows, columns=["quantity", "embedded (measured)", "paper"])
-comparison["embedded (measured)"] = [f"{v:.3f}" if isinstance(v, float) else v for v in comparison["embedded (measured)"]]
+comparison["embedded (measured)"] = [
+    f"{v:.3f}" if isinstance(v, float) else v for v in comparison["embedded (measured)"]
+]
 save_table(comparison, out_dir, "table_paper_vs_embedded")
 r, s_ = summary.get("exp3_recon_sigma_rise"), summary.get("exp3_seg_sigma_rise")
 if r is not None and s_ is not None:
     verdict = "holds" if r - s_ > target("shaw", "exp3_recon_sigma_rise - exp3_seg_sigma_rise") else "does NOT hold"
-    print(f"Exp. 3 (recon sigma rises more than seg sigma under partial noise) {verdict} here: "
-          f"{r:+.2f} vs {s_:+.2f} relative rise of total sigma.")
+    print(
+        f"Exp. 3 (recon sigma rises more than seg sigma under partial noise) {verdict} here: "
+        f"{r:+.2f} vs {s_:+.2f} relative rise of total sigma."
+    )
 if f3.exists():
     box = exp3.pivot(index="subject_id", columns="condition", values=["recon_sigma_in_box", "seg_sigma_in_box"])
     for k in ("recon_sigma_in_box", "seg_sigma_in_box"):

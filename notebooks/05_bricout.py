@@ -77,7 +77,7 @@ t1
 # %%
 ex = np.load(res / "pipeline_examples.npz")
 info = json.loads((res / "pipeline_examples.json").read_text())
-steps = [k[len("ex0_"):] for k in ex.files if k.startswith("ex0_")]  # in pipeline order
+steps = [k[len("ex0_") :] for k in ex.files if k.startswith("ex0_")]  # in pipeline order
 n_ex = len(info["examples"])
 fig, axes = plt.subplots(n_ex, len(steps), figsize=(1.4 * len(steps), 1.6 * n_ex))
 for i in range(n_ex):
@@ -89,8 +89,9 @@ for i in range(n_ex):
         ax.set_axis_off()
         if i == 0:
             ax.set_title(s)
-    axes[i, 0].text(-0.1, 0.5, f"RMS {lab['rms']:.2f} mm", transform=axes[i, 0].transAxes,
-                    rotation=90, va="center", ha="right")
+    axes[i, 0].text(
+        -0.1, 0.5, f"RMS {lab['rms']:.2f} mm", transform=axes[i, 0].transAxes, rotation=90, va="center", ha="right"
+    )
 savefig(fig, out_dir, "fig2_pipeline")
 
 # %% [markdown]
@@ -130,7 +131,10 @@ fig, ax = plt.subplots(figsize=(4.5, 3.2))
 for k, (kind, grp) in enumerate(per_seed.groupby("model", sort=False)):
     ax.plot(grp.seed, grp.bal_acc, "o-", label=f"{kind} (median {grp.bal_acc.median():.2f})", color=PALETTE[k])
 ax.axhline(1 / 3, color="grey", lw=0.8, ls=":", label="chance")
-ax.set_xlabel("seed"); ax.set_ylabel("test balanced accuracy"); ax.set_ylim(0, 1); ax.legend()
+ax.set_xlabel("seed")
+ax.set_ylabel("test balanced accuracy")
+ax.set_ylim(0, 1)
+ax.legend()
 savefig(fig, out_dir, "fig4_seeds")
 per_seed
 
@@ -154,12 +158,17 @@ cost = json.loads((res / "cost.json").read_text())
 rows = []
 for kind, c in cost.items():
     mem = c.get("peak_gpu_memory_mb", c.get("peak_cpu_rss_mb"))
-    rows.append({"stage": kind, "device": c.get("device"),
-                 "max memory (GB)": round(mem / 1024, 3) if mem is not None else None,
-                 "memory kind": "accelerator" if "peak_gpu_memory_mb" in c else "process RSS",
-                 "max power (W)": c.get("peak_power_w", "n/a"),
-                 "duration": str(datetime.timedelta(seconds=round(c["wall_seconds"]))),
-                 "duration per seed (s)": c.get("wall_seconds_per_seed", c["wall_seconds"])})
+    rows.append(
+        {
+            "stage": kind,
+            "device": c.get("device"),
+            "max memory (GB)": round(mem / 1024, 3) if mem is not None else None,
+            "memory kind": "accelerator" if "peak_gpu_memory_mb" in c else "process RSS",
+            "max power (W)": c.get("peak_power_w", "n/a"),
+            "duration": str(datetime.timedelta(seconds=round(c["wall_seconds"]))),
+            "duration per seed (s)": c.get("wall_seconds_per_seed", c["wall_seconds"]),
+        }
+    )
 t4 = pd.DataFrame(rows)
 if {"transfer", "scratch"} <= set(cost):
     dec = 1 - cost["transfer"]["wall_seconds"] / cost["scratch"]["wall_seconds"]
