@@ -1,6 +1,7 @@
 """The README's `jupyter lab notebooks/` works from the README's environment: JupyterLab starts
 headless, its REST API lists the notebooks, and (jupytext being installed) a notebook saved through
 JupyterLab rewrites its paired `.py` source too."""
+
 from __future__ import annotations
 
 import contextlib
@@ -61,8 +62,9 @@ class Lab:
                 return self.request(f"{path}?token={self.token}")
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 if time.monotonic() > deadline:
-                    pytest.fail(f"jupyter lab did not answer within {STARTUP_TIMEOUT_S} s:\n"
-                                f"{self.log.read_text()[-3000:]}")
+                    pytest.fail(
+                        f"jupyter lab did not answer within {STARTUP_TIMEOUT_S} s:\n{self.log.read_text()[-3000:]}"
+                    )
                 time.sleep(0.5)
 
 
@@ -71,16 +73,31 @@ def jupyter_lab(root: Path, tmp: Path) -> Iterator[Lab]:
     """Start `jupyter lab` headless on a free local port with a random token; stop it afterwards."""
     cmd = jupyter_command()
     port, token = free_port(), secrets.token_hex(16)
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"), "JUPYTER_DATA_DIR": str(tmp / "data"),
-           "JUPYTER_PLATFORM_DIRS": "1"}  # nothing written to the home folder
+    env = {
+        **os.environ,
+        "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+        "JUPYTER_DATA_DIR": str(tmp / "data"),
+        "JUPYTER_PLATFORM_DIRS": "1",
+    }  # nothing written to the home folder
     log = tmp / "jupyter_lab.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [*cmd, "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
-             f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}",
-             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",  # offline: no update check
-             *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])],  # CI runs as root
-            stdout=out, stderr=subprocess.STDOUT, env=env)
+            [
+                *cmd,
+                "lab",
+                "--no-browser",
+                f"--port={port}",
+                "--ServerApp.ip=127.0.0.1",
+                "--ServerApp.port_retries=0",
+                f"--ServerApp.token={token}",
+                f"--ServerApp.root_dir={root}",
+                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",  # offline: no update check
+                *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
+            ],  # CI runs as root
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     try:
         yield Lab(proc, port, token, log)
     finally:
@@ -116,6 +133,9 @@ def test_saving_a_notebook_in_jupyter_lab_updates_its_py(tmp_path):
         lab.wait_for("/api/contents/notebooks")
         model = lab.request("/api/contents/notebooks/00_benchmark.ipynb?content=1")
         model["content"]["cells"][-1]["source"] += "\nprint('saved in JupyterLab')"
-        lab.request("/api/contents/notebooks/00_benchmark.ipynb", "PUT",
-                    {"type": "notebook", "format": "json", "content": model["content"]})
+        lab.request(
+            "/api/contents/notebooks/00_benchmark.ipynb",
+            "PUT",
+            {"type": "notebook", "format": "json", "content": model["content"]},
+        )
     assert "print('saved in JupyterLab')" in (root / "notebooks" / "00_benchmark.py").read_text()

@@ -4,6 +4,7 @@ committed `notebooks/NAME.ipynb` that papermill runs, and the two must hold the 
 After editing a `.py` outside JupyterLab, `jupytext --sync notebooks/NAME.py` brings the `.ipynb` in line
 (and the other way round); in JupyterLab with jupytext installed, saving either side rewrites both.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -96,11 +97,16 @@ def test_mriqa_notebook_runs_a_pair_and_its_executed_copy_is_unpaired(tmp_path, 
     (tmp_path / "notebooks").mkdir()
     Path("notebooks/07_toy.py").write_text(
         '# %% tags=["parameters"]\nout_dir = "nowhere"\n\n# %%\nfrom pathlib import Path\n\n'
-        'Path(out_dir, "drawn.txt").write_text("ok")\n')
+        'Path(out_dir, "drawn.txt").write_text("ok")\n'
+    )
     jupytext.write(jupytext.read("notebooks/07_toy.py"), "notebooks/07_toy.ipynb", fmt="ipynb")
-    edit_ipynb(Path("notebooks/07_toy.ipynb"), lambda nb: nb.metadata.update(
-        jupytext={"formats": PAIRED_FORMATS}, kernelspec={"name": "python3", "display_name": "Python 3",
-                                                          "language": "python"}))
+    edit_ipynb(
+        Path("notebooks/07_toy.ipynb"),
+        lambda nb: nb.metadata.update(
+            jupytext={"formats": PAIRED_FORMATS},
+            kernelspec={"name": "python3", "display_name": "Python 3", "language": "python"},
+        ),
+    )
     assert pair_problems(Path("notebooks/07_toy.ipynb")) == []
     assert run(argparse.Namespace(name="07_toy", parameter=[])) == 0
     assert Path("figures/toy/drawn.txt").read_text() == "ok"  # papermill injected out_dir = figures/toy
@@ -143,11 +149,17 @@ def typed_thresholds(source: str, thresholds: set[float]) -> list[str]:
             consts = [node.left, *node.comparators]
         elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") in LINE_CALLS:
             consts = list(node.args[:1])
-        found += [f"line {c.lineno}: {c.value}" for c in consts
-                  if isinstance(c, ast.Constant) and type(c.value) is float and c.value in thresholds]
+        found += [
+            f"line {c.lineno}: {c.value}"
+            for c in consts
+            if isinstance(c, ast.Constant) and type(c.value) is float and c.value in thresholds
+        ]
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            found += [f"line {node.lineno}: '{m.group(0)}'" for m in re.finditer(r"[<>]=?\s*(\d*\.\d+)", node.value)
-                      if float(m.group(1)) in thresholds]
+            found += [
+                f"line {node.lineno}: '{m.group(0)}'"
+                for m in re.finditer(r"[<>]=?\s*(\d*\.\d+)", node.value)
+                if float(m.group(1)) in thresholds
+            ]
     return found
 
 
@@ -161,6 +173,10 @@ def test_paper_notebooks_read_claim_thresholds_from_claims(method):
     """A claim's threshold is written once, in mriqa_lib/claims.py; notebooks use claims.target()."""
     thresholds = {float(c.target) for c in CLAIMS if not isinstance(c.target, bool) and c.target != 0}
     nb = jupytext.read(NOTEBOOKS / f"{registry.get(method).notebook}.py")
-    found = [f"cell {i} {hit}" for i, c in enumerate(nb.cells) if c.cell_type == "code"
-             for hit in typed_thresholds(c.source, thresholds)]
+    found = [
+        f"cell {i} {hit}"
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code"
+        for hit in typed_thresholds(c.source, thresholds)
+    ]
     assert not found, f"use `from mriqa_lib.claims import target` instead of typing: {found}"
