@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from mriqa_lib.io import MriqaInputError
 from mriqa_lib.methods.ecker import data as D
 from mriqa_lib.methods.ecker.inference import cosine, decide, mean_similarities
 from mriqa_lib.methods.ecker.params import EckerParams
@@ -129,6 +130,24 @@ def test_split_subjects_keeps_test_out_of_pool():
     pool, test = D.split_subjects(frame, 3, seed=0)
     assert set(pool).isdisjoint(test) and len(pool) + len(test) == 10
     assert {8, 9} <= set(test)  # the cohort's own test split is held out first
+    assert set(test) - {8, 9} <= {6, 7}  # then its validation split
+    # fewer test subjects asked for than the cohort holds out: every held-out subject still tests
+    pool, test = D.split_subjects(frame, 1, seed=0)
+    assert test.tolist() == [8, 9] and pool.tolist() == list(range(8))
+    pool, _ = D.split_subjects(frame.iloc[[0, 1, 8, 9]].reset_index(drop=True), 1, seed=0)
+    assert pool.tolist() == [0, 1]  # two left to train on: enough
+    with pytest.raises(MriqaInputError, match="n_test_subjects"):
+        D.split_subjects(frame.iloc[[0, 8, 9]].reset_index(drop=True), 1, seed=0)
+
+
+def test_held_out_first_is_a_seeded_draw_beyond_the_held_out_subjects():
+    from mriqa_lib.data.splits import held_out_first
+
+    labels = ["train"] * 20 + ["test"]
+    draws = {tuple(held_out_first(labels, 3, seed)[1]) for seed in range(20)}
+    assert all(20 in d and len(d) == 3 for d in draws)
+    assert len(draws) > 5  # the two drawn subjects change with the seed ...
+    assert held_out_first(labels, 3, 4)[1].tolist() == held_out_first(labels, 3, 4)[1].tolist()  # ... reproducibly
 
 
 # ------------------------------------------------------------------------------- preparation / augment
@@ -167,8 +186,7 @@ def test_degrade_motion_level_zero_is_identity_and_noise_sigma():
 
 
 def test_params_validation_names_the_key():
-    from mriqa_lib.config import ConfigError, parse_settings
-    from mriqa_lib.config import default_cohort_params
+    from mriqa_lib.config import ConfigError, default_cohort_params, parse_settings
 
     base = {"cohort": default_cohort_params().model_dump()}
     with pytest.raises(ConfigError, match="ecker.temperature"):
@@ -207,3 +225,81 @@ def test_read_table_keeps_an_optional_site_and_blank_is_unknown(tmp_path):
     assert table["sex"].tolist() == ["M", "F"]
     (tmp_path / "plain.csv").write_text("eid,sex,height,weight\n1,1,180,80\n")
     assert "site" not in D.read_table(tmp_path / "plain.csv").columns
+
+
+# ------------------------------------------------------------------------------ test sets, experiments
+def test_balanced_cases_half_lq_every_pair_before_repeats():
+    from mriqa_lib.methods.ecker.synthesis import balanced_cases
+
+    cases = balanced_cases(np.array([3, 7]), n_slices=3, n_cases=10, seed=1)
+    assert (cases["label"] == "LQ").sum() == 5 and set(cases["subject"]) == {3, 7}
+    first = cases[cases["repeat"] == 0]
+    assert len(first) == 6 and len(set(zip(first["subject"], first["slice"]))) == 6  # all 6 pairs, once each
+    assert (cases["repeat"] == 1).sum() == 4
+
+
+def test_split_manifest_and_subject_table_agree():
+    from mriqa_lib.methods.ecker.synthesis import split_manifest, subject_table
+
+    subjects = pd.DataFrame({"participant_id": ["a", "b", "c"], "sex": ["M", "F", "M"], "path": ["x", "y", "z"]})
+    assert split_manifest(subjects, np.array([1])) == {"a": "train", "b": "test", "c": "train"}
+    table = subject_table(subjects, np.array([1]))
+    assert table["role"].tolist() == ["pool", "test", "pool"] and table["index"].tolist() == [0, 1, 2]
+    assert "path" not in table.columns
+
+
+class _MeanNet:
+    """A stand-in encoder: image mean m -> (1 - m, m), so brighter slices look like the LQ references."""
+
+    feature_dim = 2
+
+    def eval(self):
+        return self
+
+    def encode(self, x):
+        m = x.mean(dim=(1, 2, 3))
+        return torch.stack([1 - m, m], 1)
+
+
+def _bank(n_pool: int, n_slices: int) -> dict:
+    hq = np.tile([1.0, 0.0], (n_pool, n_slices, 1))
+    lq = np.tile([0.0, 1.0], (n_pool, n_slices, 1))
+    return {"hq": hq, "motion": lq, "noise": lq, "respiratory": lq}
+
+
+def _pool_table(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"participant_id": [f"r{i}" for i in range(n)], "sex": ["M", "F"] * (n // 2),
+                         "height": np.linspace(160, 190, n), "weight": np.linspace(60, 90, n)})
+
+
+def test_classify_and_metrics_on_separable_cases():
+    from mriqa_lib.methods.ecker.experiments import simulated_experiment
+
+    p = EckerParams(n_refs=2)
+    labels = np.array(["HQ", "LQ", "HQ", "LQ"])
+    images = np.stack([np.full((4, 4), 0.1 if y == "HQ" else 0.9, np.float32) for y in labels])
+    frame = pd.DataFrame({"subject": [0, 0, 1, 1], "slice": [0, 1, 0, 1], "label": labels, "sex": "M",
+                          "height": 170.0, "weight": 70.0})
+    res, metrics, examples = simulated_experiment(_MeanNet(), "motion", images, frame, _pool_table(4),
+                                                  _bank(4, 2), p)
+    assert res["pred"].tolist() == labels.tolist()
+    assert metrics["motion_accuracy"] == 1.0 and metrics["motion_auroc"] == 1.0 and metrics["motion_n"] == 4
+    # references: the 2 same-sex subjects nearest in height and weight (r0 and r2 are the men)
+    assert set(res["references"].iloc[0].split(",")) == {"r0", "r2"}
+    # SIM: similarity to HQ for HQ cases, 1 - similarity to LQ for LQ cases
+    m = 0.9
+    assert res["sim"].iloc[1] == pytest.approx(1 - m / math.hypot(1 - m, m))
+    assert len(examples["motion_hq"]) == 2 and np.all(examples["motion_lq"] == np.float32(0.9))
+
+
+def test_continuous_experiment_rank_correlation_is_one_when_lq_similarity_grows_with_motion():
+    from mriqa_lib.methods.ecker.experiments import continuous_experiment
+
+    levels = [0.0, 1.0, 2.0, 4.0]
+    frame = pd.DataFrame([{"subject": s, "participant_id": f"t{s}", "slice": 0, "level": lv}
+                          for s in (0, 1) for lv in levels])
+    images = np.stack([np.full((4, 4), lv / 8 + 0.05 * s, np.float32) for s, lv in zip(frame["subject"], frame["level"])])
+    _, metrics, examples = continuous_experiment(_MeanNet(), images, frame, _pool_table(2), _bank(2, 1), EckerParams())
+    assert metrics["continuous_spearman_within_case_mean"] == pytest.approx(1.0)
+    assert metrics["continuous_spearman_level_vs_sim_lq_levelmeans"] == pytest.approx(1.0)
+    assert metrics["continuous_n"] == 8 and examples["continuous_levels"].tolist() == levels

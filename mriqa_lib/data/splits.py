@@ -148,3 +148,36 @@ def read_manifest(folder: str | Path) -> dict[str, str]:
 
     frame = read_tsv(Path(folder) / MANIFEST, required=("participant_id", "split"))
     return dict(zip(frame["participant_id"].astype(str), frame["split"].astype(str)))
+
+
+def held_out_first(cohort_split: Sequence[str], n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of (training, test) subjects when a method tests on ``n_test`` subjects of a table.
+
+    Test subjects are the cohort's held-out ``test`` subjects first (all of them, even beyond
+    ``n_test``: they never train), then its ``val`` subjects, then a seeded draw from the rest
+    (paper 1's selection, whose numbers it keeps). Each group is shuffled with one generator of
+    ``seed`` (plain ``default_rng(seed)``, not a named stream: the numbers the method used).
+
+    Args:
+        cohort_split: each subject's split in its cohort (``train``/``val``/``test``; one per subject).
+        n_test: test subjects wanted.
+        seed: the method's seed.
+
+    Returns:
+        sorted positions of the training subjects and of the test subjects.
+
+    Raises:
+        MriqaInputError: when fewer than 2 subjects are left to train on.
+    """
+    labels = np.asarray(cohort_split, dtype=object)
+    n_test = max(int(n_test), int((labels == "test").sum()))
+    if n_test >= len(labels) - 1:
+        raise MriqaInputError(f"testing on {n_test} subjects (held-out ones included) leaves fewer than 2 of "
+                              f"{len(labels)} subjects for training")
+    rng = np.random.default_rng(seed)
+    order: list[int] = []
+    for split in ("test", "val"):
+        order.extend(rng.permutation(np.flatnonzero(labels == split)).tolist())
+    order.extend(rng.permutation(np.setdiff1d(np.arange(len(labels)), order)).tolist())
+    test = np.sort(np.array(order[:n_test], dtype=int))
+    return np.setdiff1d(np.arange(len(labels)), test), test

@@ -124,20 +124,19 @@ def nako_subjects(root: str | Path, table: str | Path | None = None) -> pd.DataF
 
 
 def split_subjects(frame: pd.DataFrame, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of (pool, test) subjects. Test subjects (never trained on, never references) are
-    the cohort's own ``test`` split first, then ``val``, then a seeded draw from the rest."""
-    if n_test >= len(frame) - 1:
-        raise MriqaInputError(f"ecker.n_test_subjects={n_test} leaves fewer than 2 of {len(frame)} subjects for training")
-    rng = np.random.default_rng(seed)
-    order = []
-    for split in ("test", "val"):
-        idx = np.flatnonzero(frame["split"].to_numpy() == split)
-        order.extend(rng.permutation(idx).tolist())
-    rest = np.setdiff1d(np.arange(len(frame)), order)
-    order.extend(rng.permutation(rest).tolist())
-    test = np.sort(np.array(order[:n_test], dtype=int))
-    pool = np.setdiff1d(np.arange(len(frame)), test)
-    return pool, test
+    """Positions of (pool, test) subjects of a subject table (``split`` column: the cohort's split).
+
+    Test subjects (never trained on, never references) are the cohort's held-out ``test`` subjects
+    (all of them, even beyond ``n_test``), then its ``val`` subjects, then a seeded draw from the
+    rest: :func:`mriqa_lib.data.splits.held_out_first`.
+    """
+    from mriqa_lib.data.splits import held_out_first
+
+    n_held = int((frame["split"].to_numpy() == "test").sum())
+    if max(n_test, n_held) >= len(frame) - 1:
+        raise MriqaInputError(f"ecker.n_test_subjects={n_test} ({n_held} held-out test subjects) leaves fewer "
+                              f"than 2 of {len(frame)} subjects for training")
+    return held_out_first(frame["split"].to_numpy(), n_test, seed)
 
 
 # --------------------------------------------------------------------------------------------

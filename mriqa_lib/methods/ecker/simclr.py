@@ -6,7 +6,9 @@ No torchvision: the random resized crop is an affine resampling (``affine_grid``
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -73,37 +75,43 @@ def warmup_cosine(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _lightning_module():
-    import lightning as L
+class SimCLRModule(L.LightningModule):
+    """SimCLR: two random resized crops per slice, NT-Xent on the projections.
 
-    class SimCLRModule(L.LightningModule):
-        """SimCLR: two random resized crops per slice, NT-Xent on the projections."""
+    Hyper-parameters (saved, so :meth:`load_from_checkpoint` rebuilds it): the ``ecker`` settings
+    as a plain dict and the steps per epoch (which set the warm-up + cosine schedule).
 
-        def __init__(self, p: EckerParams, steps_per_epoch: int) -> None:
-            super().__init__()
-            self.p = p
-            self.steps_per_epoch = steps_per_epoch
-            self.net = SimCLRNet(1, p.width, p.proj_dim, p.conv1_stride)
-            self.gen = torch.Generator().manual_seed(p.seed)
+    Args:
+        params: ``ecker`` settings (an :class:`EckerParams` or its dict).
+        steps_per_epoch: optimiser steps per epoch.
+    """
 
-        def training_step(self, batch, _idx):
-            x = batch[0]
-            v1 = random_resized_crop(x, self.p.crop_scale, self.p.crop_ratio, self.gen, self.p.train_size)
-            v2 = random_resized_crop(x, self.p.crop_scale, self.p.crop_ratio, self.gen, self.p.train_size)
-            _, z = self.net(torch.cat([v1, v2]))
-            z1, z2 = z.chunk(2)
-            loss = nt_xent(z1, z2, self.p.temperature)
-            self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
-            return loss
+    def __init__(self, params: EckerParams | dict, steps_per_epoch: int) -> None:
+        super().__init__()
+        p = params if isinstance(params, EckerParams) else EckerParams(**params)
+        self.save_hyperparameters({"params": p.model_dump(mode="json"), "steps_per_epoch": int(steps_per_epoch)})
+        self.p = p
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.net = SimCLRNet(1, p.width, p.proj_dim, p.conv1_stride)
+        # the crops' own generator: augmentations do not depend on the global torch RNG
+        self.gen = torch.Generator().manual_seed(p.seed)
 
-        def configure_optimizers(self):
-            opt = torch.optim.Adam(self.parameters(), lr=self.p.lr, weight_decay=self.p.weight_decay)
-            warm = self.p.warmup_epochs * self.steps_per_epoch
-            total = self.p.epochs * self.steps_per_epoch
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, warm, total))
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+    def training_step(self, batch, _idx):
+        x = batch[0]
+        v1 = random_resized_crop(x, self.p.crop_scale, self.p.crop_ratio, self.gen, self.p.train_size)
+        v2 = random_resized_crop(x, self.p.crop_scale, self.p.crop_ratio, self.gen, self.p.train_size)
+        _, z = self.net(torch.cat([v1, v2]))
+        z1, z2 = z.chunk(2)
+        loss = nt_xent(z1, z2, self.p.temperature)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
+        return loss
 
-    return SimCLRModule
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.parameters(), lr=self.p.lr, weight_decay=self.p.weight_decay)
+        warm = self.p.warmup_epochs * self.steps_per_epoch
+        total = self.p.epochs * self.steps_per_epoch
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, warm, total))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
 def train_simclr(images: np.ndarray, p: EckerParams, trainer_params, ckpt_dir) -> SimCLRNet:
@@ -123,7 +131,7 @@ def train_simclr(images: np.ndarray, p: EckerParams, trainer_params, ckpt_dir) -
     bs = min(p.batch_size, len(data))
     loader = DataLoader(data, batch_size=bs, shuffle=True, drop_last=True, num_workers=trainer_params.num_workers,
                         generator=torch.Generator().manual_seed(p.seed))
-    module = _lightning_module()(p, len(loader))
+    module = SimCLRModule(p, len(loader))
     trainer = build_trainer(trainer_params, ckpt_dir, p.epochs, monitor=None)
     trainer.fit(module, loader)
     return module.net.eval()
@@ -139,3 +147,16 @@ def embed(net: SimCLRNet, images: np.ndarray, batch_size: int = 256) -> np.ndarr
     out = [net.encode(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
     h = torch.cat(out) if out else torch.zeros(0, net.feature_dim)
     return h.reshape(*shape, -1).numpy().astype(np.float32)
+
+
+def load_net(model_dir: str | Path) -> tuple[SimCLRNet, EckerParams, dict]:
+    """The trained SimCLR network (eval mode), its settings and the stored config of ``model_dir``
+    (``simclr.pt`` and ``config.json``, written by the train stage)."""
+    from mriqa_lib.io import read_json
+
+    model_dir = Path(model_dir)
+    cfg = read_json(model_dir / "config.json")
+    q = EckerParams(**cfg["params"])
+    net = SimCLRNet(1, q.width, q.proj_dim, q.conv1_stride)
+    net.load_state_dict(torch.load(model_dir / "simclr.pt", weights_only=True))
+    return net.eval(), q, cfg
