@@ -11,8 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from mriqa_lib.methods.zuo.contrastive import ContrastiveSampler, contrastive_loss, simulate_motion, simulate_noise
-from mriqa_lib.methods.zuo.flow import DensityModel, build_flow, fit_flow, percentile_thresholds
+from mriqa_lib.methods.zuo.contrastive import (
+    ContrastiveSampler,
+    contrastive_loss,
+    simulate_motion,
+    simulate_noise,
+)
+from mriqa_lib.methods.zuo.flow import (
+    DensityModel,
+    build_flow,
+    fit_flow,
+    percentile_thresholds,
+)
 from mriqa_lib.methods.zuo.params import ZuoParams
 
 torch.set_num_threads(1)
@@ -167,3 +177,146 @@ def test_encoders_map_slices_to_m_in_r2():
             assert enc(x).shape == (2, 2)
     with pytest.raises(ValueError):
         build_encoder("resnet")
+
+
+# ------------------------------------------------------------------------------- Lightning modules
+def _trainer(tmp_path, steps: int):
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    ckpt = ModelCheckpoint(dirpath=tmp_path)
+    trainer = L.Trainer(max_epochs=1, max_steps=steps, accelerator="cpu", callbacks=[ckpt], logger=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    return trainer, ckpt
+
+
+def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_encoder_module_reloads_from_its_checkpoint(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from mriqa_lib.methods.zuo.contrastive import EncoderModule
+
+    p = ZuoParams(width=4, batch_volumes=2, n_negatives_volume=2, n_negatives_simulated=2, steps=2)
+    rng = np.random.default_rng(0)
+    slices = {o: rng.random((3, 2, 32, 32)).astype(np.float32) for o in ("axial", "coronal", "sagittal")}
+    torch.manual_seed(0)
+    module = EncoderModule(p)
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    trainer, ckpt = _trainer(tmp_path, p.steps)
+    trainer.fit(module, DataLoader(ContrastiveSampler(slices, p, p.seed), batch_size=None))
+    assert any(not torch.equal(before[k], v) for k, v in module.state_dict().items())  # it trained
+    loaded = EncoderModule.load_from_checkpoint(ckpt.best_model_path)
+    assert loaded.p == p
+    _assert_same_weights(loaded, module)
+    x = torch.rand(3, 1, 32, 32)
+    assert torch.equal(module.eval()(x), loaded.eval()(x))
+
+
+def test_flow_module_reloads_from_its_checkpoint_and_lightning_fits_as_the_plain_loop(tmp_path):
+    from mriqa_lib.methods.zuo.flow import FlowModule, _FullBatch
+
+    p = ZuoParams(flow_transforms=2, flow_hidden=(8,), flow_steps=5)
+    u = np.random.default_rng(0).normal(size=(30, 2))
+    torch.manual_seed(p.seed)
+    module = FlowModule(p)
+    trainer, ckpt = _trainer(tmp_path, p.flow_steps)
+    trainer.fit(module, torch.utils.data.DataLoader(_FullBatch(u, p.flow_steps), batch_size=None))
+    loaded = FlowModule.load_from_checkpoint(ckpt.best_model_path)
+    assert loaded.p == p
+    _assert_same_weights(loaded, module)
+    x = torch.as_tensor(u[:5], dtype=torch.float32)
+    assert torch.equal(module.flow().log_prob(x), loaded.flow().log_prob(x))
+    # fit_flow's plain loop (the pipeline's path) trains the same flow as Lightning: same seed, same steps
+    plain = fit_flow(u, p)
+    trained = fit_flow(u, p, trainer=_trainer(tmp_path / "again", p.flow_steps)[0])
+    _assert_same_weights(plain.flow, trained.flow)
+
+
+# ------------------------------------------------------------------------- splits, plan, experiments
+def test_subject_splits_train_on_train_and_density_rate_the_rest():
+    import pandas as pd
+
+    from mriqa_lib.io import MriqaInputError
+    from mriqa_lib.methods.zuo.data import subject_splits
+
+    table = pd.DataFrame({"participant_id": ["a", "b", "c", "d"], "split": ["train", "val", "test", "train"]})
+    assert subject_splits(table, ZuoParams()) == {"a": "train", "b": "test", "c": "test", "d": "train"}
+    # the flow may fit on val volumes: they are training data then, and only test volumes are rated
+    assert subject_splits(table, ZuoParams(density_splits=["train", "val"], rated_splits=["test"])) == \
+        {"a": "train", "b": "train", "c": "test", "d": "train"}
+    # settings that escaped validation cannot train on a held-out test subject
+    bad = ZuoParams.model_construct(**{**ZuoParams().model_dump(), "density_splits": ["train", "test"]})
+    with pytest.raises(MriqaInputError, match="subject c"):
+        subject_splits(table, bad)
+
+
+def test_rated_plan_draws_each_subject_from_its_named_stream():
+    from mriqa_lib.methods.zuo.data import rated_plan
+
+    p = ZuoParams(rated_variants=4, rated_clean=1)
+    plan = rated_plan(3, p)
+    assert [r["variant"] for r in plan if r["subject"] == 1] == [0, 1, 2, 3, 4]
+    for s in range(3):  # "zuo.subject_looks" is SeedSequence([seed, 7, subject]): the numbers it always drew
+        rng = np.random.default_rng(np.random.SeedSequence([p.seed, 7, s]))
+        kinds = list(rng.permutation(p.rated_artifacts))
+        rows = [r for r in plan if r["subject"] == s and r["artifact"] != "none"]
+        for j, row in enumerate(rows):
+            r = rng.uniform([0, 1 / 3, 2 / 3][j % 3], [1 / 3, 2 / 3, 1][j % 3])
+            assert row["artifact"] == kinds[j % len(kinds)] and row["r"] == r
+            assert row["seed"] == rng.integers(2**31)
+            assert row["fail"] == (r >= 1 / 3)
+    # one subject's looks do not depend on how many subjects there are
+    assert [r for r in rated_plan(1, p)] == [r for r in plan if r["subject"] == 0]
+
+
+def _density(thresholds: dict) -> DensityModel:
+    torch.manual_seed(0)
+    return DensityModel(build_flow(ZuoParams(flow_hidden=(8,))), np.zeros(2), np.ones(2), thresholds)
+
+
+def test_rated_metrics_and_example_flags_follow_the_thresholds():
+    import pandas as pd
+
+    from mriqa_lib.methods.zuo.experiments import (
+        example_metrics,
+        rated_metrics,
+        with_scores,
+    )
+
+    density = _density({"5": -3.0, "3": -4.0})
+    m = np.zeros((6, 2))
+    logp = np.array([-1.0, -2.0, -3.5, -5.0, -3.5, -1.0])  # flag5: 3 of 6; flag3: 1 of 6
+    rated = with_scores(pd.DataFrame({"rating": ["low", "low", "low", "high", "medium", "medium"],
+                                      "fail": [False, False, False, True, True, True]}), m, logp, density)
+    assert rated["flag5"].tolist() == [False, False, True, True, True, False]
+    dens = with_scores(pd.DataFrame({"x": range(4)}), np.zeros((4, 2)), np.array([-1.0, -1, -1, -3.5]), density)
+    metrics, table = rated_metrics(rated, dens, density)
+    assert metrics["sensitivity_tau5"] == pytest.approx(2 / 3, abs=1e-4)  # 2 of 3 fails flagged
+    assert metrics["specificity_tau5"] == pytest.approx(2 / 3, abs=1e-4)  # 2 of 3 passes not flagged
+    assert metrics["sensitivity_tau3"] == pytest.approx(1 / 3, abs=1e-4) and metrics["specificity_tau3"] == 1.0
+    assert metrics["density_set_flagged_fraction_tau5"] == 0.25 and metrics["n_rated_fail"] == 3
+    # AUROC of -log p: fails 5, 3.5, 1 beat passes 1, 2, 3.5 in 3 + 2.5 + 0.5 of 9 pairs (ties count half)
+    assert metrics["flagged_fraction_medium_tau5"] == 0.5
+    assert metrics["auroc_neg_logp_vs_fail"] == pytest.approx(6 / 9, abs=1e-4)
+    assert table.loc[(table.tau == 5.0) & (table.rating == "low"), ["flagged", "passed"]].values.tolist() == [[1, 2]]
+    ex = with_scores(pd.DataFrame({"letter": list("ABC")}), np.zeros((3, 2)), np.array([-1.0, -3.5, -2.0]), density)
+    flags = example_metrics(ex, density)  # the first threshold (5 %) decides
+    assert flags["example_A_above_tau5"] and flags["examples_BH_below_tau5"] == 1
+    assert not flags["examples_all_as_expected_tau5"] and flags["example_C_logp_minus_thr_tau5"] == 1.0
+
+
+def test_density_grid_covers_the_features():
+    from mriqa_lib.methods.zuo.experiments import density_grid
+
+    density = _density({"5": -3.0})
+    m = np.array([[0.0, -1.0], [2.0, 3.0]])
+    grid = density_grid(density, m, n=11)
+    assert grid["m1"][0] < m[:, 0].min() and m[:, 0].max() < grid["m1"][-1]
+    assert grid["m2"][0] < m[:, 1].min() and m[:, 1].max() < grid["m2"][-1]
+    assert grid["logp"].shape == (11, 11) and grid["thresholds"].tolist() == [-3.0]
+    # rows run along m2, columns along m1
+    assert grid["logp"][4, 7] == pytest.approx(density.log_density(np.array([[grid["m1"][7], grid["m2"][4]]]))[0])

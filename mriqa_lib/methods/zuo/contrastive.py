@@ -16,7 +16,8 @@ import torch
 
 from mriqa_lib.methods.zuo.params import ZuoParams
 
-__all__ = ["contrastive_loss", "simulate_noise", "simulate_motion", "ContrastiveSampler", "EncoderModule"]
+__all__ = ["ContrastiveSampler", "EncoderModule", "contrastive_loss", "simulate_motion", "simulate_noise",
+           "train_encoder"]
 
 
 def contrastive_loss(q: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
@@ -130,11 +131,22 @@ class ContrastiveSampler(torch.utils.data.Dataset):
 
 
 class EncoderModule(L.LightningModule):
-    """Trains an artifact encoder with Eq. 1; simulated negatives are made on the fly."""
+    """Trains an artifact encoder with Eq. 1; simulated negatives are made on the fly.
 
-    def __init__(self, encoder: torch.nn.Module, p: ZuoParams) -> None:
+    The encoder is built here (``build_encoder(p.encoder, p.width)``, from the global torch RNG),
+    and the settings are saved as hyper-parameters, so :meth:`load_from_checkpoint` rebuilds it.
+
+    Args:
+        params: ``zuo`` settings (a :class:`ZuoParams` or its dict).
+    """
+
+    def __init__(self, params: ZuoParams | dict) -> None:
+        from mriqa_lib.models.artifact_encoder import build_encoder
+
         super().__init__()
-        self.encoder, self.p = encoder, p
+        p = params if isinstance(params, ZuoParams) else ZuoParams(**params)
+        self.save_hyperparameters({"params": p.model_dump(mode="json")})
+        self.encoder, self.p = build_encoder(p.encoder, p.width), p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
@@ -175,3 +187,33 @@ class EncoderModule(L.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.encoder.parameters(), lr=self.p.lr, weight_decay=self.p.weight_decay)
+
+
+def train_encoder(slices: dict[str, np.ndarray], p: ZuoParams, trainer_params, ckpt_dir) -> tuple[EncoderModule, float]:
+    """Train the artifact encoder (Eq. 1) for ``p.steps`` mini-batches of :class:`ContrastiveSampler`.
+
+    The global torch RNG is seeded with ``p.seed`` just before the encoder is built, so the same
+    settings give the same weights.
+
+    Args:
+        slices: orientation -> ``(V, K, S, S)`` training slices (the encoder set).
+        p: ``zuo`` settings.
+        trainer_params: ``trainer`` settings (accelerator, devices, workers, ...).
+        ckpt_dir: Lightning folder (checkpoint and CSV logs).
+
+    Returns:
+        the trained module (its ``encoder`` in eval mode) and the mean loss of the epoch.
+    """
+    from torch.utils.data import DataLoader
+
+    from mriqa_lib.training import build_trainer
+
+    torch.manual_seed(p.seed)
+    module = EncoderModule(p)
+    loader = DataLoader(ContrastiveSampler(slices, p, p.seed), batch_size=None, shuffle=False,
+                        num_workers=trainer_params.num_workers)
+    trainer = build_trainer(trainer_params, ckpt_dir, max_epochs=1, monitor=None, enable_progress_bar=True)
+    trainer.fit(module, loader)
+    loss = float(trainer.callback_metrics.get("loss_epoch", torch.tensor(np.nan)))
+    module.encoder.eval()
+    return module, loss

@@ -20,10 +20,35 @@ from typing import Any
 
 import numpy as np
 
-from mriqa_lib.io import Volume, load_nifti, read_json
+from mriqa_lib import seeds
+from mriqa_lib.io import MriqaInputError, Volume, load_nifti, read_json
 from mriqa_lib.methods.zuo.params import EXAMPLES, ZuoParams
 
-__all__ = ["rating_of", "rated_plan", "apply_named", "non_t1w_volume", "make_example"]
+__all__ = ["apply_named", "make_example", "non_t1w_volume", "rated_plan", "rating_of", "subject_splits"]
+
+
+def subject_splits(table, p: ZuoParams) -> dict[str, str]:
+    """Who paper 2 uses where, for ``mriqa_lib.data.splits.write_manifest``: ``train`` for the
+    encoder's volumes (the table's ``train`` split) and the flow's (``density_splits``), ``test``
+    for the rated set and the examples (``rated_splits``). Volumes of other splits are not used.
+
+    The table's splits are the cohort's (:func:`mriqa_lib.data.multicohort.embedded_table`), so its
+    held-out ``test`` subjects can only be rated: ``ZuoParams`` keeps ``test`` out of
+    ``density_splits``; this refuses a table that would still train on one.
+
+    Raises:
+        MriqaInputError: a subject both trained on and rated, or a ``test`` subject trained on.
+    """
+    trained = set(p.density_splits) | {"train"}
+    out: dict[str, str] = {}
+    for pid, split in zip(table["participant_id"].astype(str), table["split"].astype(str)):
+        use = "train" if split in trained else "test" if split in p.rated_splits else None
+        if use is None:
+            continue
+        if out.get(pid, use) != use or (use == "train" and split == "test"):
+            raise MriqaInputError(f"zuo: subject {pid} would be trained on and tested (split '{split}')")
+        out[pid] = use
+    return out
 
 
 def rating_of(r: float, bins: tuple[float, float]) -> str:
@@ -38,7 +63,7 @@ def rated_plan(n_subjects: int, p: ZuoParams) -> list[dict[str, Any]]:
     edges = [0.0, p.bins[0], p.bins[1], 1.0]
     plan = []
     for s in range(n_subjects):
-        rng = np.random.default_rng(np.random.SeedSequence([p.seed, 7, s]))
+        rng = seeds.rng(p.seed, "zuo.subject_looks", s)
         for j in range(p.rated_clean):
             plan.append({"subject": s, "variant": j, "artifact": "none", "r": 0.0, "severity": 0.0, "seed": 0})
         kinds = list(rng.permutation(p.rated_artifacts))

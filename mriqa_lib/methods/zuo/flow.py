@@ -13,7 +13,7 @@ import zuko
 
 from mriqa_lib.methods.zuo.params import ZuoParams
 
-__all__ = ["build_flow", "FlowModule", "DensityModel", "percentile_thresholds", "fit_flow"]
+__all__ = ["DensityModel", "FlowModule", "build_flow", "fit_flow", "percentile_thresholds"]
 
 
 def build_flow(p: ZuoParams) -> zuko.flows.RealNVP:
@@ -35,11 +35,21 @@ class _FullBatch(torch.utils.data.Dataset):
 
 class FlowModule(L.LightningModule):
     """Maximum likelihood (Eq. 2: loss = -log p(m)) on the full set of training features,
-    with optional Gaussian jitter (``flow_jitter`` std units) as a smoothing regulariser."""
+    with optional Gaussian jitter (``flow_jitter`` std units) as a smoothing regulariser.
 
-    def __init__(self, flow: zuko.flows.RealNVP, p: ZuoParams) -> None:
+    The flow is built here (:func:`build_flow`, from the global torch RNG); the jitter draws from
+    its own generator (``seed + 1``). The settings are saved as hyper-parameters, so
+    :meth:`load_from_checkpoint` rebuilds the module.
+
+    Args:
+        params: ``zuo`` settings (a :class:`ZuoParams` or its dict).
+    """
+
+    def __init__(self, params: ZuoParams | dict) -> None:
         super().__init__()
-        self.flow, self.p = flow, p
+        p = params if isinstance(params, ZuoParams) else ZuoParams(**params)
+        self.save_hyperparameters({"params": p.model_dump(mode="json")})
+        self.flow, self.p = build_flow(p), p
         self.gen = torch.Generator().manual_seed(p.seed + 1)
 
     def training_step(self, u: torch.Tensor, _: int) -> torch.Tensor:
@@ -101,8 +111,8 @@ def fit_flow(m_train: np.ndarray, p: ZuoParams, trainer=None) -> DensityModel:
     m_train = np.asarray(m_train, dtype=np.float64)
     mean, std = m_train.mean(0), m_train.std(0) + 1e-8
     torch.manual_seed(p.seed)
-    flow = build_flow(p)
-    module = FlowModule(flow, p)
+    module = FlowModule(p)
+    flow = module.flow
     u = (m_train - mean) / std
     if trainer is not None:
         loader = torch.utils.data.DataLoader(_FullBatch(u, p.flow_steps), batch_size=None, shuffle=False,

@@ -11,7 +11,7 @@ from mriqa_lib.methods.zuo.flow import DensityModel, build_flow
 from mriqa_lib.methods.zuo.params import ZuoParams
 from mriqa_lib.models.artifact_encoder import build_encoder
 
-__all__ = ["encode_slices", "volume_m", "save_model", "load_model"]
+__all__ = ["encode_slices", "load_model", "save_model", "volume_m"]
 
 MODEL_JSON = "zuo_model.json"
 # params that fix the architecture and the preprocessing: stored with the weights

@@ -9,12 +9,17 @@ import functools
 
 import numpy as np
 
-from mriqa_lib.data.multicohort import ORIENTATIONS, orientation_slices, preprocess_t1w, template_volume
+from mriqa_lib.data.multicohort import (
+    ORIENTATIONS,
+    orientation_slices,
+    preprocess_t1w,
+    template_volume,
+)
 from mriqa_lib.data.preprocess import normalise
 from mriqa_lib.io import Volume
 from mriqa_lib.methods.zuo.params import ZuoParams
 
-__all__ = ["prepare_volume", "centre_axial", "band_slices", "centre_indices"]
+__all__ = ["band_slices", "centre_axial", "centre_indices", "prepare_volume"]
 
 
 @functools.lru_cache(maxsize=4)
