@@ -7,9 +7,12 @@ ones the code used before the streams had names, so named streams reproduce earl
 """
 from __future__ import annotations
 
+import os
+import random
+
 import numpy as np
 
-__all__ = ["STREAMS", "sequence", "rng", "state", "derive"]
+__all__ = ["STREAMS", "sequence", "rng", "state", "derive", "seed_everything"]
 
 #: stream name -> the fixed key mixed into ``SeedSequence([seed, key, *keys])``
 STREAMS: dict[str, int] = {
@@ -54,3 +57,16 @@ def state(seed: int, name: str, *keys: int) -> int:
 def derive(seed: int, name: str, *keys: int) -> int:
     """A 31-bit integer seed from stream ``name`` (fits ``torch.manual_seed`` and int32 fields)."""
     return state(seed, name, *keys) % (2**31 - 1)
+
+
+def seed_everything(seed: int, threads: int | None = None) -> None:
+    """Seed Python, NumPy and torch (the global generators a training run draws from); optionally set
+    torch's CPU thread count, which float sums depend on."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if threads:
+        torch.set_num_threads(threads)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))

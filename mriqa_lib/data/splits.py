@@ -16,7 +16,7 @@ import numpy as np
 from mriqa_lib import seeds
 from mriqa_lib.io import MriqaInputError
 
-__all__ = ["SPLITS", "cohort_splits", "held_out", "split_subjects", "split_sites"]
+__all__ = ["SPLITS", "cohort_splits", "held_out", "held_out_first", "split_subjects", "split_sites"]
 
 SPLITS = ("train", "val", "test")
 

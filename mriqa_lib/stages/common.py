@@ -8,7 +8,6 @@ from params), writes its training/test sets to ``data/synthetic/m``, its trained
 from __future__ import annotations
 
 import os
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mriqa_lib.io import write_json
+from mriqa_lib.seeds import seed_everything  # noqa: F401  (stages seed through here)
 
 EMBEDDED = Path("data/embedded")
 
@@ -62,18 +62,6 @@ class MethodPaths:
                 return {k: z[k] for k in z.files}
         except (OSError, ValueError, EOFError) as exc:
             raise MriqaInputError(f"{path}: cannot read ({exc}); rerun `mriqa stage {self.name} synthesize`") from None
-
-
-def seed_everything(seed: int, threads: int | None = None) -> None:
-    """Seed Python, NumPy and torch; optionally set torch's CPU thread count."""
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if threads:
-        torch.set_num_threads(threads)
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
 
 
 def write_metrics(path: str | os.PathLike, metrics: dict[str, Any]) -> Path:

@@ -172,7 +172,7 @@ def fit_classifier(settings: Settings, cfg: dict, frozen: bool, data: dict, seed
     from lightning.pytorch.callbacks import EarlyStopping
 
     from mriqa_lib.methods.bricout.model import QCClassifier, load_state
-    from mriqa_lib.stages.common import seed_everything
+    from mriqa_lib.seeds import seed_everything
     from mriqa_lib.training import build_trainer
 
     bp = settings.bricout

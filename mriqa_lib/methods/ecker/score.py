@@ -72,7 +72,7 @@ def load_scorer(model_dir: Path, settings=None) -> Scorer:
         model_dir: folder written by ``mriqa stage ecker train``.
         settings: unused (the stored training config defines the preprocessing).
     """
-    from mriqa_lib.stages.ecker import load_net
+    from mriqa_lib.methods.ecker.simclr import load_net
 
     model_dir = Path(model_dir)
     for name in ("simclr.pt", "config.json", "references.npz"):
