@@ -6,6 +6,7 @@ Sizes: the embedded volumes (96x112x96, 2 mm) and paper 5's crop (160x192x160, 1
 a smooth synthetic head phantom (values do not affect timing). Prints the median of ``--repeats``
 runs after one warm-up call per artifact (imports, FFT plans), and the machine's thread count.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,10 @@ def main(argv=None) -> None:
     spacings = {shape: (2.0 if shape[0] <= 100 else 1.0) for shape in shapes}
     names = args.artifacts or list(REGISTRY)
     images = {shape: phantom(shape) for shape in shapes}
-    print(f"cpu threads: os={os.cpu_count()} torch={torch.get_num_threads()}; median of {args.repeats} runs, "
-          "default severity, seed 0")
+    print(
+        f"cpu threads: os={os.cpu_count()} torch={torch.get_num_threads()}; median of {args.repeats} runs, "
+        "default severity, seed 0"
+    )
     header = f"| {'artifact':<20} | " + " | ".join(f"{'x'.join(map(str, s)) + ' (s)':>16}" for s in shapes) + " |"
     print(header)
     print("|" + "-" * 22 + "|" + "|".join("-" * 18 for _ in shapes) + "|")

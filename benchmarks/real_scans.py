@@ -22,6 +22,7 @@ Run after `dvc repro` from the repository root:
 ``<!-- real-scans-table: ... -->`` and ``<!-- /real-scans-table -->``.
 Fixed seeds: the same scan and models give the same table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,10 @@ OTHERS = (("rician_noise", 0.1), ("rician_noise", 0.3), ("ghosting", 0.5), ("blu
 OTHER_SEED = 0
 ARTIFACT_ORDER = ("motion", "rician_noise", "ghosting", "blur", "bias_field")
 PREP_COLUMNS = ("prep", "prep_brain_cm3", "prep_similarity", "prep_dice", "prep_scale", "prep_seconds")
-RMS_MEANING = {"paper": "mean RMS of each pose from the identity, R 80 mm",
-               "code": "mean RMS between successive poses of [identity, P1..PN], R 82.5 mm"}
+RMS_MEANING = {
+    "paper": "mean RMS of each pose from the identity, R 80 mm",
+    "code": "mean RMS between successive poses of [identity, P1..PN], R 82.5 mm",
+}
 
 
 def rms_method():
@@ -85,8 +88,12 @@ class Copy(NamedTuple):
     seed: int = 0
 
 
-def plan_copies(motion_mm: Sequence[float] = MOTION_MM, seeds: Sequence[int] = MOTION_SEEDS,
-                others: Sequence[tuple[str, float]] = OTHERS, other_seed: int = OTHER_SEED) -> list[Copy]:
+def plan_copies(
+    motion_mm: Sequence[float] = MOTION_MM,
+    seeds: Sequence[int] = MOTION_SEEDS,
+    others: Sequence[tuple[str, float]] = OTHERS,
+    other_seed: int = OTHER_SEED,
+) -> list[Copy]:
     """The clean copy, then motion per severity and seed, then one copy per other artifact."""
     copies = [Copy("clean.nii.gz", "clean")]
     copies += [Copy(f"motion_{mm:g}mm_seed{s}.nii.gz", "motion", float(mm), int(s)) for mm in motion_mm for s in seeds]
@@ -105,8 +112,12 @@ def _sidecar_matches(side: Path, scan: Path, copy: Copy) -> bool:
         rec = json.loads(side.read_text())
     except (OSError, ValueError):
         return False
-    return (rec.get("input") == str(scan) and rec.get("artifact") == copy.artifact
-            and rec.get("seed") == copy.seed and rec.get("requested_severity") == copy.severity)
+    return (
+        rec.get("input") == str(scan)
+        and rec.get("artifact") == copy.artifact
+        and rec.get("seed") == copy.seed
+        and rec.get("requested_severity") == copy.severity
+    )
 
 
 def make_copies(scan: Path, folder: Path, copies: Sequence[Copy], run: Callable[..., int] = mriqa) -> int:
@@ -132,8 +143,17 @@ def make_copies(scan: Path, folder: Path, copies: Sequence[Copy], run: Callable[
         if out.exists() and _sidecar_matches(side, scan, c):
             reused += 1
             continue
-        rc = run("corrupt", str(scan), str(out), "--artifact", c.artifact, "--severity", f"{c.severity:g}",
-                 "--seed", str(c.seed))
+        rc = run(
+            "corrupt",
+            str(scan),
+            str(out),
+            "--artifact",
+            c.artifact,
+            "--severity",
+            f"{c.severity:g}",
+            "--seed",
+            str(c.seed),
+        )
         if rc != 0:
             raise RuntimeError(f"mriqa corrupt failed (exit {rc}) for {scan} -> {out}")
     return reused
@@ -160,8 +180,9 @@ def rms_in_definition(realised: dict, definition: str) -> float:
     if definition == "paper":
         return float(rms_mean_from_reference(poses, float(realised.get("radius_mm", DEFAULT_RADIUS_MM))))
     if definition == "code":
-        return float(rms_successive(poses, float(realised.get("radius_code_mm", CODE_RADIUS_MM)),
-                                    prepend_identity=True))
+        return float(
+            rms_successive(poses, float(realised.get("radius_code_mm", CODE_RADIUS_MM)), prepend_identity=True)
+        )
     raise ValueError(f"rms_definition must be 'paper' or 'code', got {definition!r}")
 
 
@@ -171,8 +192,16 @@ def copies_table(scan_name: str, folder: Path, copies: Sequence[Copy], p5_defini
     sidecar's RMS definition, motion only) and ``injected_p5`` (motion RMS in P5's definition)."""
     rows = []
     for c in copies:
-        row = {"scan": scan_name, "file": c.file, "artifact": c.artifact, "severity": c.severity, "seed": c.seed,
-               "injected": 0.0, "injected_definition": "", "injected_p5": 0.0 if c.artifact == "clean" else np.nan}
+        row = {
+            "scan": scan_name,
+            "file": c.file,
+            "artifact": c.artifact,
+            "severity": c.severity,
+            "seed": c.seed,
+            "injected": 0.0,
+            "injected_definition": "",
+            "injected_p5": 0.0 if c.artifact == "clean" else np.nan,
+        }
         if c.artifact != "clean":
             rec = json.loads((folder / c.file.replace(".nii.gz", ".json")).read_text())
             row["injected"] = float(rec["severity"])
@@ -259,8 +288,16 @@ def p5_rms_table(frame: pd.DataFrame, col: str | None = None) -> pd.DataFrame:
     rows = frame[frame.artifact.isin(["clean", "motion"])].copy()
     rows["pred"] = pd.to_numeric(rows[col], errors="coerce")
     g = rows.groupby("severity")
-    return pd.DataFrame({"n": g.pred.count(), "injected": g.injected.mean(), "injected_p5": g.injected_p5.mean(),
-                         "predicted": g.pred.mean(), "pred_min": g.pred.min(), "pred_max": g.pred.max()})
+    return pd.DataFrame(
+        {
+            "n": g.pred.count(),
+            "injected": g.injected.mean(),
+            "injected_p5": g.injected_p5.mean(),
+            "predicted": g.pred.mean(),
+            "pred_min": g.pred.min(),
+            "pred_max": g.pred.max(),
+        }
+    )
 
 
 # ----------------------------------------------------------------------------------- formatting
@@ -289,8 +326,10 @@ def format_p5_table(table: pd.DataFrame) -> str:
     inj = f"inj. {_rms_label()} def"
     lines = [f"{'severity':>8} {'n':>3} {'injected':>9} {inj:>11} {'predicted':>9} {'min':>6} {'max':>6}"]
     for sev, r in table.iterrows():
-        lines.append(f"{sev:>8g} {int(r.n):>3d} {_fmt(r.injected):>9} {_fmt(r.injected_p5):>11} "
-                     f"{_fmt(r.predicted):>9} {_fmt(r.pred_min):>6} {_fmt(r.pred_max):>6}")
+        lines.append(
+            f"{sev:>8g} {int(r.n):>3d} {_fmt(r.injected):>9} {_fmt(r.injected_p5):>11} "
+            f"{_fmt(r.predicted):>9} {_fmt(r.pred_min):>6} {_fmt(r.pred_max):>6}"
+        )
     return "\n".join(lines)
 
 
@@ -300,40 +339,68 @@ def definitions_note(sidecar_def: str, p5_def: str) -> str:
     spec, label = rms_method(), _rms_label()
     section = f" (params.yaml {spec.name}.motion)" if spec is not None else ""
     meaning = RMS_MEANING.get(sidecar_def, "?")
-    return (f"injected RMS: `mriqa corrupt` records rms_definition={sidecar_def!r} ({meaning}); "
-            f"{label} is trained on rms_definition={p5_def!r}{section} "
-            + ("-- the same definition." if same else
-               f"-- they differ; 'inj. {label} def' is the injected RMS recomputed in {label}'s definition from the "
-               "sidecar poses."))
+    return (
+        f"injected RMS: `mriqa corrupt` records rms_definition={sidecar_def!r} ({meaning}); "
+        f"{label} is trained on rms_definition={p5_def!r}{section} "
+        + (
+            "-- the same definition."
+            if same
+            else f"-- they differ; 'inj. {label} def' is the injected RMS recomputed in {label}'s definition from the "
+            "sidecar poses."
+        )
+    )
 
 
-def markdown_section(table: pd.DataFrame, p5: pd.DataFrame, scans: Sequence[str], prepared: bool,
-                     note: str, failed: pd.DataFrame | None = None) -> str:
+def markdown_section(
+    table: pd.DataFrame,
+    p5: pd.DataFrame,
+    scans: Sequence[str],
+    prepared: bool,
+    note: str,
+    failed: pd.DataFrame | None = None,
+) -> str:
     """The README block (markers included) for the pooled tables; ``failed``: volumes not scored."""
     cols = [c for c in table.columns if c not in ("pairs", "spearman_motion")]
-    lines = [README_BEGIN, "",
-             f"Real whole-head scans ({', '.join(scans)}), each scored clean and after `mriqa corrupt` "
-             f"({', '.join(f'motion {mm:g} mm' for mm in MOTION_MM)} x {len(MOTION_SEEDS)} seeds; "
-             + ", ".join(f"{a} {s:g}" for a, s in OTHERS) + "), "
-             + ("with" if prepared else "without") + " the preparation chain. Fraction of (clean, corrupted) "
-             "pairs where the corrupted copy scores worse (ties count 1/2), and Spearman of the injected motion "
-             "RMS (clean = 0) with the badness." + full_reference_note(), "",
-             "| method | " + " | ".join(cols) + " | pairs | Spearman motion |",
-             "|---|" + "---|" * (len(cols) + 2)]
+    lines = [
+        README_BEGIN,
+        "",
+        f"Real whole-head scans ({', '.join(scans)}), each scored clean and after `mriqa corrupt` "
+        f"({', '.join(f'motion {mm:g} mm' for mm in MOTION_MM)} x {len(MOTION_SEEDS)} seeds; "
+        + ", ".join(f"{a} {s:g}" for a, s in OTHERS)
+        + "), "
+        + ("with" if prepared else "without")
+        + " the preparation chain. Fraction of (clean, corrupted) "
+        "pairs where the corrupted copy scores worse (ties count 1/2), and Spearman of the injected motion "
+        "RMS (clean = 0) with the badness." + full_reference_note(),
+        "",
+        "| method | " + " | ".join(cols) + " | pairs | Spearman motion |",
+        "|---|" + "---|" * (len(cols) + 2),
+    ]
     for m, rec in table.iterrows():
-        lines.append(f"| {m} | " + " | ".join(_fmt(rec[c]) for c in cols)
-                     + f" | {int(rec['pairs'])} | {_fmt(rec['spearman_motion'])} |")
+        lines.append(
+            f"| {m} | "
+            + " | ".join(_fmt(rec[c]) for c in cols)
+            + f" | {int(rec['pairs'])} | {_fmt(rec['spearman_motion'])} |"
+        )
     if failed is not None and len(failed):
-        lines += ["", "Not scored (no pair): "
-                  + "; ".join(f"{r.scan}/{r.file}: {r.error}" for r in failed.itertuples())]
+        lines += [
+            "",
+            "Not scored (no pair): " + "; ".join(f"{r.scan}/{r.file}: {r.error}" for r in failed.itertuples()),
+        ]
     if not p5.empty:
         label = _rms_label()
-        lines += ["", f"{label} predicted motion RMS (mm) per injected severity. " + note, "",
-                  f"| requested mm | n | injected | injected, {label} definition | predicted mean | min | max |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"{label} predicted motion RMS (mm) per injected severity. " + note,
+            "",
+            f"| requested mm | n | injected | injected, {label} definition | predicted mean | min | max |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for sev, r in p5.iterrows():
-            lines.append(f"| {sev:g} | {int(r.n)} | {_fmt(r.injected)} | {_fmt(r.injected_p5)} | "
-                         f"{_fmt(r.predicted)} | {_fmt(r.pred_min)} | {_fmt(r.pred_max)} |")
+            lines.append(
+                f"| {sev:g} | {int(r.n)} | {_fmt(r.injected)} | {_fmt(r.injected_p5)} | "
+                f"{_fmt(r.predicted)} | {_fmt(r.pred_min)} | {_fmt(r.pred_max)} |"
+            )
     lines += ["", README_END]
     return "\n".join(lines)
 
@@ -375,8 +442,10 @@ def prep_summary(frame: pd.DataFrame) -> str:
     parts = []
     for c in cols:
         v = rec[c]
-        parts.append(f"{c.removeprefix('prep_') if c != 'prep' else 'prep'} "
-                     + (f"{v:.4g}" if isinstance(v, (float, np.floating)) and np.isfinite(v) else str(v)))
+        parts.append(
+            f"{c.removeprefix('prep_') if c != 'prep' else 'prep'} "
+            + (f"{v:.4g}" if isinstance(v, (float, np.floating)) and np.isfinite(v) else str(v))
+        )
     return "preparation of the clean copy: " + ", ".join(parts)
 
 
@@ -392,13 +461,25 @@ def prepare_available() -> bool:
     return any("--no-prepare" in a.option_strings for a in sub.choices["score"]._actions)
 
 
-def score_folder(volumes: Path, out: Path, reference: Path, checkpoints: Path, no_prepare: bool,
-                 run: Callable[..., int] = mriqa) -> pd.DataFrame:
+def score_folder(
+    volumes: Path, out: Path, reference: Path, checkpoints: Path, no_prepare: bool, run: Callable[..., int] = mriqa
+) -> pd.DataFrame:
     """`mriqa score` the folder (all methods, full-reference ones against ``reference``) and return scores.tsv."""
     from mriqa_lib.io import read_tsv
 
-    args = ["score", str(volumes), "--out", str(out), "--reference", str(reference),
-            "--checkpoints", str(checkpoints), "--quiet", "--force", "--no-report"]
+    args = [
+        "score",
+        str(volumes),
+        "--out",
+        str(out),
+        "--reference",
+        str(reference),
+        "--checkpoints",
+        str(checkpoints),
+        "--quiet",
+        "--force",
+        "--no-report",
+    ]
     if no_prepare and prepare_available():
         args.append("--no-prepare")
     rc = run(*args)
@@ -425,16 +506,22 @@ def scan_names(scans: Sequence[Path]) -> list[str]:
     return names
 
 
-def run_scan(scan: Path, name: str, out: Path, copies: Sequence[Copy], checkpoints: Path, no_prepare: bool,
-             p5_definition: str) -> tuple[pd.DataFrame, dict[str, float]]:
+def run_scan(
+    scan: Path, name: str, out: Path, copies: Sequence[Copy], checkpoints: Path, no_prepare: bool, p5_definition: str
+) -> tuple[pd.DataFrame, dict[str, float]]:
     """Corrupt and score one scan; return its labelled score table and wall times (s)."""
     folder = out / name
     volumes = folder / "volumes"
     t0 = time.perf_counter()
     reused = make_copies(scan, volumes, copies)
     t1 = time.perf_counter()
-    scores = score_folder(volumes, folder / ("scores_noprep" if no_prepare else "scores"), volumes / "clean.nii.gz",
-                          checkpoints, no_prepare)
+    scores = score_folder(
+        volumes,
+        folder / ("scores_noprep" if no_prepare else "scores"),
+        volumes / "clean.nii.gz",
+        checkpoints,
+        no_prepare,
+    )
     t2 = time.perf_counter()
     labels = copies_table(name, volumes, copies, p5_definition)
     scores = scores.assign(file=[Path(p).name for p in scores.path])
@@ -447,10 +534,14 @@ def report(frame: pd.DataFrame, badness: dict, note: str, title: str) -> str:
     """The printed block for one scan or for all scans pooled."""
     table = method_table(frame, badness)
     n_clean = int((frame.artifact == "clean").sum())
-    lines = [f"\n== {title}: {len(frame)} volumes ({n_clean} clean) ==",
-             ("fraction of (clean, corrupted) pairs where the corrupted copy scores worse (tie = 1/2); "
-              "spearman_motion: injected motion RMS (clean = 0) vs badness"),
-             format_method_table(table)]
+    lines = [
+        f"\n== {title}: {len(frame)} volumes ({n_clean} clean) ==",
+        (
+            "fraction of (clean, corrupted) pairs where the corrupted copy scores worse (tie = 1/2); "
+            "spearman_motion: injected motion RMS (clean = 0) vs badness"
+        ),
+        format_method_table(table),
+    ]
     for rec in failed_volumes(frame).itertuples():
         lines.append(f"not scored: {rec.scan}/{rec.file}: {rec.error}")
     p5 = p5_rms_table(frame)
@@ -469,8 +560,13 @@ def failed_volumes(frame: pd.DataFrame) -> pd.DataFrame:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scan", type=Path, action="append", default=None,
-                        help=f"a real T1w scan (repeatable; default {DEFAULT_SCAN}, Colin27)")
+    parser.add_argument(
+        "--scan",
+        type=Path,
+        action="append",
+        default=None,
+        help=f"a real T1w scan (repeatable; default {DEFAULT_SCAN}, Colin27)",
+    )
     parser.add_argument("--out", type=Path, default=Path("/tmp/mriqa_real_scans"), help="work folder")
     parser.add_argument("--checkpoints", type=Path, default=Path("models"), help="trained models (dvc repro)")
     parser.add_argument("--no-prepare", action="store_true", help="score without the preparation chain")
@@ -492,8 +588,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: no trained models in {args.checkpoints}/ -- run `dvc repro` first (or pass --checkpoints)")
         return 1
     if args.no_prepare and not prepare_available():
-        print("note: this checkout's `mriqa score` has no preparation chain (no --no-prepare); it scores the "
-              "raw volumes anyway, so --no-prepare is not passed on")
+        print(
+            "note: this checkout's `mriqa score` has no preparation chain (no --no-prepare); it scores the "
+            "raw volumes anyway, so --no-prepare is not passed on"
+        )
     elif not args.no_prepare and not prepare_available():
         print("warning: this checkout's `mriqa score` has no preparation chain yet; the volumes are scored raw")
     prepared = not args.no_prepare and prepare_available()
@@ -511,27 +609,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(report(frame, bad, note, f"scan {name} ({scan})"))
         print(prep_summary(frame))
         runtime = pd.to_numeric(frame["runtime_s"], errors="coerce") if "runtime_s" in frame else pd.Series([np.nan])
-        prep_s = (pd.to_numeric(frame["prep_seconds"], errors="coerce").mean() if "prep_seconds" in frame
-                  else float("nan"))
+        prep_s = (
+            pd.to_numeric(frame["prep_seconds"], errors="coerce").mean() if "prep_seconds" in frame else float("nan")
+        )
         reused = f" ({secs['reused']} copies reused)" if secs["reused"] else ""
-        print(f"seconds: corrupt {secs['corrupt']:.0f}{reused}, score {secs['score']:.0f} "
-              f"(wall, {len(frame)} volumes); "
-              f"per volume in mriqa score {_fmt(runtime.mean(), 1)}"
-              + (f" (preparation {_fmt(prep_s, 1)})" if np.isfinite(prep_s) else "")
-              + f"; total for the scan {secs['corrupt'] + secs['score']:.0f}")
+        print(
+            f"seconds: corrupt {secs['corrupt']:.0f}{reused}, score {secs['score']:.0f} "
+            f"(wall, {len(frame)} volumes); "
+            f"per volume in mriqa score {_fmt(runtime.mean(), 1)}"
+            + (f" (preparation {_fmt(prep_s, 1)})" if np.isfinite(prep_s) else "")
+            + f"; total for the scan {secs['corrupt'] + secs['score']:.0f}"
+        )
     pooled = pd.concat([f for _, _, f, _ in frames], ignore_index=True)
     if len(frames) > 1:
         print(report(pooled, bad, note, f"all {len(frames)} scans pooled"))
     print(f"\n(prepared: {'yes' if prepared else 'no'}; volumes and scores under {args.out})")
     if args.readme:
-        section = markdown_section(method_table(pooled, bad), p5_rms_table(pooled),
-                                   [n for n, *_ in frames], prepared, note, failed_volumes(pooled))
+        section = markdown_section(
+            method_table(pooled, bad),
+            p5_rms_table(pooled),
+            [n for n, *_ in frames],
+            prepared,
+            note,
+            failed_volumes(pooled),
+        )
         readme = Path("README.md")
         try:
             changed = update_readme(readme, section)
         except (OSError, ValueError) as exc:
-            print(f"error: cannot update the README table: {exc}; add the two marker lines to README.md. "
-                  "The generated block:\n" + section)
+            print(
+                f"error: cannot update the README table: {exc}; add the two marker lines to README.md. "
+                "The generated block:\n" + section
+            )
             return 1
         print(f"{readme}: real-scans table {'updated' if changed else 'unchanged'}")
     return 0

@@ -10,6 +10,7 @@ Prints one row for the preparation chain (reorientation, brain extraction, regis
 of N runs), one row per method scoring the prepared volume (load seconds, score seconds as the
 median of N, the columns it returned), then the total per scan (preparation + every method).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,8 +69,13 @@ def prepare(volume: Volume, settings: Any, repeat: int) -> tuple[Volume, float |
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("volume", nargs="?", type=Path, default=None,
-                        help=f"3-D T1w NIfTI (default {COLIN27} when present, else {EMBEDDED})")
+    parser.add_argument(
+        "volume",
+        nargs="?",
+        type=Path,
+        default=None,
+        help=f"3-D T1w NIfTI (default {COLIN27} when present, else {EMBEDDED})",
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--checkpoints", type=Path, default=Path("models"))
     parser.add_argument("--no-prepare", action="store_true", help="score the volume as it is (no preparation chain)")

@@ -7,6 +7,7 @@ pairs where the corrupted copy is worse. Run after `dvc repro` from the reposito
 
     python benchmarks/score_pairs.py [--out /tmp/mriqa_pairs] [--artifacts motion,rician_noise,ghosting]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,17 @@ def main() -> None:
         clean = folder / "clean.nii.gz"
         shutil.copy(f"data/embedded/{sid}/anat/{sid}_T1w.nii.gz", clean)
         for name, sev in arts:
-            mriqa("corrupt", str(clean), str(folder / f"{name}.nii.gz"), "--artifact", name,
-                  "--severity", sev, "--seed", str(i))
+            mriqa(
+                "corrupt",
+                str(clean),
+                str(folder / f"{name}.nii.gz"),
+                "--artifact",
+                name,
+                "--severity",
+                sev,
+                "--seed",
+                str(i),
+            )
         mriqa("score", str(folder), "--out", str(folder / "scores"), "--reference", str(clean), "--quiet")
         scores = read_tsv(folder / "scores" / "scores.tsv")
         scores["name"] = [Path(p).name.split(".")[0] for p in scores.path]
@@ -51,8 +61,14 @@ def main() -> None:
             row = scores.set_index("name").loc[name]
             for m, (col, sign) in badness().items():
                 if col in scores:
-                    rows.append({"method": m, "artifact": name, "subject": sid,
-                                 "worse": bool(sign * row[col] > sign * base[col])})
+                    rows.append(
+                        {
+                            "method": m,
+                            "artifact": name,
+                            "subject": sid,
+                            "worse": bool(sign * row[col] > sign * base[col]),
+                        }
+                    )
     table = pd.DataFrame(rows).groupby(["method", "artifact"]).worse.mean().unstack()
     table["all"] = pd.DataFrame(rows).groupby("method").worse.mean()
     print(f"\nfraction of {len(subjects)} pairs where the corrupted copy scores worse (report: {args.out}/*/scores)")

@@ -14,6 +14,7 @@ METHOD is a registered method with claims (`python benchmarks/seeds.py --help` l
 A setting is better than another only if it wins over several seeds: on the embedded default
 single-seed differences of about 0.1 are common for papers 1 and 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,14 @@ def summarise(per_seed: dict[int, dict[str, float]]) -> pd.DataFrame:
     return pd.concat([frame, stats], axis=1)
 
 
-def run_seed(method: str, seed: int, raw: dict[str, Any], work: Path, threads: int | None,
-             runner: Callable[[list[str], Path], None]) -> dict[str, float]:
+def run_seed(
+    method: str,
+    seed: int,
+    raw: dict[str, Any],
+    work: Path,
+    threads: int | None,
+    runner: Callable[[list[str], Path], None],
+) -> dict[str, float]:
     """One seed in ``work/seed-N``: write params, link the cohort, run the method's stage steps."""
     import yaml
 

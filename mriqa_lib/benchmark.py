@@ -10,6 +10,7 @@ A full-reference method (``MethodSpec.full_reference``, P4) is given the subject
 which no other method sees; its row is marked so and is not comparable with the no-reference
 methods. The DVC stage (:mod:`mriqa_lib.stages.benchmark`) loads, calls these functions, writes.
 """
+
 from __future__ import annotations
 
 import time
@@ -55,13 +56,16 @@ def artifact_names(requested: list[str]) -> list[str]:
     if unknown:
         from mriqa_lib.config import ConfigError
 
-        raise ConfigError(f"params.yaml: bad value for 'benchmark.artifacts': unknown {unknown}; "
-                          f"allowed: all or {', '.join(REGISTRY)}")
+        raise ConfigError(
+            f"params.yaml: bad value for 'benchmark.artifacts': unknown {unknown}; "
+            f"allowed: all or {', '.join(REGISTRY)}"
+        )
     return [n for n in names if 3 in REGISTRY[n].dims]
 
 
-def benchmark_design(subjects: list[str], names: list[str], levels: list[float],
-                     design: str) -> list[tuple[str, str, int, float]]:
+def benchmark_design(
+    subjects: list[str], names: list[str], levels: list[float], design: str
+) -> list[tuple[str, str, int, float]]:
     """(subject, artifact, level index from 1, level) for every corrupted volume of the benchmark.
 
     ``design`` "full": every subject x artifact x level; otherwise ("rotate") each artifact x level
@@ -75,8 +79,9 @@ def benchmark_design(subjects: list[str], names: list[str], levels: list[float],
 
 def benchmark_jobs(subjects: list[str], names: list[str], levels: list[float], design: str) -> list[Job]:
     """Every subject clean, then the corrupted volumes of :func:`benchmark_design`, in scoring order."""
-    return [Job(s, "clean", 0, 0.0) for s in subjects] + [Job(*j) for j in benchmark_design(subjects, names, levels,
-                                                                                               design)]
+    return [Job(s, "clean", 0, 0.0) for s in subjects] + [
+        Job(*j) for j in benchmark_design(subjects, names, levels, design)
+    ]
 
 
 def corrupt(clean: Volume, artifact: str, level: float, seed: int) -> tuple[Volume, float]:
@@ -102,8 +107,9 @@ def score_with_all(volume: Volume, clean: Volume, scorers: dict[str, Any]) -> di
     return row
 
 
-def score_jobs(jobs: Iterable[Job], scorers: dict[str, Any], load_clean: Callable[[str], Volume],
-               seed: int, progress: bool = True) -> Any:
+def score_jobs(
+    jobs: Iterable[Job], scorers: dict[str, Any], load_clean: Callable[[str], Volume], seed: int, progress: bool = True
+) -> Any:
     """Score every job with every scorer; one row per volume (subject, artifact, severity_level,
     severity, the methods' columns). ``load_clean(subject)`` reads a subject's clean scan (cached
     here); job i is corrupted with seed ``seed * SEED_STRIDE + i``."""
@@ -117,8 +123,12 @@ def score_jobs(jobs: Iterable[Job], scorers: dict[str, Any], load_clean: Callabl
         if job.subject not in cache:
             cache[job.subject] = load_clean(job.subject)
         clean = cache[job.subject]
-        row: dict[str, Any] = {"subject": job.subject, "artifact": job.artifact,
-                               "severity_level": job.level_index, "severity": 0.0}
+        row: dict[str, Any] = {
+            "subject": job.subject,
+            "artifact": job.artifact,
+            "severity_level": job.level_index,
+            "severity": 0.0,
+        }
         volume = clean
         if job.artifact != "clean":
             volume, row["severity"] = corrupt(clean, job.artifact, job.level, seed * SEED_STRIDE + i)
@@ -146,13 +156,16 @@ def summarise(scores: Any, methods: list[str]) -> Any:
             both = pd.concat([clean, sub])
             bad = sign * pd.to_numeric(both[col], errors="coerce")
             ok = bad.notna()
-            rows.append({
-                "method": m, "artifact": art,
-                "auroc": auroc((both.artifact != "clean")[ok], bad[ok]),
-                "spearman": spearman(both.severity_level[ok], bad[ok]) if ok.sum() > 2 else float("nan"),
-                "seconds_per_volume": float(pd.to_numeric(scores[f"{m}_seconds"], errors="coerce").mean()),
-                "full_reference": specs[m].full_reference,
-            })
+            rows.append(
+                {
+                    "method": m,
+                    "artifact": art,
+                    "auroc": auroc((both.artifact != "clean")[ok], bad[ok]),
+                    "spearman": spearman(both.severity_level[ok], bad[ok]) if ok.sum() > 2 else float("nan"),
+                    "seconds_per_volume": float(pd.to_numeric(scores[f"{m}_seconds"], errors="coerce").mean()),
+                    "full_reference": specs[m].full_reference,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -168,12 +181,17 @@ def readme_section(table: Any) -> str:
     label = {m: f"{m} (full-ref.)" if _full_reference(m) else m for m in methods}
     full_ref = [label[m] for m in methods if _full_reference(m)]
     note = f"{', '.join(full_ref)} compares against the clean scan, so it is not comparable. " if full_ref else ""
-    lines = [README_BEGIN, "",
-             "AUROC, clean vs corrupted, on the embedded held-out test set (1 = perfectly separated, "
-             "0.5 = chance); **bold** = best no-reference method for that artifact. " + note +
-             "Seconds per volume on the CPU that ran the stage.", "",
-             "| artifact | " + " | ".join(label[m] for m in methods) + " | best no-reference |",
-             "|---|" + "---|" * (len(methods) + 1)]
+    lines = [
+        README_BEGIN,
+        "",
+        "AUROC, clean vs corrupted, on the embedded held-out test set (1 = perfectly separated, "
+        "0.5 = chance); **bold** = best no-reference method for that artifact. "
+        + note
+        + "Seconds per volume on the CPU that ran the stage.",
+        "",
+        "| artifact | " + " | ".join(label[m] for m in methods) + " | best no-reference |",
+        "|---|" + "---|" * (len(methods) + 1),
+    ]
     no_ref = [m for m in methods if not _full_reference(m)]
     for art, rec in pivot.iterrows():
         vals = {m: rec[m] for m in methods}
@@ -187,19 +205,30 @@ def readme_section(table: Any) -> str:
     return "\n".join(lines)
 
 
-def benchmark_metrics(scores: Any, table: Any, subjects: list[str], names: list[str], methods: list[str],
-                      unavailable: dict[str, str], wall_seconds: float) -> dict[str, Any]:
+def benchmark_metrics(
+    scores: Any,
+    table: Any,
+    subjects: list[str],
+    names: list[str],
+    methods: list[str],
+    unavailable: dict[str, str],
+    wall_seconds: float,
+) -> dict[str, Any]:
     """The stage's ``metrics/benchmark.json``: sizes, per-method means, best no-reference method per artifact."""
     no_ref = table[~table.full_reference]
     per_method = table.groupby("method")
     return {
-        "n_volumes": len(scores), "n_subjects": len(subjects), "n_artifacts": len(names),
-        "methods": methods, "unavailable": unavailable,
+        "n_volumes": len(scores),
+        "n_subjects": len(subjects),
+        "n_artifacts": len(names),
+        "methods": methods,
+        "unavailable": unavailable,
         "mean_auroc": {m: round(float(g.auroc.mean()), 3) for m, g in per_method},
         "mean_spearman": {m: round(float(g.spearman.mean()), 3) for m, g in per_method},
         "seconds_per_volume": {m: round(float(g.seconds_per_volume.mean()), 3) for m, g in per_method},
-        "best_no_reference_method": {a: str(g.loc[g.auroc.idxmax(), "method"]) for a, g in no_ref.groupby("artifact")
-                                     if g.auroc.notna().any()},
+        "best_no_reference_method": {
+            a: str(g.loc[g.auroc.idxmax(), "method"]) for a, g in no_ref.groupby("artifact") if g.auroc.notna().any()
+        },
         "wall_seconds": round(wall_seconds, 1),
     }
 

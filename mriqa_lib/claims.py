@@ -8,6 +8,7 @@ layer claims, the paper's own statement). Targets are written once, in the regis
 values are only ever read from the metrics the pipeline wrote. `mriqa readme` turns the list into
 the claims table of the README's "What the embedded default can and cannot show".
 """
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """The `mriqa` command. Each sub-command lives in mriqa_lib/commands/<name>.py and exposes
 ``add_parser(subparsers)`` (which sets ``func``) so this file stays a thin dispatcher."""
+
 from __future__ import annotations
 
 import argparse

@@ -11,6 +11,7 @@ is the section named by the method. ``Settings`` (``from mriqa_lib.config import
 model of all of params.yaml, built from the registry on first use (:func:`settings_model`), so that
 importing this module imports no method.
 """
+
 from __future__ import annotations
 
 import os
@@ -95,8 +96,11 @@ class CohortParams(Section):
     translation_mm: float = Field(4.0, ge=0, le=30)
     slices: int = Field(0, ge=0, le=64, description="centre axial 2-D slices exported per subject")
     workers: int = Field(2, ge=1, le=64)
-    sites: list[SiteParams] = Field(default_factory=lambda: [SiteParams(**s) for s in DEFAULT_SITES],
-                                    min_length=1, description="subjects are spread over these sites in turn")
+    sites: list[SiteParams] = Field(
+        default_factory=lambda: [SiteParams(**s) for s in DEFAULT_SITES],
+        min_length=1,
+        description="subjects are spread over these sites in turn",
+    )
 
     @field_validator("contrasts")
     @classmethod
@@ -137,11 +141,15 @@ class BenchmarkParams(Section):
 
     n_subjects: int = Field(6, ge=1, le=1000, description="test-split subjects used (clean + corrupted)")
     artifacts: list[str] = Field(default_factory=lambda: ["all"], description="registry names, or [all]")
-    levels: list[float] = Field(default_factory=lambda: [0.333, 0.667, 1.0],
-                                description="severities as fractions of each artifact's benchmark maximum")
+    levels: list[float] = Field(
+        default_factory=lambda: [0.333, 0.667, 1.0],
+        description="severities as fractions of each artifact's benchmark maximum",
+    )
     design: Literal["rotate", "full"] = Field(
-        "rotate", description="full: every subject x artifact x level; rotate: each artifact x level once, "
-        "on the subjects in turn (all subjects also clean): same coverage, fewer volumes")
+        "rotate",
+        description="full: every subject x artifact x level; rotate: each artifact x level once, "
+        "on the subjects in turn (all subjects also clean): same coverage, fewer volumes",
+    )
     seed: int = Field(0, ge=0)
 
     @field_validator("levels")
@@ -186,8 +194,13 @@ def _build_settings(method_params: dict[str, type[BaseModel]]) -> type[Section]:
         raise ValueError(f"method name(s) {clash} clash with a params.yaml section of the same name")
     sections = {**SECTIONS_BEFORE, **method_params, **SECTIONS_AFTER}
     fields: dict[str, Any] = {name: (model, Field(default_factory=model)) for name, model in sections.items()}
-    return create_model("Settings", __base__=Section, __module__=__name__,
-                        __doc__="All of params.yaml: " + ", ".join(sections) + ".", **fields)
+    return create_model(
+        "Settings",
+        __base__=Section,
+        __module__=__name__,
+        __doc__="All of params.yaml: " + ", ".join(sections) + ".",
+        **fields,
+    )
 
 
 def __getattr__(name: str) -> Any:

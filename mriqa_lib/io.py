@@ -6,6 +6,7 @@ Every writer goes through a temporary file in the destination folder followed by
 ``os.replace``: a crash mid-write never leaves a half-written file, and never destroys the
 previous version of the output.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -14,9 +15,10 @@ import json
 import os
 import tempfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -67,9 +69,7 @@ def _check_affine(affine: np.ndarray, where: str) -> None:
         raise MriqaInputError(f"{where}: affine is singular (voxel volume {det:.3g} mm^3)")
     spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     if np.any(spacing > 50) or np.any(spacing < 0.01):
-        raise MriqaInputError(
-            f"{where}: implausible voxel size {np.round(spacing, 4).tolist()} mm (allowed 0.01-50)"
-        )
+        raise MriqaInputError(f"{where}: implausible voxel size {np.round(spacing, 4).tolist()} mm (allowed 0.01-50)")
 
 
 def validate_array(data: np.ndarray, where: str, ndim: tuple[int, ...] = (3,)) -> np.ndarray:
@@ -208,7 +208,7 @@ def read_json(path: str | os.PathLike) -> Any:
         raise MriqaInputError(f"{path}: invalid JSON ({exc})") from None
 
 
-def write_tsv(path: str | os.PathLike, frame: "Any") -> Path:
+def write_tsv(path: str | os.PathLike, frame: Any) -> Path:
     """Write a pandas DataFrame as TSV atomically (no index column)."""
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -216,7 +216,7 @@ def write_tsv(path: str | os.PathLike, frame: "Any") -> Path:
     return path
 
 
-def read_tsv(path: str | os.PathLike, required: tuple[str, ...] = ()) -> "Any":
+def read_tsv(path: str | os.PathLike, required: tuple[str, ...] = ()) -> Any:
     """Read a TSV into a DataFrame, checking that ``required`` columns exist."""
     import pandas as pd
 

@@ -3,9 +3,10 @@
 Thin, documented wrappers so every paper slice computes a number the same way. Image-quality
 metrics (SSIM, PSNR) live at the end of this file.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -78,8 +79,13 @@ def auroc(y_true: Sequence[bool], score: Sequence[float]) -> float:
     return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
 
 
-def bootstrap_ci(values: Sequence[float] | np.ndarray, statistic: Callable[[np.ndarray], float] = np.mean,
-                 n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    statistic: Callable[[np.ndarray], float] = np.mean,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
     """Statistic and percentile bootstrap CI over the first axis: (value, low, high)."""
     values = np.asarray(values)
     rng = np.random.default_rng(seed)
@@ -92,8 +98,15 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, statistic: Callable[[np.n
 # --------------------------------------------------------------------------------------------
 # image quality (reference-based): SSIM, PSNR
 # --------------------------------------------------------------------------------------------
-def ssim(reference: np.ndarray, image: np.ndarray, data_range: float | None = None,
-         sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03, truncate: float = 3.5) -> float:
+def ssim(
+    reference: np.ndarray,
+    image: np.ndarray,
+    data_range: float | None = None,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+    truncate: float = 3.5,
+) -> float:
     """Structural similarity of two 2-D (or n-D) images with a Gaussian window (Wang et al. 2004).
 
     Matches ``skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5,

@@ -1,9 +1,10 @@
 """One figure style for every notebook, and an atomic PNG + PDF saver."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -18,15 +19,25 @@ PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F
 
 def style() -> None:
     """Apply the project style (colour-blind-safe palette, readable fonts, no top/right spines)."""
-    plt.rcParams.update({
-        "figure.dpi": 110, "savefig.dpi": 150, "savefig.bbox": "tight", "font.size": 9,
-        "axes.titlesize": 10, "axes.labelsize": 9, "axes.spines.top": False, "axes.spines.right": False,
-        "axes.prop_cycle": matplotlib.cycler(color=PALETTE), "legend.frameon": False,
-        "image.cmap": "gray", "image.interpolation": "nearest",
-    })
+    plt.rcParams.update(
+        {
+            "figure.dpi": 110,
+            "savefig.dpi": 150,
+            "savefig.bbox": "tight",
+            "font.size": 9,
+            "axes.titlesize": 10,
+            "axes.labelsize": 9,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+            "legend.frameon": False,
+            "image.cmap": "gray",
+            "image.interpolation": "nearest",
+        }
+    )
 
 
-def savefig(fig: "plt.Figure", out_dir: str | os.PathLike, name: str, close: bool = False) -> list[Path]:
+def savefig(fig: plt.Figure, out_dir: str | os.PathLike, name: str, close: bool = False) -> list[Path]:
     """Save ``fig`` as out_dir/name.png and .pdf (atomically); return the paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -41,9 +52,16 @@ def savefig(fig: "plt.Figure", out_dir: str | os.PathLike, name: str, close: boo
     return paths
 
 
-def show_slice(ax: "plt.Axes", volume: np.ndarray, axis: int = 2, index: int | None = None,
-               title: str | None = None, vmax_pct: float = 99.5, spacing: Sequence[float] | None = None,
-               **kw) -> None:
+def show_slice(
+    ax: plt.Axes,
+    volume: np.ndarray,
+    axis: int = 2,
+    index: int | None = None,
+    title: str | None = None,
+    vmax_pct: float = 99.5,
+    spacing: Sequence[float] | None = None,
+    **kw,
+) -> None:
     """Show one slice of a 3-D volume (neurological view: first in-plane axis to the right,
     second up). ``spacing`` (mm per array axis) gives the true aspect for anisotropic voxels."""
     index = volume.shape[axis] // 2 if index is None else index

@@ -6,6 +6,7 @@ one card per scan worst first (verdicts in words, the error, the preparation, a 
 the template or brain-mask edge), and last the full numeric table (collapsed; sortable, filterable).
 Images are embedded as base64 PNG, so the page is one file that opens anywhere.
 """
+
 from __future__ import annotations
 
 import base64
@@ -106,6 +107,7 @@ tr.err td { background: #fde8e8; }
 
 
 # ---------------------------------------------------------------- values read back from a TSV
+
 
 def _missing(value: Any) -> bool:
     """True for None, NaN (float or pandas NA) and empty / whitespace-only strings."""
@@ -211,6 +213,7 @@ def methods_in(frame: Any) -> list[str]:
 
 # ---------------------------------------------------------------- matplotlib helpers
 
+
 def _pyplot() -> Any:
     """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib
@@ -236,14 +239,17 @@ def _img(b64: str, alt: str) -> str:
 
 # ---------------------------------------------------------------- summary
 
+
 def _method_counts(records: list[dict[str, Any]], method: str) -> dict[str, int]:
     """How many rows the method scored, flagged, passed, scored without a verdict, and did not score."""
     verdicts = [(_verdict(method, r), _scored(method, r)) for r in records]
-    return {"scored": sum(s for _, s in verdicts),
-            "flagged": sum(v is True for v, _ in verdicts),
-            "passed": sum(v is False for v, _ in verdicts),
-            "none": sum(v is None and s for v, s in verdicts),
-            "unscored": sum(v is None and not s for v, s in verdicts)}
+    return {
+        "scored": sum(s for _, s in verdicts),
+        "flagged": sum(v is True for v, _ in verdicts),
+        "passed": sum(v is False for v, _ in verdicts),
+        "none": sum(v is None and s for v, s in verdicts),
+        "unscored": sum(v is None and not s for v, s in verdicts),
+    }
 
 
 def _method_tile(method: str, counts: dict[str, int], n: int) -> str:
@@ -252,14 +258,19 @@ def _method_tile(method: str, counts: dict[str, int], n: int) -> str:
     if counts["flagged"] or counts["passed"]:
         cls = " bad" if counts["flagged"] else ""
         big = f'<div class="big{cls}" data-flagged="{counts["flagged"]}">{counts["flagged"]} flagged</div>'
-        rest = [f"{counts['passed']} pass", f"{counts['none']} no verdict" if counts["none"] else "",
-                f"{counts['unscored']} not scored" if counts["unscored"] else ""]
+        rest = [
+            f"{counts['passed']} pass",
+            f"{counts['none']} no verdict" if counts["none"] else "",
+            f"{counts['unscored']} not scored" if counts["unscored"] else "",
+        ]
     else:
         big = '<div class="big muted" data-flagged="0">no verdicts</div>'
         rest = [f"{counts['scored']} of {n} scored"]
-    return (f'<div class="tile" data-method="{_esc(method)}"><div class="name">{_esc(_label(method))}</div>{big}'
-            f'<div>{" &middot; ".join(r for r in rest if r)}</div>'
-            f'<div class="rule">{_esc(flag.score)}: {_esc(flag.rule)}</div></div>')
+    return (
+        f'<div class="tile" data-method="{_esc(method)}"><div class="name">{_esc(_label(method))}</div>{big}'
+        f"<div>{' &middot; '.join(r for r in rest if r)}</div>"
+        f'<div class="rule">{_esc(flag.score)}: {_esc(flag.rule)}</div></div>'
+    )
 
 
 def _prep_counts(frame: Any) -> str:
@@ -279,31 +290,54 @@ def summary_html(frame: Any, records: list[dict[str, Any]], unavailable: dict[st
     errors = [r for r in records if _text(r.get("error"))]
     unreadable = sum(_unreadable(r) for r in errors)
     err_cls = "bad" if errors else ""
-    counts = (f'<div class="counts"><b id="n-scans">{n}</b> scans &middot; <b id="n-errors" class="{err_cls}">'
-              f'{len(errors)}</b> with errors ({unreadable} unreadable)</div>')
+    counts = (
+        f'<div class="counts"><b id="n-scans">{n}</b> scans &middot; <b id="n-errors" class="{err_cls}">'
+        f"{len(errors)}</b> with errors ({unreadable} unreadable)</div>"
+    )
     tiles = [_method_tile(m, _method_counts(records, m), n) for m in methods_in(frame)]
-    tiles += [f'<div class="tile notrun" data-method="{_esc(m)}"><div class="name">{_esc(_label(m))}</div>'
-              f'{_esc(m)} not scored: {_esc(why)}</div>' for m, why in unavailable.items()]
-    return (f'<section id="summary"><h2>Summary</h2>{counts}{_prep_counts(frame)}'
-            f'<div class="tiles">{"".join(tiles)}</div></section>')
+    tiles += [
+        f'<div class="tile notrun" data-method="{_esc(m)}"><div class="name">{_esc(_label(m))}</div>'
+        f"{_esc(m)} not scored: {_esc(why)}</div>"
+        for m, why in unavailable.items()
+    ]
+    return (
+        f'<section id="summary"><h2>Summary</h2>{counts}{_prep_counts(frame)}'
+        f'<div class="tiles">{"".join(tiles)}</div></section>'
+    )
 
 
 # ---------------------------------------------------------------- strip plots
+
 
 def _strip_png(method: str, values: np.ndarray, verdicts: list[bool | None], threshold: float | None) -> str:
     """Box plot plus jittered points of one method's scores; flagged red, threshold dashed."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 1.5))
     grey = {"color": "#b0b0b0"}
-    ax.boxplot(values, vert=False, widths=0.6, showfliers=False, medianprops={"color": "#555"},
-               boxprops=grey, whiskerprops=grey, capprops=grey)
+    ax.boxplot(
+        values,
+        vert=False,
+        widths=0.6,
+        showfliers=False,
+        medianprops={"color": "#555"},
+        boxprops=grey,
+        whiskerprops=grey,
+        capprops=grey,
+    )
     jitter = 1 + np.random.default_rng(0).uniform(-0.22, 0.22, len(values))
     colours = [FLAG_RED if v else ("#2e7d32" if v is False else "#607d8b") for v in verdicts]
     ax.scatter(values, jitter, c=colours, s=30, alpha=0.9, edgecolors="white", linewidths=0.5, zorder=3)
     if threshold is not None:
         ax.axvline(threshold, color=FLAG_RED, ls="--", lw=1.2)
-        ax.annotate(f"threshold {threshold:.4g}", (threshold, 1.42), fontsize=7, color=FLAG_RED,
-                    ha="left", xytext=(3, 0), textcoords="offset points")
+        ax.annotate(
+            f"threshold {threshold:.4g}",
+            (threshold, 1.42),
+            fontsize=7,
+            color=FLAG_RED,
+            ha="left",
+            xytext=(3, 0),
+            textcoords="offset points",
+        )
     spec = registry.get(method)
     col, sign = spec.badness, spec.badness_sign
     ax.set_xlabel(f"{col}  ({'higher' if sign > 0 else 'lower'} = worse)", fontsize=8)
@@ -331,16 +365,21 @@ def plots_html(frame: Any, records: list[dict[str, Any]]) -> str:
         where = "no threshold" if thr is None else f"threshold {thr:.4g}"
         src = flag.threshold if isinstance(flag.threshold, str) else None
         where += f" (from {src})" if src and thr is not None else ""
-        figures.append(f'<figure data-method="{_esc(method)}" data-threshold="{"" if thr is None else f"{thr:.6g}"}">'
-                       f'{_img(png, method + " scores")}<figcaption>{_esc(where)}; red: '
-                       f'{_esc(flag.rule)}</figcaption></figure>')
+        figures.append(
+            f'<figure data-method="{_esc(method)}" data-threshold="{"" if thr is None else f"{thr:.6g}"}">'
+            f"{_img(png, method + ' scores')}<figcaption>{_esc(where)}; red: "
+            f"{_esc(flag.rule)}</figcaption></figure>"
+        )
     if not figures:
         return ""
-    return ('<section id="plots"><h2>Scores per method</h2><p class="muted">Each dot is a scan: red = flagged, '
-            f'green = pass, grey = no verdict.</p><div class="plots">{"".join(figures)}</div></section>')
+    return (
+        '<section id="plots"><h2>Scores per method</h2><p class="muted">Each dot is a scan: red = flagged, '
+        f'green = pass, grey = no verdict.</p><div class="plots">{"".join(figures)}</div></section>'
+    )
 
 
 # ---------------------------------------------------------------- mosaics
+
 
 @dataclass
 class MosaicRow:
@@ -419,8 +458,11 @@ def mosaic_rows(rec: dict[str, Any]) -> list[MosaicRow]:
     if prep_mask or not prep_image:
         data, affine = _canonical(_text(rec.get("path")))
         if prep_mask:
-            rows.append(MosaicRow("input (RAS) + brain mask", data, affine, _on_grid(prep_mask, data.shape, affine),
-                                  edge=MASK_EDGE))
+            rows.append(
+                MosaicRow(
+                    "input (RAS) + brain mask", data, affine, _on_grid(prep_mask, data.shape, affine), edge=MASK_EDGE
+                )
+            )
         else:
             rows.append(MosaicRow("input (RAS) + template edge", data, affine, template_mask_on(data.shape, affine)))
     for row in rows:
@@ -457,8 +499,15 @@ def _draw_row(axes: Any, row: MosaicRow) -> None:
     vmin = 0.0 if row.cmap != "gray" or not positive.size else float(np.percentile(positive, 0.5))
     vmax = float(np.percentile(positive if positive.size else sample, 99.5)) or 1.0
     for ax, (axis, index) in zip(axes, row.slices):
-        ax.imshow(np.take(row.data, index, axis=axis).T, origin="lower", cmap=row.cmap, vmin=vmin, vmax=vmax,
-                  aspect=_aspect(row.affine, axis), interpolation="nearest")
+        ax.imshow(
+            np.take(row.data, index, axis=axis).T,
+            origin="lower",
+            cmap=row.cmap,
+            vmin=vmin,
+            vmax=vmax,
+            aspect=_aspect(row.affine, axis),
+            interpolation="nearest",
+        )
         if row.outline is not None:
             cut = np.take(row.outline, index, axis=axis).T.astype(float)
             if cut.min() < 0.5 < cut.max():
@@ -479,6 +528,7 @@ def mosaic_png(rows: list[MosaicRow]) -> str:
 
 # ---------------------------------------------------------------- cards
 
+
 def _verdict_chip(method: str, rec: dict[str, Any]) -> str:
     """'pass' (green), 'flagged: rule' (red), 'no verdict' or 'not scored' (grey), with the score."""
     flag, verdict = _flag(method), _verdict(method, rec)
@@ -491,15 +541,20 @@ def _verdict_chip(method: str, rec: dict[str, Any]) -> str:
     else:
         cls, words = "v-none", "no verdict" if score is not None else "not scored"
     title = f"{flag.score}{value}; {flag.rule}"
-    return (f'<span class="v {cls}" data-method="{_esc(method)}" title="{_esc(title)}">'
-            f'{_esc(_label(method))}{_esc(value)}: {_esc(words)}</span>')
+    return (
+        f'<span class="v {cls}" data-method="{_esc(method)}" title="{_esc(title)}">'
+        f"{_esc(_label(method))}{_esc(value)}: {_esc(words)}</span>"
+    )
 
 
 def _prep_stats(rec: dict[str, Any]) -> str:
     """'similarity 0.91, Dice 0.93, scale 1.04' from whichever of those the row has."""
     parts = []
-    for col, name, fmt in (("prep_similarity", "similarity", ".2f"), ("prep_dice", "Dice", ".2f"),
-                           ("prep_scale", "scale", ".2f")):
+    for col, name, fmt in (
+        ("prep_similarity", "similarity", ".2f"),
+        ("prep_dice", "Dice", ".2f"),
+        ("prep_scale", "scale", ".2f"),
+    ):
         value = _num(rec.get(col))
         if value is not None:
             parts.append(f"{name} {value:{fmt}}")
@@ -542,13 +597,17 @@ def card_html(i: int, rec: dict[str, Any], methods: list[str], has_prep: bool, m
     entities = " ".join(f"{k} {_esc(_text(rec.get(k)))}" for k in ("subject", "session") if _text(rec.get(k)))
     prep, prep_cls = prep_words(rec, has_prep)
     name = _esc(Path(path).name)
-    parts = [f'<p class="fname" title="{_esc(path)}"><span class="rank">{rank_words}</span> {name}</p>',
-             f'<p class="muted">{entities}</p>' if entities else "",
-             f'<p class="error">{_esc(error)}</p>' if error else "",
-             f'<p>{chips}</p>' if chips else "",
-             f'<p class="prep {prep_cls}" title="{_esc(_text(rec.get("prep_transform")))}">{_esc(prep)}</p>']
-    return (f'<div class="card {status}" id="scan-{i}" data-path="{_esc(path)}"><div class="info">{"".join(parts)}'
-            f'</div>{mosaic}</div>')
+    parts = [
+        f'<p class="fname" title="{_esc(path)}"><span class="rank">{rank_words}</span> {name}</p>',
+        f'<p class="muted">{entities}</p>' if entities else "",
+        f'<p class="error">{_esc(error)}</p>' if error else "",
+        f"<p>{chips}</p>" if chips else "",
+        f'<p class="prep {prep_cls}" title="{_esc(_text(rec.get("prep_transform")))}">{_esc(prep)}</p>',
+    ]
+    return (
+        f'<div class="card {status}" id="scan-{i}" data-path="{_esc(path)}"><div class="info">{"".join(parts)}'
+        f"</div>{mosaic}</div>"
+    )
 
 
 def card_mosaic(rec: dict[str, Any]) -> str:
@@ -566,17 +625,23 @@ def cards_html(records: list[dict[str, Any]], methods: list[str], has_prep: bool
     """Section 3: one card per scan, in the given (worst first) order."""
     cards = []
     for i, rec in enumerate(records):
-        mosaic = card_mosaic(rec) if i < max_mosaics else (
-            f'<p class="muted">mosaic left out (only the first {max_mosaics} scans get one)</p>')
+        mosaic = (
+            card_mosaic(rec)
+            if i < max_mosaics
+            else (f'<p class="muted">mosaic left out (only the first {max_mosaics} scans get one)</p>')
+        )
         cards.append(card_html(i, rec, methods, has_prep, mosaic))
-    legend = (f'<p class="legend">Outlines: <span class="swatch" style="background:{TEMPLATE_EDGE}"></span>'
-              f'registered template brain edge, <span class="swatch" style="background:{MASK_EDGE}"></span>'
-              'the scan\'s brain mask. Slices: 3 axial, 1 coronal, 1 sagittal, in RAS orientation (neurological view: '
-              'the subject\'s left is on the left). Hover a name for the full path.</p>')
+    legend = (
+        f'<p class="legend">Outlines: <span class="swatch" style="background:{TEMPLATE_EDGE}"></span>'
+        f'registered template brain edge, <span class="swatch" style="background:{MASK_EDGE}"></span>'
+        "the scan's brain mask. Slices: 3 axial, 1 coronal, 1 sagittal, in RAS orientation (neurological view: "
+        "the subject's left is on the left). Hover a name for the full path.</p>"
+    )
     return f'<section id="cards"><h2>Scans, worst first</h2>{legend}{"".join(cards)}</section>'
 
 
 # ---------------------------------------------------------------- table
+
 
 def _cell(value: Any) -> str:
     """A table cell; numbers carry ``data-v`` for sorting."""
@@ -594,8 +659,7 @@ def _cell(value: Any) -> str:
 def _path_cell(path: str, i: int) -> str:
     """The file name linking to its card, with the whole path on hover (long paths crush the table)."""
     full = _esc(path)
-    return (f'<td class="text path" data-v="{full}" title="{full}"><a href="#scan-{i}">'
-            f'{_esc(Path(path).name)}</a></td>')
+    return f'<td class="text path" data-v="{full}" title="{full}"><a href="#scan-{i}">{_esc(Path(path).name)}</a></td>'
 
 
 def table_html(frame: Any, records: list[dict[str, Any]]) -> str:
@@ -608,17 +672,19 @@ def table_html(frame: Any, records: list[dict[str, Any]]) -> str:
         search = _esc(f"{_text(rec.get('path'))} {error}".lower())
         cells = [_path_cell(_text(rec[c]), i) if c == "path" else _cell(rec[c]) for c in cols]
         body.append(f'<tr{" class=err" if error else ""} data-search="{search}">' + "".join(cells) + "</tr>")
-    return (f'<details id="table-section"><summary>Full table ({len(records)} rows, {len(cols)} columns)</summary>'
-            '<input id="filter" type="search" placeholder="filter by file name or error text" '
-            'oninput="filterRows(this.value)"/> <span id="shown" class="muted"></span>'
-            '<p class="muted">Click a column header to sort.</p><div class="tablewrap">'
-            f'<table id="scores"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div></details>')
+    return (
+        f'<details id="table-section"><summary>Full table ({len(records)} rows, {len(cols)} columns)</summary>'
+        '<input id="filter" type="search" placeholder="filter by file name or error text" '
+        'oninput="filterRows(this.value)"/> <span id="shown" class="muted"></span>'
+        '<p class="muted">Click a column header to sort.</p><div class="tablewrap">'
+        f'<table id="scores"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div></details>'
+    )
 
 
 # ---------------------------------------------------------------- page
 
-def write_report(frame: Any, out_dir: Path, unavailable: dict[str, str] | None = None,
-                 max_mosaics: int = 200) -> Path:
+
+def write_report(frame: Any, out_dir: Path, unavailable: dict[str, str] | None = None, max_mosaics: int = 200) -> Path:
     """Write ``out_dir/report.html`` from the scores table: summary, plots, cards worst first, table."""
     frame = order_worst_first(frame)
     records = frame.to_dict("records")

@@ -6,6 +6,7 @@ volume with the same code the pipeline uses.
 One row per volume goes to ``scores.tsv`` (written atomically after every volume, so an
 interrupted run resumes where it stopped); a bad file gets an error row and the rest go on.
 """
+
 from __future__ import annotations
 
 import re
@@ -106,8 +107,9 @@ class ScoreRun:
     unavailable: dict[str, str] = field(default_factory=dict)
 
 
-def load_scorers(methods: Iterable[str], checkpoints: Path, settings: Any,
-                 log: Callable[[str], None] = print) -> ScoreRun:
+def load_scorers(
+    methods: Iterable[str], checkpoints: Path, settings: Any, log: Callable[[str], None] = print
+) -> ScoreRun:
     """Load each method's scorer from ``checkpoints/<method>``; a missing model is reported,
     not fatal, so the other methods still score."""
     run = ScoreRun()
@@ -148,8 +150,7 @@ def prepare_input(volume: Volume, params: Any, prep_dir: Path | None = None) -> 
         exc.record.update(_write_prep(prep_dir, volume, exc.mask, None))
         raise
     record = dict(prepared.record)
-    record.update(_write_prep(prep_dir, volume, prepared.mask,
-                              prepared.volume if prepared.mask is not None else None))
+    record.update(_write_prep(prep_dir, volume, prepared.mask, prepared.volume if prepared.mask is not None else None))
     return prepared.volume, record
 
 
@@ -165,8 +166,9 @@ def _write_prep(prep_dir: Path | None, volume: Volume, mask: Volume | None, imag
     return out
 
 
-def score_volume(item: InputItem, run: ScoreRun, reference: Volume | None = None,
-                 maps_dir: Path | None = None, prepare: Any = None) -> dict[str, Any]:
+def score_volume(
+    item: InputItem, run: ScoreRun, reference: Volume | None = None, maps_dir: Path | None = None, prepare: Any = None
+) -> dict[str, Any]:
     """Score one file with every loaded method; never raises: problems go to ``error``.
 
     ``prepare``: the preparation settings (None = use the volume as is); a refused input gets
@@ -178,8 +180,9 @@ def score_volume(item: InputItem, run: ScoreRun, reference: Volume | None = None
     errors = []
     start = time.perf_counter()
     try:
-        volume, prep = prepare_input(load_nifti(item.path), prepare,
-                                     maps_dir.parent / "prep" if maps_dir is not None else None)
+        volume, prep = prepare_input(
+            load_nifti(item.path), prepare, maps_dir.parent / "prep" if maps_dir is not None else None
+        )
         row.update(prep)
     except MriqaInputError as exc:
         row.update(error=str(exc), runtime_s=round(time.perf_counter() - start, 3))
@@ -218,8 +221,15 @@ def badness_rank(frame: Any) -> Any:
     return pd.concat(ranks, axis=1).mean(axis=1)
 
 
-def score_inputs(items: list[InputItem], run: ScoreRun, out_dir: Path, force: bool = False,
-                 reference: Volume | None = None, progress: bool = True, prepare: Any = None) -> Any:
+def score_inputs(
+    items: list[InputItem],
+    run: ScoreRun,
+    out_dir: Path,
+    force: bool = False,
+    reference: Volume | None = None,
+    progress: bool = True,
+    prepare: Any = None,
+) -> Any:
     """Score every item into ``out_dir/scores.tsv`` (resuming unless ``force``); return the table.
 
     ``prepare``: preparation settings (:class:`mriqa_lib.prepare.PreparationParams`) or None to

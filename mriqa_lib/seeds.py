@@ -5,6 +5,7 @@ Every seeded draw that is keyed by a stream number goes through :func:`sequence`
 say, Shaw's training artefacts by searching for ``"shaw.train_artefacts"``. The numbers are the
 ones the code used before the streams had names, so named streams reproduce earlier outputs.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,9 @@ def _key(name: str) -> int:
     try:
         return STREAMS[name]
     except KeyError:
-        raise KeyError(f"unknown random stream '{name}'; add it to mriqa_lib.seeds.STREAMS "
-                       f"(known: {', '.join(sorted(STREAMS))})") from None
+        raise KeyError(
+            f"unknown random stream '{name}'; add it to mriqa_lib.seeds.STREAMS (known: {', '.join(sorted(STREAMS))})"
+        ) from None
 
 
 def sequence(seed: int, name: str, *keys: int) -> np.random.SeedSequence:

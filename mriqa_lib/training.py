@@ -4,6 +4,7 @@
 mixed precision are configuration only. Checkpoints are written to the folder given (never
 under the logger), and the best one is what the stages keep.
 """
+
 from __future__ import annotations
 
 import os
@@ -44,7 +45,7 @@ class CostMonitor:
             except Exception:
                 return
 
-    def __enter__(self) -> "CostMonitor":
+    def __enter__(self) -> CostMonitor:
         import torch
 
         self._cuda = torch.cuda.is_available()
@@ -77,16 +78,26 @@ class CostMonitor:
             self.result["device"] = "cpu"
         if self._power:
             mean_w = sum(self._power) / len(self._power)
-            self.result.update(mean_power_w=round(mean_w, 1), peak_power_w=round(max(self._power), 1),
-                               energy_wh=round(mean_w * seconds / 3600, 3))
+            self.result.update(
+                mean_power_w=round(mean_w, 1),
+                peak_power_w=round(max(self._power), 1),
+                energy_wh=round(mean_w * seconds / 3600, 3),
+            )
         else:
             self.result["power"] = "not measured (no NVML)"
 
 
-def build_trainer(params: TrainerParams, ckpt_dir: str | os.PathLike, max_epochs: int,
-                  monitor: str | None = None, mode: str = "min", patience: int | None = None,
-                  log_dir: str | os.PathLike | None = None, callbacks: list | None = None,
-                  **overrides: Any):
+def build_trainer(
+    params: TrainerParams,
+    ckpt_dir: str | os.PathLike,
+    max_epochs: int,
+    monitor: str | None = None,
+    mode: str = "min",
+    patience: int | None = None,
+    log_dir: str | os.PathLike | None = None,
+    callbacks: list | None = None,
+    **overrides: Any,
+):
     """A ``lightning.Trainer`` configured from params.
 
     Args:
@@ -108,16 +119,31 @@ def build_trainer(params: TrainerParams, ckpt_dir: str | os.PathLike, max_epochs
 
     ckpt_dir = Path(ckpt_dir)
     cbs = list(callbacks or [])
-    cbs.append(ModelCheckpoint(dirpath=ckpt_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
-                               save_top_k=1, save_last=False, enable_version_counter=False))
+    cbs.append(
+        ModelCheckpoint(
+            dirpath=ckpt_dir / "checkpoints",
+            filename="best",
+            monitor=monitor,
+            mode=mode,
+            save_top_k=1,
+            save_last=False,
+            enable_version_counter=False,
+        )
+    )
     if monitor and patience:
         cbs.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience))
     kwargs: dict[str, Any] = dict(
-        accelerator=params.accelerator, devices=params.devices, strategy=params.strategy,
-        num_nodes=params.num_nodes, precision=params.precision, max_epochs=max_epochs,
+        accelerator=params.accelerator,
+        devices=params.devices,
+        strategy=params.strategy,
+        num_nodes=params.num_nodes,
+        precision=params.precision,
+        max_epochs=max_epochs,
         deterministic=params.deterministic if params.accelerator == "cpu" else False,
-        callbacks=cbs, logger=CSVLogger(str(log_dir or ckpt_dir / "logs"), name="", version=""),
-        enable_model_summary=False, log_every_n_steps=1,
+        callbacks=cbs,
+        logger=CSVLogger(str(log_dir or ckpt_dir / "logs"), name="", version=""),
+        enable_model_summary=False,
+        log_every_n_steps=1,
     )
     kwargs.update(overrides)
     return L.Trainer(**kwargs)

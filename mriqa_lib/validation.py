@@ -3,6 +3,7 @@
 No project imports: config.py builds its ``Settings`` from the method registry, and each method's
 ``params.py`` is imported by its registration, so a home both share must import neither.
 """
+
 from __future__ import annotations
 
 from typing import Annotated

@@ -48,7 +48,12 @@ res = Path(results_dir)
 summary = json.loads((res / "summary.json").read_text())
 exp1 = pd.read_csv(res / "exp1_noise_levels.tsv", sep="\t", dtype={"subject_id": str})
 r2 = pd.read_csv(res / "exp1_r2.tsv", sep="\t", dtype={"subject_id": str})
-load = lambda p: np.asarray(nib.load(str(p)).dataobj, dtype=np.float32)
+
+
+def load(p):
+    return np.asarray(nib.load(str(p)).dataobj, dtype=np.float32)
+
+
 {k: summary[k] for k in summary if k.startswith(("exp1_r2", "exp2_frac", "exp3_", "n_test"))}
 
 # %% [markdown]

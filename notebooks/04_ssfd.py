@@ -52,10 +52,12 @@ ex = np.load(res / "examples.npz")
 L = metrics["ssfd_layer"]
 kinds = ["shift", "blur", "noise"]
 units = {"shift": "shift (pixels)", "blur": "Gaussian blur sigma (pixels)", "noise": "noise std (fraction of range)"}
-show = lambda ax, img: (
-    ax.imshow(np.asarray(img).T, origin="lower", vmin=0, vmax=np.percentile(ex["reference0"], 99.5)),
-    ax.set_axis_off(),
-)
+
+
+def show(ax, img):
+    ax.imshow(np.asarray(img).T, origin="lower", vmin=0, vmax=np.percentile(ex["reference0"], 99.5))
+    ax.set_axis_off()
+
 
 # %% [markdown]
 # ## Figure 1 — SSFD and SSIM under image perturbations

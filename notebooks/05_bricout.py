@@ -49,7 +49,11 @@ from mriqa_lib.plots import PALETTE, save_table, savefig, style
 style()
 res = Path(results_dir)
 summary = json.loads((res / "summary.json").read_text())
-read = lambda name: pd.read_csv(res / name, sep="\t")
+
+
+def read(name):
+    return pd.read_csv(res / name, sep="\t")
+
 
 # %% [markdown]
 # ## Table 1 — number of parameters

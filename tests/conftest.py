@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny embedded cohort built once per test session."""
+
 from __future__ import annotations
 
 import pytest

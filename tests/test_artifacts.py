@@ -1,5 +1,6 @@
 """Artifact library checked against independent truth (closed forms, Monte Carlo, SimpleITK /
 TorchIO's own records, k-space identities), plus identity at zero severity and determinism."""
+
 from __future__ import annotations
 
 import math
@@ -8,8 +9,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from mriqa_lib.artifacts import REGISTRY, apply_artifact, list_artifacts
-from mriqa_lib.artifacts import geometry, kspace, masks, motion, noise, rigid
+from mriqa_lib.artifacts import REGISTRY, apply_artifact, geometry, kspace, list_artifacts, masks, motion, noise, rigid
 
 
 def phantom(shape, seed=0):
@@ -76,9 +76,22 @@ def test_global_rng_untouched():
     assert np.random.random() == ref_np and torch.rand(1).item() == ref_t
 
 
-@pytest.mark.parametrize("name", ["respiratory", "gaussian_noise", "rician_noise", "ghosting", "spike",
-                                  "bias_field", "blur", "non_t1w_contrast", "gamma", "remove_side",
-                                  "pixel_shift"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "respiratory",
+        "gaussian_noise",
+        "rician_noise",
+        "ghosting",
+        "spike",
+        "bias_field",
+        "blur",
+        "non_t1w_contrast",
+        "gamma",
+        "remove_side",
+        "pixel_shift",
+    ],
+)
 def test_severity_sweep_is_monotone(name):
     spec = REGISTRY[name]
     sev = np.array([0.25, 0.5, 1.0]) * spec.default
@@ -177,8 +190,9 @@ def test_motion_sidecar_matches_torchio_history():
     simg = nib_to_sitk(torch.from_numpy(IMG3)[None], affine, force_3d=True)
     centre = np.array(simg.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in IMG3.shape]))
     np.testing.assert_allclose(centre, 0.0, atol=1e-9)  # world origin = grid centre
-    transforms = tio.Motion(degrees=deg, translation=trans, times=times,
-                            image_interpolation="linear").get_rigid_transforms(deg, trans, simg)
+    transforms = tio.Motion(
+        degrees=deg, translation=trans, times=times, image_interpolation="linear"
+    ).get_rigid_transforms(deg, trans, simg)
     mats = []
     for t in transforms[1:]:  # first is identity
         r = np.array(t.GetMatrix()).reshape(3, 3)
@@ -241,15 +255,17 @@ def test_motion_2d_is_not_a_noop():
 # ------------------------------------------------------------------------------------------
 def test_respiratory_constant_displacement_is_translation():
     x = phantom((40, 48))
-    out, p = motion.respiratory_motion(x, 3.0, spacing=(1.5, 1.0), period_lines=np.inf, phase=np.pi / 2,
-                                       pe_axis=0, direction_axis=0, output="real")
+    out, p = motion.respiratory_motion(
+        x, 3.0, spacing=(1.5, 1.0), period_lines=np.inf, phase=np.pi / 2, pe_axis=0, direction_axis=0, output="real"
+    )
     np.testing.assert_allclose(out, np.roll(x, 2, axis=0), atol=1e-5)  # 3 mm = 2 voxels of 1.5 mm
 
 
 def test_respiratory_each_line_sees_its_displacement():
     x = phantom((32, 24, 20)).astype(np.float64)
-    out, p = motion.respiratory_motion(x, 2.0, seed=1, spacing=1.0, period_lines=8, pe_axis=1,
-                                       direction_axis=0, output="real")
+    out, p = motion.respiratory_motion(
+        x, 2.0, seed=1, spacing=1.0, period_lines=8, pe_axis=1, direction_axis=0, output="real"
+    )
     k_exp = np.zeros(x.shape, complex)
     fx = np.fft.fft(x, axis=0)
     for j in range(x.shape[1]):  # line j is acquired with the object translated by d_j (independent shift)
@@ -392,7 +408,7 @@ def test_wrap_around_equals_kspace_subsampling():
     fov, start = p["fov_voxels"], p["fov_start"]
     assert fov == 32 and start == 16
     ref = np.real(np.fft.ifft(np.fft.fft(x.astype(np.float64), axis=1)[:, ::2], axis=1))  # FOV / 2
-    np.testing.assert_allclose(out[:, start:start + fov], np.roll(ref, -start, axis=1), atol=1e-5)
+    np.testing.assert_allclose(out[:, start : start + fov], np.roll(ref, -start, axis=1), atol=1e-5)
     assert np.all(out[:, :start] == x.min())
 
 
@@ -426,7 +442,7 @@ def test_bias_field_and_remove_side():
     assert np.std(np.log(ratio)) > 0.05
     out, p = geometry.remove_side(x, 0.5, side="high", axis=0)
     a, b = p["head_extent"]
-    assert np.all(out[p["cut_index"]:] == 0) and np.array_equal(out[:p["cut_index"]], x[:p["cut_index"]])
+    assert np.all(out[p["cut_index"] :] == 0) and np.array_equal(out[: p["cut_index"]], x[: p["cut_index"]])
     assert p["cut_index"] == round(b - 0.5 * (b - a))
 
 

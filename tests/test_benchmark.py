@@ -1,4 +1,5 @@
 """Benchmark summary: AUROC / Spearman per method x artifact, and the generated README block."""
+
 from __future__ import annotations
 
 import json
@@ -82,7 +83,16 @@ def test_readme_check_ignores_only_timing(tmp_path):
     stored.write_text(section)
     update_readme(readme, section)
     update_readme(readme, claims_section(tmp_path / "metrics"), CLAIMS_BEGIN, CLAIMS_END)
-    args = ["readme", "--check", "--readme", str(readme), "--section", str(stored), "--metrics", str(tmp_path / "metrics")]
+    args = [
+        "readme",
+        "--check",
+        "--readme",
+        str(readme),
+        "--section",
+        str(stored),
+        "--metrics",
+        str(tmp_path / "metrics"),
+    ]
     assert main(args) == 0
     stored.write_text(section.replace("| seconds / volume | 0.25", "| seconds / volume | 9.99"))
     assert main(args) == 0
@@ -100,10 +110,12 @@ def test_claims_read_metrics_and_judge_targets(tmp_path):
     from mriqa_lib.claims import CLAIMS, evaluate_claims
 
     metrics = tmp_path / "metrics"
-    _write_metrics(metrics,
-                   bricout={"synth_test_r2": 0.7, "transfer_bal_acc_median": 0.40, "scratch_bal_acc_median": 0.45},
-                   shaw={"exp3_recon_sigma_rise": 0.3, "exp3_seg_sigma_rise": 0.1, "exp1_r2_mean": 0.79},
-                   zuo={"examples_all_as_expected_tau5": True})
+    _write_metrics(
+        metrics,
+        bricout={"synth_test_r2": 0.7, "transfer_bal_acc_median": 0.40, "scratch_bal_acc_median": 0.45},
+        shaw={"exp3_recon_sigma_rise": 0.3, "exp3_seg_sigma_rise": 0.1, "exp1_r2_mean": 0.79},
+        zuo={"examples_all_as_expected_tau5": True},
+    )
     rows = {(r["claim"].method, r["claim"].metric): r for r in evaluate_claims(metrics)}
     assert len(rows) == len(CLAIMS)
     assert rows[("bricout", "synth_test_r2")]["holds"] is True  # >= at the boundary

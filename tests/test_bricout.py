@@ -46,7 +46,7 @@ def _write_caps(tmp_path, sites=("s1", "s2", "s3", "s4"), subjects_per_site=3):
     rng = np.random.default_rng(0)
     affine = np.diag([8.0, 8.0, 8.0, 1.0])
     affine[:3, 3] = [-96, -130, -74]
-    for si, site in enumerate(sites):
+    for site in sites:
         for j in range(subjects_per_site):
             sub = f"sub-{site}{j:02d}"
             for ses in ("ses-01", "ses-02"):
@@ -54,8 +54,10 @@ def _write_caps(tmp_path, sites=("s1", "s2", "s3", "s4"), subjects_per_site=3):
                 folder.mkdir(parents=True)
                 data = np.zeros((24, 28, 24), np.float32)
                 data[4:20, 4:24, 4:20] = 100 + rng.normal(0, 5, (16, 20, 16))
-                nib.save(nib.Nifti1Image(data, affine),
-                         str(folder / f"{sub}_{ses}_space-MNI152NLin2009cSym_res-1x1x1_T1w.nii.gz"))
+                nib.save(
+                    nib.Nifti1Image(data, affine),
+                    str(folder / f"{sub}_{ses}_space-MNI152NLin2009cSym_res-1x1x1_T1w.nii.gz"),
+                )
                 score = int(rng.choice([2, 3, 4, 4]))
                 comment = "slight motion" if (j == 0 and ses == "ses-01") else ""
                 rows.append({"subject": sub[4:], "session": ses, "site": site, "score": score, "comments": comment})
@@ -88,8 +90,10 @@ def test_embedded_splits_hold_the_cohort_test_subjects_out(tmp_path):
     from mriqa_lib.methods.bricout.synthesis import scans_table, subject_manifests
 
     sites = [f"site{c}" for c in "ABC"]
-    rows = [{"participant_id": f"sub-{i:03d}", "site": sites[i % 3], "split": "test" if i % 5 == 0 else "train"}
-            for i in range(1, 31)]
+    rows = [
+        {"participant_id": f"sub-{i:03d}", "site": sites[i % 3], "split": "test" if i % 5 == 0 else "train"}
+        for i in range(1, 31)
+    ]
     pd.DataFrame(rows).to_csv(tmp_path / "participants.tsv", sep="\t", index=False)
     held = held_out(tmp_path / "participants.tsv")
     bp = BricoutParams()
@@ -194,8 +198,10 @@ def test_scorer_columns_from_saved_models(tmp_path):
     torch.save(net.state_dict(), tmp_path / "pretrain" / "sfcn.pt")
     in_features = 3 * 2 * 2 * 2
     torch.save(QCHead(in_features, 10).state_dict(), tmp_path / "transfer" / "seed3" / "model.pt")
-    write_json(tmp_path / "config.json", {"in_features": in_features, "transfer": {
-        "selected_seed": 3, "config": {"hidden": 10, "dropout": 0.7}}})
+    write_json(
+        tmp_path / "config.json",
+        {"in_features": in_features, "transfer": {"selected_seed": 3, "config": {"hidden": 10, "dropout": 0.7}}},
+    )
     scorer = load_scorer(tmp_path, settings)
     data = np.zeros((40, 48, 40), np.float32)
     data[8:32, 10:38, 8:32] = 1.0
@@ -269,8 +275,14 @@ def test_lightning_modules_reload_from_checkpoint(tmp_path, kind):
         y = torch.tensor([0, 1, 2, 1])
     before = {k: v.clone() for k, v in module.state_dict().items()}
     data = DataLoader(TensorDataset(x, y), batch_size=4)
-    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[ModelCheckpoint(dirpath=tmp_path, filename="m")])
+    trainer = L.Trainer(
+        max_steps=1,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[ModelCheckpoint(dirpath=tmp_path, filename="m")],
+    )
     trainer.fit(module, data, data)
     assert any(not torch.equal(before[k], v) for k, v in module.state_dict().items())  # one step was taken
     loaded = type(module).load_from_checkpoint(tmp_path / "m.ckpt", map_location="cpu")
@@ -305,8 +317,16 @@ def test_synthetic_calibration_scores_the_expected_rms(tmp_path):
         return torch.log(torch.nn.functional.one_hot(idx, len(centres)).float().clamp_min(1e-30))
 
     rows = []
-    for i, (split, v, rms) in enumerate([("train", 9.0, 1.0), ("val", 0.5, 0.4), ("val", 2.0, 2.5),
-                                         ("test", 1.0, 0.8), ("test", 3.0, 3.3), ("test", 4.0, 3.9)]):
+    for i, (split, v, rms) in enumerate(
+        [
+            ("train", 9.0, 1.0),
+            ("val", 0.5, 0.4),
+            ("val", 2.0, 2.5),
+            ("test", 1.0, 0.8),
+            ("test", 3.0, 3.3),
+            ("test", 4.0, 3.9),
+        ]
+    ):
         half = np.zeros((4, 4, 4), np.float32)
         half[:2] = 2 * v  # mean v (a constant image is refused)
         save_nifti(tmp_path / f"s{i}.nii.gz", half, np.eye(4))
@@ -336,8 +356,11 @@ def test_qc_scores_and_medians_over_seeds():
     majority = qc_scores(y, np.full(6, 2))
     assert majority["bal_acc"] == pytest.approx(1 / 3) and majority["f1_4"] == pytest.approx(2 * 0.5 / 1.5)
     assert majority["n_pred_4"] == 6 and majority["accuracy"] == 0.5
-    rows = [{"model": m, "seed": s, **qc_scores(y, p)} for m in ("transfer", "scratch")
-            for s, p in enumerate((y, np.full(6, 2), np.array([0, 1, 1, 2, 2, 0])))]
+    rows = [
+        {"model": m, "seed": s, **qc_scores(y, p)}
+        for m in ("transfer", "scratch")
+        for s, p in enumerate((y, np.full(6, 2), np.array([0, 1, 1, 2, 2, 0])))
+    ]
     metrics = qc_metrics(pd.DataFrame(rows))
     assert metrics["transfer_bal_acc_seed1"] == pytest.approx(1 / 3)
     assert metrics["transfer_bal_acc_median"] == pytest.approx(np.median([1, 1 / 3, (0.5 + 1 + 2 / 3) / 3]))
@@ -353,8 +376,14 @@ def test_split_counts_and_parameter_table():
         split_counts,
     )
 
-    qc = pd.DataFrame({"split": ["train", "train", "val", "test", "test", "test"], "qc_class": [0, 2, 1, 2, 2, 1],
-                       "subject": ["a", "a", "b", "c", "d", "d"], "site": ["X", "X", "Y", "X", "Y", "Y"]})
+    qc = pd.DataFrame(
+        {
+            "split": ["train", "train", "val", "test", "test", "test"],
+            "qc_class": [0, 2, 1, 2, 2, 1],
+            "subject": ["a", "a", "b", "c", "d", "d"],
+            "site": ["X", "X", "Y", "X", "Y", "Y"],
+        }
+    )
     syn = pd.DataFrame({"split": ["train"] * 4 + ["val"] * 2, "file": list("abcdef"), "subject": list("aabbcc")})
     counts, syn_counts = split_counts(qc, syn)
     test = counts.set_index("split").loc["test"]
@@ -381,8 +410,14 @@ def test_pipeline_examples_follow_the_pipeline_order(tmp_path, order):
 
     data, aff = _mni_volume()
     save_nifti(tmp_path / "t.nii.gz", data, aff)
-    scans = pd.DataFrame({"path": [str(tmp_path / "t.nii.gz")] * 3, "subject": ["sub-1", "sub-2", "sub-3"],
-                          "eligible": [True, False, True], "split": ["train", "test", "test"]})
+    scans = pd.DataFrame(
+        {
+            "path": [str(tmp_path / "t.nii.gz")] * 3,
+            "subject": ["sub-1", "sub-2", "sub-3"],
+            "eligible": [True, False, True],
+            "split": ["train", "test", "test"],
+        }
+    )
     bp = BricoutParams()
     bp.data.grid_mm, bp.data.crop = 8.0, (16, 16, 16)
     bp.augment.order, bp.augment.elastic_max_displacement_mm = order, 4.0

@@ -1,4 +1,5 @@
 """End to end on a tiny CAPS tree: synthesize -> train -> evaluate writes every metric the issue names."""
+
 import json
 from pathlib import Path
 
@@ -30,8 +31,13 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
     stage.evaluate(settings)
     metrics = json.loads((tmp_path / "metrics/bricout.json").read_text())
     train = json.loads((tmp_path / "metrics/bricout_train.json").read_text())
-    for key in ("synth_test_r2", "transfer_bal_acc_median", "scratch_bal_acc_median",
-                "transfer_bal_acc_seed0", "scratch_bal_acc_seed1"):
+    for key in (
+        "synth_test_r2",
+        "transfer_bal_acc_median",
+        "scratch_bal_acc_median",
+        "transfer_bal_acc_seed0",
+        "scratch_bal_acc_seed1",
+    ):
         assert key in metrics
     assert 0.0 <= metrics["transfer_bal_acc_median"] <= 1.0
     for kind in ("pretrain", "transfer", "scratch"):
@@ -48,8 +54,9 @@ def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
             assert sp.lr[0] <= t["lr"] <= sp.lr[1] and sp.dropout[0] <= t["dropout"] <= sp.dropout[1]
             assert t["hidden"] in sp.hidden and sp.weight_decay[0] <= t["weight_decay"] <= sp.weight_decay[1]
         best = max(trials, key=lambda t: t["val_bal_acc"])
-        assert {k: config[kind]["config"][k] for k in ("lr", "dropout", "hidden")} == \
-            {k: best[k] for k in ("lr", "dropout", "hidden")}
+        assert {k: config[kind]["config"][k] for k in ("lr", "dropout", "hidden")} == {
+            k: best[k] for k in ("lr", "dropout", "hidden")
+        }
     # real data: nothing is held out, subjects are listed as <dataset>/<subject> in their split
     from mriqa_lib.data.splits import read_manifest
 

@@ -1,4 +1,5 @@
 """The `mriqa` command: help texts, cohort sub-command, notebook runner paths."""
+
 from __future__ import annotations
 
 import subprocess
@@ -12,8 +13,9 @@ from mriqa_lib.io import read_tsv
 
 
 def test_cohort_help_documents_itself():
-    proc = subprocess.run([sys.executable, "-m", "mriqa_lib.cli", "cohort", "--help"], capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mriqa_lib.cli", "cohort", "--help"], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0
     for word in ("--out", "--n", "--seed", "ICBM152", "synthetic"):
         assert word in proc.stdout

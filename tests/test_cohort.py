@@ -1,4 +1,5 @@
 """The embedded cohort: determinism, image/tissue alignment, participants.tsv vs files."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,8 +12,11 @@ from mriqa_lib.io import load_nifti, read_tsv
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_same_bytes(tmp_path, tiny_cohort, tiny_cohort_params):
@@ -25,7 +29,9 @@ def test_same_seed_same_bytes(tmp_path, tiny_cohort, tiny_cohort_params):
 def test_other_seed_other_images(tmp_path, tiny_cohort, tiny_cohort_params):
     first, _ = tiny_cohort
     other = tmp_path / "other"
-    build_cohort(other, tiny_cohort_params.model_copy(update={"seed": 1, "n_subjects": 2}), progress=False, log=lambda s: None)
+    build_cohort(
+        other, tiny_cohort_params.model_copy(update={"seed": 1, "n_subjects": 2}), progress=False, log=lambda s: None
+    )
     a = load_nifti(first / "sub-001/anat/sub-001_T1w.nii.gz").data
     b = load_nifti(other / "sub-001/anat/sub-001_T1w.nii.gz").data
     assert a.shape == b.shape and not np.array_equal(a, b)
@@ -46,7 +52,9 @@ def test_tissue_order_in_every_subject(tiny_cohort):
     for pid in frame.participant_id:
         anat = out / pid / "anat"
         t1 = load_nifti(anat / f"{pid}_T1w.nii.gz").data
-        means = {t: t1[load_nifti(anat / f"{pid}_label-{t}_probseg.nii.gz").data > 0.9].mean() for t in ("WM", "GM", "CSF")}
+        means = {
+            t: t1[load_nifti(anat / f"{pid}_label-{t}_probseg.nii.gz").data > 0.9].mean() for t in ("WM", "GM", "CSF")
+        }
         assert means["WM"] > means["GM"] > means["CSF"], (pid, means)
     assert summary["wm_gt_gm_gt_csf_fraction"] == 1.0
 
@@ -105,11 +113,17 @@ def test_site_grid_covers_reference_fov():
 
 def test_non_t1w_contrast_inverts_order(tmp_path, tiny_cohort_params):
     out = tmp_path / "t2"
-    build_cohort(out, tiny_cohort_params.model_copy(update={"n_subjects": 1, "contrasts": ["T1w", "T2w"], "slices": 2}),
-                 progress=False, log=lambda s: None)
+    build_cohort(
+        out,
+        tiny_cohort_params.model_copy(update={"n_subjects": 1, "contrasts": ["T1w", "T2w"], "slices": 2}),
+        progress=False,
+        log=lambda s: None,
+    )
     anat = out / "sub-001" / "anat"
     t2 = load_nifti(anat / "sub-001_T2w.nii.gz").data
-    means = {t: t2[load_nifti(anat / f"sub-001_label-{t}_probseg.nii.gz").data > 0.9].mean() for t in ("WM", "GM", "CSF")}
+    means = {
+        t: t2[load_nifti(anat / f"sub-001_label-{t}_probseg.nii.gz").data > 0.9].mean() for t in ("WM", "GM", "CSF")
+    }
     assert means["CSF"] > means["GM"] > means["WM"]
     slices = sorted((anat / "slices").glob("*.nii.gz"))
     assert len(slices) == 2 and load_nifti(slices[0], allow_2d=True).data.ndim == 2

@@ -1,4 +1,5 @@
 """params.yaml validation: unknown key, wrong type, out-of-range value -> one line naming the key."""
+
 from __future__ import annotations
 
 import subprocess
@@ -25,16 +26,19 @@ def test_repository_params_are_valid(raw):
     assert settings.trainer.accelerator == raw["trainer"]["accelerator"]
 
 
-@pytest.mark.parametrize("section, key, value, pattern", [
-    ("cohort", "n_subjekts", 3, r"unknown key 'cohort.n_subjekts'; allowed here: n_subjects, seed"),
-    ("cohort", "n_subjects", "many", r"bad value for 'cohort.n_subjects': .*integer"),
-    ("cohort", "n_subjects", -5, r"bad value for 'cohort.n_subjects': .*greater than or equal to 2 \(got -5\)"),
-    ("cohort", "split", [0.5, 0.5, 0.5], r"'cohort.split': .*sum to 1"),
-    ("cohort", "split", [0.0, 0.5, 0.5], r"'cohort.split': .*non-empty train part"),
-    ("shaw", "split", [0.9, 0.2, -0.1], r"'shaw.split': .*>= 0 and sum to 1"),
-    ("trainer", "precision", "8-bit", r"'trainer.precision': .*'16-mixed'"),
-    ("trainer", "colour", "red", r"unknown key 'trainer.colour'; allowed here: accelerator"),
-])
+@pytest.mark.parametrize(
+    "section, key, value, pattern",
+    [
+        ("cohort", "n_subjekts", 3, r"unknown key 'cohort.n_subjekts'; allowed here: n_subjects, seed"),
+        ("cohort", "n_subjects", "many", r"bad value for 'cohort.n_subjects': .*integer"),
+        ("cohort", "n_subjects", -5, r"bad value for 'cohort.n_subjects': .*greater than or equal to 2 \(got -5\)"),
+        ("cohort", "split", [0.5, 0.5, 0.5], r"'cohort.split': .*sum to 1"),
+        ("cohort", "split", [0.0, 0.5, 0.5], r"'cohort.split': .*non-empty train part"),
+        ("shaw", "split", [0.9, 0.2, -0.1], r"'shaw.split': .*>= 0 and sum to 1"),
+        ("trainer", "precision", "8-bit", r"'trainer.precision': .*'16-mixed'"),
+        ("trainer", "colour", "red", r"unknown key 'trainer.colour'; allowed here: accelerator"),
+    ],
+)
 def test_bad_values_name_the_key(raw, section, key, value, pattern):
     raw[section][key] = value
     with pytest.raises(ConfigError, match=pattern) as info:
@@ -82,8 +86,13 @@ def test_stage_exits_nonzero_on_bad_params(tmp_path, raw):
     raw["cohort"]["workers"] = "two"
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(raw))
-    proc = subprocess.run([sys.executable, "-m", "mriqa_lib.cli", "stage", "prepare", "--params", str(bad)],
-                          capture_output=True, text=True, cwd=tmp_path, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mriqa_lib.cli", "stage", "prepare", "--params", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "cohort.workers" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "data").exists()  # nothing written
@@ -174,8 +183,16 @@ def test_a_registered_toy_method_gets_a_validated_section(raw):
         size: int = Field(3, ge=1)
 
     before = settings_model()
-    registry.register(registry.MethodSpec(name="toy", paper="P9", title="toy", params=ToyParams,
-                                          load_scorer=lambda model_dir, settings: None, badness="toy_score"))
+    registry.register(
+        registry.MethodSpec(
+            name="toy",
+            paper="P9",
+            title="toy",
+            params=ToyParams,
+            load_scorer=lambda model_dir, settings: None,
+            badness="toy_score",
+        )
+    )
     try:
         assert list(settings_model().model_fields)[-3:] == ["toy", "benchmark", "preparation"]
         assert parse_settings(raw).toy == ToyParams()

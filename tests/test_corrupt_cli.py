@@ -1,4 +1,5 @@
 """`mriqa corrupt`: writes OUT + sidecar, `--list`, clear errors on bad input."""
+
 from __future__ import annotations
 
 import argparse

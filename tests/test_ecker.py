@@ -1,4 +1,5 @@
 """Paper 1 (Ecker et al.): NT-Xent, zero-shot decision rule, reference matching, preparation."""
+
 from __future__ import annotations
 
 import math
@@ -82,10 +83,14 @@ def test_mean_similarities_uses_position_matched_references():
 
 # --------------------------------------------------------------------------------- reference matching
 def _pool() -> pd.DataFrame:
-    return pd.DataFrame({"participant_id": [f"s{i}" for i in range(6)],
-                         "sex": ["M", "F", "M", "F", "M", "M"],
-                         "height": [180.0, 160.0, 170.0, 165.0, 181.0, 150.0],
-                         "weight": [80.0, 60.0, 70.0, 62.0, 95.0, 50.0]})
+    return pd.DataFrame(
+        {
+            "participant_id": [f"s{i}" for i in range(6)],
+            "sex": ["M", "F", "M", "F", "M", "M"],
+            "height": [180.0, 160.0, 170.0, 165.0, 181.0, 150.0],
+            "weight": [80.0, 60.0, 70.0, 62.0, 95.0, 50.0],
+        }
+    )
 
 
 def test_match_references_same_sex_then_nearest_height_weight():
@@ -268,8 +273,14 @@ def _bank(n_pool: int, n_slices: int) -> dict:
 
 
 def _pool_table(n: int) -> pd.DataFrame:
-    return pd.DataFrame({"participant_id": [f"r{i}" for i in range(n)], "sex": ["M", "F"] * (n // 2),
-                         "height": np.linspace(160, 190, n), "weight": np.linspace(60, 90, n)})
+    return pd.DataFrame(
+        {
+            "participant_id": [f"r{i}" for i in range(n)],
+            "sex": ["M", "F"] * (n // 2),
+            "height": np.linspace(160, 190, n),
+            "weight": np.linspace(60, 90, n),
+        }
+    )
 
 
 def test_classify_and_metrics_on_separable_cases():
@@ -278,10 +289,10 @@ def test_classify_and_metrics_on_separable_cases():
     p = EckerParams(n_refs=2)
     labels = np.array(["HQ", "LQ", "HQ", "LQ"])
     images = np.stack([np.full((4, 4), 0.1 if y == "HQ" else 0.9, np.float32) for y in labels])
-    frame = pd.DataFrame({"subject": [0, 0, 1, 1], "slice": [0, 1, 0, 1], "label": labels, "sex": "M",
-                          "height": 170.0, "weight": 70.0})
-    res, metrics, examples = simulated_experiment(_MeanNet(), "motion", images, frame, _pool_table(4),
-                                                  _bank(4, 2), p)
+    frame = pd.DataFrame(
+        {"subject": [0, 0, 1, 1], "slice": [0, 1, 0, 1], "label": labels, "sex": "M", "height": 170.0, "weight": 70.0}
+    )
+    res, metrics, examples = simulated_experiment(_MeanNet(), "motion", images, frame, _pool_table(4), _bank(4, 2), p)
     assert res["pred"].tolist() == labels.tolist()
     assert metrics["motion_accuracy"] == 1.0 and metrics["motion_auroc"] == 1.0 and metrics["motion_n"] == 4
     # references: the 2 same-sex subjects nearest in height and weight (r0 and r2 are the men)
@@ -296,9 +307,12 @@ def test_continuous_experiment_rank_correlation_is_one_when_lq_similarity_grows_
     from mriqa_lib.methods.ecker.experiments import continuous_experiment
 
     levels = [0.0, 1.0, 2.0, 4.0]
-    frame = pd.DataFrame([{"subject": s, "participant_id": f"t{s}", "slice": 0, "level": lv}
-                          for s in (0, 1) for lv in levels])
-    images = np.stack([np.full((4, 4), lv / 8 + 0.05 * s, np.float32) for s, lv in zip(frame["subject"], frame["level"])])
+    frame = pd.DataFrame(
+        [{"subject": s, "participant_id": f"t{s}", "slice": 0, "level": lv} for s in (0, 1) for lv in levels]
+    )
+    images = np.stack(
+        [np.full((4, 4), lv / 8 + 0.05 * s, np.float32) for s, lv in zip(frame["subject"], frame["level"])]
+    )
     _, metrics, examples = continuous_experiment(_MeanNet(), images, frame, _pool_table(2), _bank(2, 1), EckerParams())
     assert metrics["continuous_spearman_within_case_mean"] == pytest.approx(1.0)
     assert metrics["continuous_spearman_level_vs_sim_lq_levelmeans"] == pytest.approx(1.0)

@@ -1,4 +1,5 @@
 """Paper 1 (Ecker et al.): the SimCLR network and the scorer on a tiny trained-from-scratch model."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,21 +31,34 @@ def test_scorer_columns_on_tiny_bank(tmp_path):
     torch.manual_seed(0)
     net = SimCLRNet(1, p.width, p.proj_dim, p.conv1_stride).eval()
     torch.save(net.state_dict(), tmp_path / "simclr.pt")
-    write_json(tmp_path / "config.json", {"params": p.model_dump(mode="json"), "feature_dim": net.feature_dim,
-                                          "conform_grid": False})
+    write_json(
+        tmp_path / "config.json",
+        {"params": p.model_dump(mode="json"), "feature_dim": net.feature_dim, "conform_grid": False},
+    )
     rng = np.random.default_rng(0)
     d = net.feature_dim
-    np.savez(tmp_path / "references.npz", hq=rng.random((3, 2, d)), motion=rng.random((3, 2, d)),
-             noise=rng.random((3, 2, d)), respiratory=rng.random((3, 2, d)),
-             participant_id=np.array(["a", "b", "c"]), sex=np.array(["M", "F", "M"]),
-             height=np.array([170.0, 160, 180]), weight=np.array([70.0, 60, 80]))
+    np.savez(
+        tmp_path / "references.npz",
+        hq=rng.random((3, 2, d)),
+        motion=rng.random((3, 2, d)),
+        noise=rng.random((3, 2, d)),
+        respiratory=rng.random((3, 2, d)),
+        participant_id=np.array(["a", "b", "c"]),
+        sex=np.array(["M", "F", "M"]),
+        height=np.array([170.0, 160, 180]),
+        weight=np.array([70.0, 60, 80]),
+    )
     scorer = load_scorer(tmp_path)
     vol = Volume(rng.random((12, 10, 6)).astype(np.float32), np.eye(4))
     row = scorer.score(vol, sex="M", height=175.0, weight=75.0)
     assert set(row) == {"ecker_class", "ecker_sim", "ecker_sim_hq", "ecker_sim_lq", "ecker_lq_kind", "ecker_lq_margin"}
     # the LQ similarity is that of the LQ set the scan resembles most
-    single = {k: Scorer(scorer.net, scorer.p, dict(np.load(tmp_path / "references.npz")), False, lq=(k,))
-              .score(vol, sex="M", height=175.0, weight=75.0)["ecker_sim_lq"] for k in ("motion", "noise")}
+    single = {
+        k: Scorer(scorer.net, scorer.p, dict(np.load(tmp_path / "references.npz")), False, lq=(k,)).score(
+            vol, sex="M", height=175.0, weight=75.0
+        )["ecker_sim_lq"]
+        for k in ("motion", "noise")
+    }
     assert row["ecker_sim_lq"] == pytest.approx(max(single.values()))
     assert row["ecker_lq_kind"] == max(single, key=single.get)
     assert (row["ecker_lq_margin"] > 0) == (row["ecker_class"] == "LQ")
@@ -69,8 +83,14 @@ def test_simclr_module_reloads_from_its_checkpoint(tmp_path):
     before = {k: v.clone() for k, v in module.state_dict().items()}
     loader = DataLoader(TensorDataset(torch.rand(4, 1, 16, 16)), batch_size=4)
     ckpt = ModelCheckpoint(dirpath=tmp_path)
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", callbacks=[ckpt], logger=False, enable_progress_bar=False,
-                        enable_model_summary=False)
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        callbacks=[ckpt],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, loader)
     assert any(not torch.equal(before[k], v) for k, v in module.state_dict().items())  # it trained
     loaded = SimCLRModule.load_from_checkpoint(ckpt.best_model_path)

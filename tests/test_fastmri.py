@@ -1,12 +1,21 @@
 """fastMRI HDF5 adapter: writer/reader round trip, header, RSS, masks, bad input."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from mriqa_lib.artifacts.kspace import fft2c, simulate_multicoil
-from mriqa_lib.data.fastmri import (centre_crop, ismrmrd_header, jsense_reconstruction, parse_header, read_fastmri,
-                                    rss_reconstruction, undersample_kspace, write_fastmri)
+from mriqa_lib.data.fastmri import (
+    centre_crop,
+    ismrmrd_header,
+    jsense_reconstruction,
+    parse_header,
+    read_fastmri,
+    rss_reconstruction,
+    undersample_kspace,
+    write_fastmri,
+)
 from mriqa_lib.io import MriqaInputError
 
 
@@ -73,7 +82,7 @@ def test_equispaced_4x_mask_with_centre_fraction():
     under, mask = undersample_kspace(k, 4.0, 0.08, "equispaced", seed=0)
     n_centre = int(round(112 * 0.08))
     c0 = (112 - n_centre + 1) // 2
-    assert mask[c0:c0 + n_centre].all()
+    assert mask[c0 : c0 + n_centre].all()
     assert abs(112 / mask.sum() - 4.0) < 0.5
     np.testing.assert_array_equal(under[0, 0, 0] != 0, mask)
 
@@ -144,8 +153,11 @@ def test_source_files_keep_a_delivered_split_and_split_a_flat_folder(tmp_path):
         for i in range(n):
             (delivered / s / f"{s}{i}.h5").touch()
     out = fastmri_source_files(delivered, seed=0)
-    assert {s: [stem for _, stem in files] for s, files in out.items()} == \
-        {"train": ["train0", "train1"], "val": ["val0"], "test": ["test0"]}
+    assert {s: [stem for _, stem in files] for s, files in out.items()} == {
+        "train": ["train0", "train1"],
+        "val": ["val0"],
+        "test": ["test0"],
+    }
     (delivered / "val" / "val0.h5").unlink()
     with pytest.raises(MriqaInputError, match="need .h5 files for train, val and test"):
         fastmri_source_files(delivered, seed=0)

@@ -1,4 +1,5 @@
 """NIfTI validation and atomic writes."""
+
 from __future__ import annotations
 
 import gzip
@@ -38,13 +39,16 @@ def test_corrupt_file_names_file(tmp_path):
         load_nifti(path)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.full((4, 4, 4), np.nan, np.float32), "NaN or Inf"),
-    (np.zeros((4, 4, 4), np.float32), "constant"),
-    (np.zeros((4, 0, 4), np.float32), "empty"),
-    (_image((6, 7)), "expected a 3-D"),
-    (_image((3, 3, 3, 2)), "expected a 3-D"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.full((4, 4, 4), np.nan, np.float32), "NaN or Inf"),
+        (np.zeros((4, 4, 4), np.float32), "constant"),
+        (np.zeros((4, 0, 4), np.float32), "empty"),
+        (_image((6, 7)), "expected a 3-D"),
+        (_image((3, 3, 3, 2)), "expected a 3-D"),
+    ],
+)
 def test_bad_content(tmp_path, bad, message):
     path = tmp_path / "bad.nii"
     nib.save(nib.Nifti1Image(bad, np.eye(4)), str(path))

@@ -1,5 +1,6 @@
 """One source of defaults: params.yaml lists every setting of every section, each with the value the
 pydantic model holds as its default (the models are the source; params.yaml is the embedded profile)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -62,8 +63,10 @@ def test_a_changed_value_and_a_removed_key_are_named(tmp_path):
     del raw["preparation"]["min_dice"]
     broken = tmp_path / "params.yaml"
     broken.write_text(yaml.safe_dump(raw))
-    assert params_mismatches(broken) == ["trainer.threads: default 2, params.yaml 3",
-                                         "preparation.min_dice: missing from params.yaml (default 0.85)"]
+    assert params_mismatches(broken) == [
+        "trainer.threads: default 2, params.yaml 3",
+        "preparation.min_dice: missing from params.yaml (default 0.85)",
+    ]
 
 
 def test_a_new_field_missing_from_params_yaml_is_named(tmp_path):
@@ -77,8 +80,14 @@ def test_a_new_field_missing_from_params_yaml_is_named(tmp_path):
     raw["toy"] = {"inner": {**raw["cohort"], "n_subjects": 3}}
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
-    spec = registry.MethodSpec(name="toy", paper="P9", title="toy", params=ToyParams,
-                               load_scorer=lambda model_dir, settings: None, badness="toy_score")
+    spec = registry.MethodSpec(
+        name="toy",
+        paper="P9",
+        title="toy",
+        params=ToyParams,
+        load_scorer=lambda model_dir, settings: None,
+        badness="toy_score",
+    )
     registry.register(spec)
     try:
         assert params_mismatches(path) == ["toy.seed: missing from params.yaml (default 0)"]

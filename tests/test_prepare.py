@@ -4,6 +4,7 @@ A "scan" is the template brain itself moved by a known rigid transform and resam
 oblique 1.5 mm grid, so the registration must find the inverse of what was applied, and the brain
 volume must match the template's own mask. Inputs that are not a head must be refused with a reason.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,7 +29,9 @@ def _moved_template(degrees=(12.0, -6.0, 8.0), shift=(6.0, -15.0, 20.0), spacing
     shape = (130, 150, 130)
     # an LPS-ordered grid (flipped x and y), as DICOM converters often write
     grid = np.diag([-spacing, -spacing, spacing, 1.0])
-    grid[:3, 3] = move[:3, :3] @ np.array([0.0, -18.0, 15.0]) + move[:3, 3] + [spacing * 65, spacing * 75, -spacing * 65]
+    grid[:3, 3] = (
+        move[:3, :3] @ np.array([0.0, -18.0, 15.0]) + move[:3, 3] + [spacing * 65, spacing * 75, -spacing * 65]
+    )
     # the scan's voxel -> template world: inverse move after the scan's own voxel -> scan world
     data = resample_to(tpl.t1 * tpl.mask * 1000.0, tpl.affine, np.linalg.inv(move) @ grid, shape)
     return Volume(data, grid), move
@@ -108,7 +111,8 @@ def test_neighbour_correlation_of_smooth_and_random_images():
     assert abs(neighbour_correlation(noise)) < 0.05
     # smoothing white noise by a Gaussian of sigma s gives neighbour correlation exp(-1 / (4 s^2))
     assert neighbour_correlation(ndimage.gaussian_filter(noise, 3.0, mode="wrap")) == pytest.approx(
-        np.exp(-1 / 36), abs=0.01)
+        np.exp(-1 / 36), abs=0.01
+    )
 
 
 def _refused(vol: Volume) -> str:
@@ -153,8 +157,13 @@ def test_score_gives_error_rows_naming_the_reason(tmp_path):
             return {"bricout_motion_rms": 1.0}
 
     save_nifti(tmp_path / "in" / "tiny.nii.gz", np.random.default_rng(0).random((8, 8, 8)), np.eye(4))
-    frame = score_inputs([InputItem(tmp_path / "in" / "tiny.nii.gz")], ScoreRun(scorers={"bricout": Constant()}),
-                         tmp_path / "out", progress=False, prepare=P)
+    frame = score_inputs(
+        [InputItem(tmp_path / "in" / "tiny.nii.gz")],
+        ScoreRun(scorers={"bricout": Constant()}),
+        tmp_path / "out",
+        progress=False,
+        prepare=P,
+    )
     row = frame.iloc[0]
     assert row["error"].startswith("preparation: not a head") and row["prep"] == "failed"
     assert "bricout_motion_rms" not in frame or np.isnan(row["bricout_motion_rms"])

@@ -1,5 +1,6 @@
 """benchmarks/real_scans.py: pairs-right fraction, motion Spearman, P5 table and README block,
 on hand-built score tables whose answers are known by construction (no models, no subprocess)."""
+
 import importlib.util
 import json
 from pathlib import Path
@@ -25,8 +26,17 @@ def _table(tool, scans=("a",)) -> pd.DataFrame:
     rows = []
     for scan in scans:
         for c in tool.plan_copies():
-            rows.append({"scan": scan, "file": c.file, "artifact": c.artifact, "severity": c.severity,
-                         "seed": c.seed, "injected": c.severity, "injected_p5": c.severity})
+            rows.append(
+                {
+                    "scan": scan,
+                    "file": c.file,
+                    "artifact": c.artifact,
+                    "severity": c.severity,
+                    "seed": c.seed,
+                    "injected": c.severity,
+                    "injected_p5": c.severity,
+                }
+            )
     f = pd.DataFrame(rows)
     other = (f.artifact != "clean") & (f.artifact != "motion")
     f["badness"] = np.where(other, f.groupby("scan").cumcount(), f.injected)
@@ -96,8 +106,11 @@ def test_method_table_and_p5_table(tool):
     f = _table(tool)
     f["ecker_lq_margin"] = f.badness
     f["bricout_motion_rms"] = np.where(f.artifact == "motion", f.injected * 0.5, 0.0)  # half the injected RMS
-    badness = {"ecker": ("ecker_lq_margin", 1.0), "zuo": ("zuo_logdensity", -1.0),
-               "bricout": ("bricout_motion_rms", 1.0)}
+    badness = {
+        "ecker": ("ecker_lq_margin", 1.0),
+        "zuo": ("zuo_logdensity", -1.0),
+        "bricout": ("bricout_motion_rms", 1.0),
+    }
     table = tool.method_table(f, badness)
     assert list(table.index) == ["ecker", "bricout"]  # zuo did not score: left out
     assert table.loc["ecker", "all"] == 1.0 and table.loc["ecker", "pairs"] == 14

@@ -1,5 +1,6 @@
 """The method registry: dvc.yaml agrees with it, every spec is consistent, and a sixth method is one
 registration away from `mriqa score`, the report and the benchmark (a toy method registered here)."""
+
 from __future__ import annotations
 
 import ast
@@ -100,8 +101,11 @@ def test_scorer_classes_implement_the_protocol(name):
     """Each method's score module: every class with a ``score`` method takes (volume, reference, maps_dir)."""
     package = registry.get(name).load_scorer.__module__
     module = importlib.import_module(f"{package}.score")
-    classes = [c for _, c in inspect.getmembers(module, inspect.isclass)
-               if c.__module__ == module.__name__ and callable(getattr(c, "score", None))]
+    classes = [
+        c
+        for _, c in inspect.getmembers(module, inspect.isclass)
+        if c.__module__ == module.__name__ and callable(getattr(c, "score", None))
+    ]
     assert classes
     for cls in classes:
         assert issubclass(cls, registry.Scorer)
@@ -124,8 +128,14 @@ def test_claims_table_is_the_registry_in_paper_order():
 
 
 def test_register_refuses_inconsistent_specs():
-    good = {"name": "toy_bad", "paper": "P9", "title": "t", "params": BaseModel,
-            "load_scorer": lambda d, s: None, "badness": "toy_bad_x"}
+    good = {
+        "name": "toy_bad",
+        "paper": "P9",
+        "title": "t",
+        "params": BaseModel,
+        "load_scorer": lambda d, s: None,
+        "badness": "toy_bad_x",
+    }
     with pytest.raises(ValueError, match="identifier"):
         registry.register(MethodSpec(**{**good, "name": "toy-bad"}))
     with pytest.raises(ValueError, match="another method"):
@@ -148,8 +158,11 @@ class MeanScorer(registry.Scorer):
     def score(self, volume, reference=None, maps_dir=None):
         out = {"toy_mean": float(np.mean(volume.data))}
         if maps_dir is not None:
-            path = save_nifti(Path(maps_dir) / f"{Path(volume.path).name.split('.')[0]}_toy.nii.gz",
-                              volume.data - np.mean(volume.data), volume.affine)
+            path = save_nifti(
+                Path(maps_dir) / f"{Path(volume.path).name.split('.')[0]}_toy.nii.gz",
+                volume.data - np.mean(volume.data),
+                volume.affine,
+            )
             out["toy_map"] = str(path)
         return out
 
@@ -180,16 +193,34 @@ def _flag_above_12(row):
 @pytest.fixture()
 def toy():
     """Register a toy method (P9) and a full-reference toy (P9), remove them afterwards."""
-    spec = registry.register(MethodSpec(
-        name="toy", paper="P9", title="mean intensity (test)", params=ToyParams,
-        load_scorer=lambda model_dir, settings: MeanScorer(), badness="toy_mean", badness_sign=1.0,
-        flag=Flag("toy_mean", 12.0, "mean above 12", _flag_above_12), map_column="toy_map", map_label="mean map",
-        stage_module=__name__, stages=("synthesize",),
-        claims=(Claim("toy", "P9", "mean", "toy_metric", ">=", 1.0),)))
-    ref = registry.register(MethodSpec(
-        name="toyref", paper="P9", title="mean difference to a reference (test)", params=ToyParams,
-        load_scorer=lambda model_dir, settings: DifferenceScorer(), badness="toyref_diff",
-        full_reference=True))
+    spec = registry.register(
+        MethodSpec(
+            name="toy",
+            paper="P9",
+            title="mean intensity (test)",
+            params=ToyParams,
+            load_scorer=lambda model_dir, settings: MeanScorer(),
+            badness="toy_mean",
+            badness_sign=1.0,
+            flag=Flag("toy_mean", 12.0, "mean above 12", _flag_above_12),
+            map_column="toy_map",
+            map_label="mean map",
+            stage_module=__name__,
+            stages=("synthesize",),
+            claims=(Claim("toy", "P9", "mean", "toy_metric", ">=", 1.0),),
+        )
+    )
+    ref = registry.register(
+        MethodSpec(
+            name="toyref",
+            paper="P9",
+            title="mean difference to a reference (test)",
+            params=ToyParams,
+            load_scorer=lambda model_dir, settings: DifferenceScorer(),
+            badness="toyref_diff",
+            full_reference=True,
+        )
+    )
     yield spec, ref
     registry.unregister("toy")
     registry.unregister("toyref")
@@ -226,8 +257,18 @@ def test_toy_method_in_mriqa_score_and_report(toy, tmp_path, capsys):
     for name in ("toy", "toyref"):
         (tmp_path / "models" / name).mkdir(parents=True)
     out = tmp_path / "out"
-    args = ["score", str(inputs), "--out", str(out), "--checkpoints", str(tmp_path / "models"),
-            "--params", str(ROOT / "params.yaml"), "--no-prepare", "--quiet"]
+    args = [
+        "score",
+        str(inputs),
+        "--out",
+        str(out),
+        "--checkpoints",
+        str(tmp_path / "models"),
+        "--params",
+        str(ROOT / "params.yaml"),
+        "--no-prepare",
+        "--quiet",
+    ]
     # every registered method by default: the five papers have no model here, so only the toys score
     assert main(args) == 0
     said = capsys.readouterr().out
@@ -236,7 +277,7 @@ def test_toy_method_in_mriqa_score_and_report(toy, tmp_path, capsys):
     truth = [float(np.mean(nib.load(str(inputs / f"scan{i}.nii.gz")).get_fdata(dtype=np.float32))) for i in (0, 1)]
     assert list(frame.toy_mean) == pytest.approx(truth, rel=1e-5)  # the TSV keeps 6 digits
     assert "toyref_diff" not in frame and "toy_seconds" in frame
-    for i, path in enumerate(frame.toy_map):  # maps_dir given to the method with a map_column
+    for path in frame.toy_map:  # maps_dir given to the method with a map_column
         assert Path(path).parent == out / "maps"
         assert nib.load(path).get_fdata().mean() == pytest.approx(0.0, abs=1e-4)
     page = (out / "report.html").read_text()
@@ -252,8 +293,11 @@ def _embedded(folder: Path, subjects: dict[str, str]) -> None:
     rows = ["participant_id\tsite\tsplit"]
     for i, (sid, split) in enumerate(subjects.items()):
         rows.append(f"{sid}\tsiteA\t{split}")
-        save_nifti(folder / sid / "anat" / f"{sid}_T1w.nii.gz", np.clip(_ball(100.0, i, 24), 0, None),
-                   np.diag([2.0, 2.0, 2.0, 1.0]))
+        save_nifti(
+            folder / sid / "anat" / f"{sid}_T1w.nii.gz",
+            np.clip(_ball(100.0, i, 24), 0, None),
+            np.diag([2.0, 2.0, 2.0, 1.0]),
+        )
     (folder / "participants.tsv").write_text("\n".join(rows) + "\n")
 
 
@@ -273,8 +317,9 @@ def test_toy_method_in_the_benchmark_stage(toy, tmp_path, monkeypatch):
     for name in ("toy", "toyref"):
         (tmp_path / "models" / name).mkdir(parents=True)
     settings = load_settings(ROOT / "params.yaml")
-    settings.benchmark = settings.benchmark.model_copy(update={
-        "n_subjects": 2, "artifacts": ["rician_noise", "bias_field"], "levels": [0.5, 1.0], "design": "full"})
+    settings.benchmark = settings.benchmark.model_copy(
+        update={"n_subjects": 2, "artifacts": ["rician_noise", "bias_field"], "levels": [0.5, 1.0], "design": "full"}
+    )
     settings.trainer.threads = 1
     stage.run(settings)
 
@@ -286,8 +331,13 @@ def test_toy_method_in_the_benchmark_stage(toy, tmp_path, monkeypatch):
         data = clean.data
         if rec.artifact != "clean":
             level = settings.benchmark.levels[rec.severity_level - 1]
-            data, _ = apply_artifact(rec.artifact, clean.data, severity=level * benchmark_max_severity(
-                REGISTRY[rec.artifact]), seed=seed * SEED_STRIDE + i, spacing=tuple(clean.spacing))
+            data, _ = apply_artifact(
+                rec.artifact,
+                clean.data,
+                severity=level * benchmark_max_severity(REGISTRY[rec.artifact]),
+                seed=seed * SEED_STRIDE + i,
+                spacing=tuple(clean.spacing),
+            )
         assert rec.toy_mean == pytest.approx(float(np.mean(data)), rel=1e-5)  # the TSV keeps 6 digits
         assert rec.toyref_diff == pytest.approx(float(np.mean(data) - np.mean(clean.data)), abs=1e-4)
 

@@ -3,6 +3,7 @@
 Every check compares the page with truth set up here: a hand-made scores table (read back from a
 TSV, as `mriqa score` does on resume) over small synthetic volumes whose geometry is known.
 """
+
 from __future__ import annotations
 
 import html
@@ -27,8 +28,17 @@ SPACING = 4.0
 AFFINE = np.diag([SPACING, SPACING, SPACING, 1.0])
 AFFINE[:3, 3] = np.array([0.0, -18.0, 18.0]) - (np.array(SHAPE) - 1) / 2 * SPACING
 ZUO_THRESHOLD = -3.21
-PREP_COLS = ["prep", "prep_brain_cm3", "prep_similarity", "prep_dice", "prep_scale", "prep_transform",
-             "prep_mask", "prep_image", "prep_seconds"]
+PREP_COLS = [
+    "prep",
+    "prep_brain_cm3",
+    "prep_similarity",
+    "prep_dice",
+    "prep_scale",
+    "prep_transform",
+    "prep_mask",
+    "prep_image",
+    "prep_seconds",
+]
 
 
 def _brain(affine: np.ndarray = AFFINE, shape: tuple[int, int, int] = SHAPE) -> tuple[np.ndarray, np.ndarray]:
@@ -66,28 +76,85 @@ def scans(tmp_path_factory):
 def _rows(d: Path) -> list[dict]:
     """The hand-made table: which method flags which scan is set here (see the expected counts)."""
     nan = float("nan")
-    prep_a = {"prep": "registered", "prep_brain_cm3": 1450.4, "prep_similarity": 0.912, "prep_dice": 0.93,
-              "prep_scale": 1.04, "prep_transform": "affine 12 dof", "prep_mask": str(d / "a_mask.nii.gz"),
-              "prep_image": str(d / "a_prepared.nii.gz"), "prep_seconds": 3.2}
+    prep_a = {
+        "prep": "registered",
+        "prep_brain_cm3": 1450.4,
+        "prep_similarity": 0.912,
+        "prep_dice": 0.93,
+        "prep_scale": 1.04,
+        "prep_transform": "affine 12 dof",
+        "prep_mask": str(d / "a_mask.nii.gz"),
+        "prep_image": str(d / "a_prepared.nii.gz"),
+        "prep_seconds": 3.2,
+    }
     return [
-        {"path": str(d / "a.nii.gz"), "ecker_class": "LQ", "ecker_lq_margin": 0.30,
-         "zuo_logdensity": -1.0, "zuo_flag5": False, "zuo_threshold5": nan,
-         "bricout_motion_rms": 0.2, "bricout_qc_class": 1,
-         "shaw_total_sigma": 5.0, "shaw_sigma_map": str(d / "a_sigma.nii.gz"), "error": "", **prep_a},
-        {"path": str(d / "b.nii.gz"), "ecker_class": "HQ", "ecker_lq_margin": -0.10,
-         "zuo_logdensity": -5.0, "zuo_flag5": True, "zuo_threshold5": ZUO_THRESHOLD,
-         "bricout_motion_rms": 0.9, "bricout_qc_class": 0, "shaw_total_sigma": 6.0, "error": "",
-         "prep": "reference space", "prep_brain_cm3": 1300.0, "prep_mask": str(d / "a_mask.nii.gz")},
-        {"path": str(d / "c.nii.gz"), "ecker_class": "HQ", "ecker_lq_margin": -0.20,
-         "zuo_logdensity": -2.0, "zuo_flag5": False, "zuo_threshold5": ZUO_THRESHOLD, "error": "", "prep": "off"},
-        {"path": str(d / "d.nii.gz"), "error": "preparation: field of view cuts the brain (top 30 mm missing)",
-         "prep": "failed", "prep_brain_cm3": 800.0, "prep_similarity": 0.41},
+        {
+            "path": str(d / "a.nii.gz"),
+            "ecker_class": "LQ",
+            "ecker_lq_margin": 0.30,
+            "zuo_logdensity": -1.0,
+            "zuo_flag5": False,
+            "zuo_threshold5": nan,
+            "bricout_motion_rms": 0.2,
+            "bricout_qc_class": 1,
+            "shaw_total_sigma": 5.0,
+            "shaw_sigma_map": str(d / "a_sigma.nii.gz"),
+            "error": "",
+            **prep_a,
+        },
+        {
+            "path": str(d / "b.nii.gz"),
+            "ecker_class": "HQ",
+            "ecker_lq_margin": -0.10,
+            "zuo_logdensity": -5.0,
+            "zuo_flag5": True,
+            "zuo_threshold5": ZUO_THRESHOLD,
+            "bricout_motion_rms": 0.9,
+            "bricout_qc_class": 0,
+            "shaw_total_sigma": 6.0,
+            "error": "",
+            "prep": "reference space",
+            "prep_brain_cm3": 1300.0,
+            "prep_mask": str(d / "a_mask.nii.gz"),
+        },
+        {
+            "path": str(d / "c.nii.gz"),
+            "ecker_class": "HQ",
+            "ecker_lq_margin": -0.20,
+            "zuo_logdensity": -2.0,
+            "zuo_flag5": False,
+            "zuo_threshold5": ZUO_THRESHOLD,
+            "error": "",
+            "prep": "off",
+        },
+        {
+            "path": str(d / "d.nii.gz"),
+            "error": "preparation: field of view cuts the brain (top 30 mm missing)",
+            "prep": "failed",
+            "prep_brain_cm3": 800.0,
+            "prep_similarity": 0.41,
+        },
         {"path": str(d / "missing.nii.gz"), "error": f"{d / 'missing.nii.gz'}: file not found"},
-        {"path": str(d / "we<ird>&.nii.gz"), "ecker_class": "LQ", "ecker_lq_margin": 0.05,
-         "zuo_logdensity": -4.0, "zuo_flag5": True, "zuo_threshold5": ZUO_THRESHOLD,
-         "bricout_motion_rms": 0.4, "bricout_qc_class": 1, "error": ""},
-        {"path": str(d / "lps.nii.gz"), "ecker_class": "HQ", "ecker_lq_margin": -0.3,
-         "zuo_logdensity": -1.5, "zuo_flag5": False, "zuo_threshold5": ZUO_THRESHOLD, "error": ""},
+        {
+            "path": str(d / "we<ird>&.nii.gz"),
+            "ecker_class": "LQ",
+            "ecker_lq_margin": 0.05,
+            "zuo_logdensity": -4.0,
+            "zuo_flag5": True,
+            "zuo_threshold5": ZUO_THRESHOLD,
+            "bricout_motion_rms": 0.4,
+            "bricout_qc_class": 1,
+            "error": "",
+        },
+        {
+            "path": str(d / "lps.nii.gz"),
+            "ecker_class": "HQ",
+            "ecker_lq_margin": -0.3,
+            "zuo_logdensity": -1.5,
+            "zuo_flag5": False,
+            "zuo_threshold5": ZUO_THRESHOLD,
+            "error": "",
+        },
     ]
 
 
@@ -114,7 +181,7 @@ def _cards(page: str) -> list[tuple[str, str]]:
     """(escaped path, card html) per card, in page order."""
     starts = [m for m in re.finditer(r'<div class="card [^"]*" id="scan-\d+" data-path="([^"]*)">', page)]
     ends = [m.start() for m in starts[1:]] + [page.index("</section>", starts[-1].start())]
-    return [(m.group(1), page[m.start():e]) for m, e in zip(starts, ends, strict=True)]
+    return [(m.group(1), page[m.start() : e]) for m, e in zip(starts, ends, strict=True)]
 
 
 def test_summary_counts_flagged_per_method(page, frame):
@@ -141,8 +208,10 @@ def test_card_words_error_verdicts_and_preparation(page, scans):
     assert 'class="error">preparation: field of view cuts the brain (top 30 mm missing)' in d_card
     assert "preparation failed (brain 800 cm³, similarity 0.41)" in d_card
     a_card = cards[str(scans / "a.nii.gz")]
-    assert "prepared: brain 1,450 cm³, registered to the template in 3.2 s (similarity 0.91, Dice 0.93, scale 1.04)" \
+    assert (
+        "prepared: brain 1,450 cm³, registered to the template in 3.2 s (similarity 0.91, Dice 0.93, scale 1.04)"
         in a_card
+    )
     assert "P1 ecker 0.3: flagged: LQ" in a_card and "P2 zuo -1: pass" in a_card and "P5 bricout 0.2: pass" in a_card
     assert "P3 shaw 5: no verdict" in a_card
     b_card = cards[str(scans / "b.nii.gz")]
@@ -165,7 +234,7 @@ def test_zuo_threshold_from_column_and_plots(page):
 
 
 def test_table_collapsed_sortable_filterable(page, scans):
-    details = page[page.index("<details"):page.index("</details>")]
+    details = page[page.index("<details") : page.index("</details>")]
     assert '<table id="scores">' in details and details.count("<tr") == 1 + 7
     assert 'onclick="sortTable(0)"' in details and 'oninput="filterRows(this.value)"' in details
     assert page.count("<tr") == 1 + 7  # no other table on the page
@@ -214,8 +283,16 @@ def test_template_edge_lands_on_the_brain_by_world_coordinates():
     assert 2 * (template_mask_on(SHAPE, shifted) & truth).sum() / (tpl.sum() + truth.sum()) < dice - 0.3
 
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed")
@@ -226,16 +303,18 @@ def test_report_renders_in_headless_chromium(frame, tmp_path):
     page = write_report(frame, tmp_path, {"ssfd": "needs --reference"})
     flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1600"]
     shot = tmp_path / "shot.png"
-    subprocess.run(["chromium", *flags, f"--screenshot={shot}", page.as_uri()], check=True, timeout=90,
-                   capture_output=True)
+    subprocess.run(
+        ["chromium", *flags, f"--screenshot={shot}", page.as_uri()], check=True, timeout=90, capture_output=True
+    )
     if os.environ.get("MRIQA_REPORT_SCREENSHOT"):
         shutil.copy(shot, os.environ["MRIQA_REPORT_SCREENSHOT"])
     rgb = np.asarray(Image.open(shot).convert("RGB"), dtype=float)
     assert rgb.shape[0] > 1000 and rgb.std() > 10  # not a blank page
     red = (rgb[..., 0] > 150) & (rgb[..., 1] < 90) & (rgb[..., 2] < 90)
     assert red.sum() > 50  # flagged scans and the error are drawn in red
-    dom = subprocess.run(["chromium", *flags, "--dump-dom", page.as_uri()], check=True, timeout=90,
-                         capture_output=True, text=True).stdout
+    dom = subprocess.run(
+        ["chromium", *flags, "--dump-dom", page.as_uri()], check=True, timeout=90, capture_output=True, text=True
+    ).stdout
     assert 'id="summary"' in dom and len(re.findall(r'class="tile( notrun)?"', dom)) == 5
     assert len(re.findall(r'<div class="card ', dom)) == 7 and dom.count("<tr") == 1 + 7
     assert dom.count("data:image/png;base64") == N_PLOTS + N_MOSAICS

@@ -3,6 +3,7 @@
 The methods' own scorers are exercised by the pipeline; here a transparent stand-in scorer (the
 robust noise estimate of the image, whose truth is known) checks the framework itself.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -54,8 +55,12 @@ def test_discover_bids_takes_only_t1w(tmp_path):
     bids = tmp_path / "bids"
     (bids / "dataset_description.json").parent.mkdir(parents=True)
     (bids / "dataset_description.json").write_text("{}")
-    for rel in ("sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz", "sub-02/anat/sub-02_T1w.nii.gz",
-                "sub-02/anat/sub-02_label-GM_probseg.nii.gz", "derivatives/x/sub-01/anat/sub-01_T1w.nii.gz"):
+    for rel in (
+        "sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz",
+        "sub-02/anat/sub-02_T1w.nii.gz",
+        "sub-02/anat/sub-02_label-GM_probseg.nii.gz",
+        "derivatives/x/sub-01/anat/sub-01_T1w.nii.gz",
+    ):
         save_nifti(bids / rel, _phantom(1.0), np.eye(4))
     items = discover_inputs([bids])
     assert [(i.subject, i.session) for i in items] == [("01", "1"), ("02", "")]
@@ -66,8 +71,13 @@ def test_bad_files_get_error_rows_others_scored(tmp_path, inputs):
     assert len(items) == 7  # notes.txt ignored
     frame = score_inputs(items, ScoreRun(scorers={"bricout": NoiseScorer()}), tmp_path / "out", progress=False)
     by_name = {Path(p).name: r for p, r in zip(frame.path, frame.to_dict("records"))}
-    for bad, why in [("truncated.nii.gz", "cannot read"), ("corrupt.nii.gz", "cannot read"),
-                     ("flat2d.nii", "2-D"), ("nan.nii", "NaN"), ("empty.nii", "empty")]:
+    for bad, why in [
+        ("truncated.nii.gz", "cannot read"),
+        ("corrupt.nii.gz", "cannot read"),
+        ("flat2d.nii", "2-D"),
+        ("nan.nii", "NaN"),
+        ("empty.nii", "empty"),
+    ]:
         assert why in by_name[bad]["error"] and bad in by_name[bad]["error"]
     assert by_name["clean.nii.gz"]["error"] == ""
     # the stand-in estimates the noise it was given
@@ -91,17 +101,49 @@ def test_rerun_skips_scored_unless_force(tmp_path, inputs):
 def test_cli_exit_status_and_report(tmp_path, inputs, monkeypatch):
     from mriqa_lib import scoring
 
-    monkeypatch.setattr(scoring, "load_scorers", lambda methods, ckpt, settings: ScoreRun(
-        scorers={"bricout": NoiseScorer()}, unavailable={"zuo": "no trained model"}))
+    monkeypatch.setattr(
+        scoring,
+        "load_scorers",
+        lambda methods, ckpt, settings: ScoreRun(
+            scorers={"bricout": NoiseScorer()}, unavailable={"zuo": "no trained model"}
+        ),
+    )
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "out"
-    status = main(["score", str(inputs / "clean.nii.gz"), str(inputs / "noisy.nii.gz"), "--out", str(out),
-                   "--methods", "bricout", "--params", str(root / "params.yaml"), "--quiet", "--no-prepare"])
+    status = main(
+        [
+            "score",
+            str(inputs / "clean.nii.gz"),
+            str(inputs / "noisy.nii.gz"),
+            "--out",
+            str(out),
+            "--methods",
+            "bricout",
+            "--params",
+            str(root / "params.yaml"),
+            "--quiet",
+            "--no-prepare",
+        ]
+    )
     assert status == 0
-    assert main(["score", str(inputs), "--out", str(out), "--methods", "bricout",
-                 "--params", str(root / "params.yaml"), "--quiet", "--no-prepare"]) == 1
+    assert (
+        main(
+            [
+                "score",
+                str(inputs),
+                "--out",
+                str(out),
+                "--methods",
+                "bricout",
+                "--params",
+                str(root / "params.yaml"),
+                "--quiet",
+                "--no-prepare",
+            ]
+        )
+        == 1
+    )
     page = (out / "report.html").read_text()
     assert page.count("<tr") == 1 + 7 and "zuo not scored" in page
     # worst first: the noisy volume's mosaic comes before the clean one's
     assert page.index("noisy.nii.gz</p>") < page.index("clean.nii.gz</p>")
-

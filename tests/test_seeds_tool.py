@@ -1,4 +1,5 @@
 """benchmarks/seeds.py: per-seed runs change only the method's seed, and the table's statistics are right."""
+
 import importlib.util
 import json
 from pathlib import Path
@@ -40,8 +41,15 @@ def test_runs_each_seed_in_its_own_folder_and_tabulates_claims(seeds_tool, tmp_p
         assert (cwd / "data" / "embedded").resolve() == (tmp_path / "data" / "embedded").resolve()
         if cmd[-1] == "evaluate":
             (cwd / "metrics").mkdir(exist_ok=True)
-            (cwd / "metrics" / "bricout.json").write_text(json.dumps(
-                {"synth_test_r2": 0.5 + 0.1 * seed, "transfer_bal_acc_median": 0.4, "scratch_bal_acc_median": 0.3 + seed / 100}))
+            (cwd / "metrics" / "bricout.json").write_text(
+                json.dumps(
+                    {
+                        "synth_test_r2": 0.5 + 0.1 * seed,
+                        "transfer_bal_acc_median": 0.4,
+                        "scratch_bal_acc_median": 0.3 + seed / 100,
+                    }
+                )
+            )
 
     table = seeds_tool.main(["bricout", "--seeds", "0", "1", "3", "--work", str(tmp_path / "w")], runner=fake_runner)
     assert calls == [(step, f"seed-{s}") for s in (0, 1, 3) for step in ("synthesize", "train", "evaluate")]

@@ -1,4 +1,5 @@
 """SFCN architecture (paper 5, Table 1 and Fig. 1)."""
+
 import torch
 
 from mriqa_lib.models.sfcn import SFCN, QCHead, SFCNEncoder, n_parameters

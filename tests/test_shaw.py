@@ -3,10 +3,12 @@
 Tiny inputs built here; truth from closed forms (GaussianNLLLoss, the optimum of Eq. 2), exact
 properties (zero-initialised mean head = identity, sigma > 0) and known rigid shifts.
 """
+
 from __future__ import annotations
 
-import numpy as np
 from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -76,8 +78,9 @@ def test_sigma_positive_and_finite_for_extreme_inputs():
     for m in net.modules():  # large random weights push the heads far out
         if isinstance(m, torch.nn.Conv3d):
             torch.nn.init.normal_(m.weight, 0, 3.0)
-    vols = np.stack([np.zeros((8, 10, 6)), np.full((8, 10, 6), 1e4),
-                     np.random.default_rng(0).normal(0, 1e3, (8, 10, 6))])
+    vols = np.stack(
+        [np.zeros((8, 10, 6)), np.full((8, 10, 6), 1e4), np.random.default_rng(0).normal(0, 1e3, (8, 10, 6))]
+    )
     out = predict(net, vols.astype(np.float32))
     for key in ("sigma", "seg_sigma"):
         assert out[key].shape == (3, 8, 10, 6)  # padded to a multiple of 2 inside, cropped back
@@ -157,14 +160,16 @@ def adni_dir(tmp_path):
     base = _phantom()
     shifted = ndimage.shift(base, (1.5, -1.0, 0.5), order=3)  # (3, -2, 1) mm
     files = {
-        "101": ("002_S_0001", base, "1"), "102": ("002_S_0001", shifted, "0"),
+        "101": ("002_S_0001", base, "1"),
+        "102": ("002_S_0001", shifted, "0"),
         "201": ("002_S_0002", np.roll(base, 1, axis=0), "yes"),
     }
     for iid, (ptid, data, _) in files.items():
         d = root / ptid / "MPRAGE" / "2006-01-01" / f"I{iid}"
         save_nifti(d / f"ADNI_{ptid}_MR_MPRAGE_br_raw_2006_S1_I{iid}.nii.gz", data, affine)
-    (tmp_path / "qc.csv").write_text("ImageUID,PTID,artefact_free\n" + "".join(
-        f"I{iid},{ptid},{flag}\n" for iid, (ptid, _, flag) in files.items()))
+    (tmp_path / "qc.csv").write_text(
+        "ImageUID,PTID,artefact_free\n" + "".join(f"I{iid},{ptid},{flag}\n" for iid, (ptid, _, flag) in files.items())
+    )
     (tmp_path / "pairs.tsv").write_text("subject_id\tclean_image_id\tartefact_image_id\n002_S_0001\tI101\tI102\n")
     return root, tmp_path / "qc.csv", tmp_path / "pairs.tsv", base
 
@@ -294,8 +299,16 @@ def test_module_checkpoint_reloads_with_load_from_checkpoint(tmp_path, kind):
     module = ShawModule.from_params(kind, p, total_steps=1)
     loader, val_loader = loaders(p, data, data, iterations=1)
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last", save_top_k=1, monitor=None)
-    trainer = L.Trainer(max_epochs=1, callbacks=[ckpt], logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu", deterministic=True)
+    trainer = L.Trainer(
+        max_epochs=1,
+        callbacks=[ckpt],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+        deterministic=True,
+    )
     trainer.fit(module, loader, val_loader)
     path = tmp_path / "ckpt" / "last.ckpt"
     assert path.exists()
@@ -361,12 +374,21 @@ def test_exp2_pairs_totals_and_fraction_from_the_sigma_maps(tmp_path, monkeypatc
         clean = rng.random((6, 6, 6)).astype(np.float32) + 0.5
         save_nifti(tmp_path / f"p{k}_clean.nii.gz", clean, REF_AFFINE)
         save_nifti(tmp_path / f"p{k}_artefact.nii.gz", clean + lift, REF_AFFINE)  # |x| rises iff lift > 0
-        rows.append({"pair": f"p{k}", "subject_id": f"s{k}", "artefact": art, "severity": 1.0,
-                     "clean_file": f"p{k}_clean.nii.gz", "artefact_file": f"p{k}_artefact.nii.gz"})
+        rows.append(
+            {
+                "pair": f"p{k}",
+                "subject_id": f"s{k}",
+                "artefact": art,
+                "severity": 1.0,
+                "clean_file": f"p{k}_clean.nii.gz",
+                "artefact_file": f"p{k}_artefact.nii.gz",
+            }
+        )
     exp2, m = E.exp2_pairs(p, None, pd.DataFrame(rows), tmp_path, tmp_path / "maps")
     voxel_ml = 4.0**3 / 1000
-    expected = [float((1 + np.abs(load_nifti(tmp_path / f"p{k}_artefact.nii.gz").data)).sum() * voxel_ml)
-                for k in range(3)]
+    expected = [
+        float((1 + np.abs(load_nifti(tmp_path / f"p{k}_artefact.nii.gz").data)).sum() * voxel_ml) for k in range(3)
+    ]
     assert np.allclose(exp2["artefact_total_sigma"], expected, rtol=1e-6)
     assert list(exp2["artefact_above_clean"]) == [True, True, False]
     assert m["exp2_frac_artefact_above_clean"] == pytest.approx(2 / 3) and m["exp2_n_pairs"] == 3
@@ -420,8 +442,14 @@ def test_claim_checks_read_the_claims_targets():
     r2 = claims.target("shaw", "exp1_r2_mean")
     pairs = claims.target("shaw", "exp2_frac_artefact_above_clean")
     assert claim_checks({"exp1_r2_mean": r2}) == {"done_r2_ge_0_8": True}
-    done = claim_checks({"exp1_r2_mean": r2 - 1e-9, "exp2_frac_artefact_above_clean": pairs,
-                         "exp3_recon_sigma_rise": 0.2, "exp3_seg_sigma_rise": 0.2})
+    done = claim_checks(
+        {
+            "exp1_r2_mean": r2 - 1e-9,
+            "exp2_frac_artefact_above_clean": pairs,
+            "exp3_recon_sigma_rise": 0.2,
+            "exp3_seg_sigma_rise": 0.2,
+        }
+    )
     assert done == {"done_r2_ge_0_8": False, "done_pairs_ge_90pct": True, "done_recon_rise_gt_seg_rise": False}
 
 
@@ -430,8 +458,12 @@ def test_claim_checks_follow_a_changed_target(monkeypatch):
     from mriqa_lib import claims
     from mriqa_lib.methods.shaw.experiments import claim_checks
 
-    metrics = {"exp1_r2_mean": 0.6, "exp2_frac_artefact_above_clean": 0.6,
-               "exp3_recon_sigma_rise": 0.9, "exp3_seg_sigma_rise": 0.1}  # rise difference 0.8
+    metrics = {
+        "exp1_r2_mean": 0.6,
+        "exp2_frac_artefact_above_clean": 0.6,
+        "exp3_recon_sigma_rise": 0.9,
+        "exp3_seg_sigma_rise": 0.1,
+    }  # rise difference 0.8
     monkeypatch.setattr(claims, "target", lambda method, metric: 0.5)
     assert all(claim_checks(metrics).values())
     monkeypatch.setattr(claims, "target", lambda method, metric: 0.85)

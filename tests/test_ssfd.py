@@ -1,4 +1,5 @@
 """Paper 4 (SSFD): metric properties, SSIM/PSNR vs scikit-image, masks, VGG loader, scorer, params."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,8 +55,9 @@ def test_ssim_psnr_match_skimage(seed, data_range):
     rng = np.random.default_rng(seed)
     x = rng.random((37, 52)) * data_range
     y = np.clip(x + rng.normal(0, 0.1 * data_range, x.shape), 0, None)
-    ref = structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                                data_range=data_range)
+    ref = structural_similarity(
+        x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=data_range
+    )
     assert abs(ssim(x, y, data_range=data_range) - ref) < 1e-3
     assert ssim(x, x, data_range=data_range) == pytest.approx(1.0)
     assert psnr(x, y, data_range) == pytest.approx(peak_signal_noise_ratio(x, y, data_range=data_range), rel=1e-9)
@@ -160,8 +162,11 @@ def test_run_evaluation_end_to_end_tiny(tmp_path):
     rng = np.random.default_rng(0)
     target = np.zeros((5, 32, 48), np.float32)
     target[:, 8:24, 10:38] = 0.5 + rng.random((5, 16, 28))
-    test = {"target": target, "zero_filled": target + 0.1 * rng.random(target.shape).astype(np.float32),
-            "subject": np.arange(5)}
+    test = {
+        "target": target,
+        "zero_filled": target + 0.1 * rng.random(target.shape).astype(np.float32),
+        "subject": np.arange(5),
+    }
     p = SsfdParams(n_boot=100, shift_px=[0, 0.5, 1], blur_sigma_px=[0, 0.5, 1], noise_std=[0, 0.02, 0.04])
     m = run_evaluation(p, test, models, tmp_path / "results")
     assert m["rho_ssfd_strength_blur"] == pytest.approx(1.0) and m["done_rho_blur_ge_0.9"]
@@ -193,8 +198,16 @@ def test_modules_reload_with_load_from_checkpoint(tmp_path, which):
         ds = InpaintDataset(images, 8, 0.25, seed=0, fixed=True, pool=2)
     loader = DataLoader(ds, batch_size=2)
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last", save_top_k=1, monitor=None)
-    trainer = L.Trainer(max_epochs=1, callbacks=[ckpt], logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu", deterministic=True)
+    trainer = L.Trainer(
+        max_epochs=1,
+        callbacks=[ckpt],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+        deterministic=True,
+    )
     trainer.fit(module, loader, loader)
     back = cls.load_from_checkpoint(tmp_path / "ckpt" / "last.ckpt")
     assert back.hparams == module.hparams and back.lr == module.lr
@@ -214,8 +227,15 @@ def test_encoder_layers_claim_follows_the_rank_correlation():
     rng = np.random.default_rng(0)
     ssim_ = rng.random(60)
     noise = rng.random(60)
-    frame = pd.DataFrame({"ssim": ssim_, "level": np.r_[np.zeros(10), np.ones(50)], "ssfd_l3": 1 - ssim_,
-                          "ssfd_l2": (1 - ssim_) + noise, "ssfd_l1": rng.random(60)})
+    frame = pd.DataFrame(
+        {
+            "ssim": ssim_,
+            "level": np.r_[np.zeros(10), np.ones(50)],
+            "ssfd_l3": 1 - ssim_,
+            "ssfd_l2": (1 - ssim_) + noise,
+            "ssfd_l1": rng.random(60),
+        }
+    )
     pert, rec = frame.iloc[:40], frame.iloc[40:].drop(columns="level")
     p = SsfdParams(layers_compared=[1, 2, 3], layer=3)
     table, m = encoder_layers(p, pert, rec)
@@ -231,8 +251,11 @@ def test_sweep_metrics_claim_flags_read_the_claims_targets():
     from mriqa_lib.methods.ssfd.experiments import KINDS, sweep_metrics
 
     levels = [0.0, 1.0, 2.0, 3.0]
-    rows = [{"kind": k, "level": lv, "ssfd_mean": lv * (1 + i), "ssim_mean": 1 - 0.1 * lv}
-            for i, k in enumerate(KINDS) for lv in levels]
+    rows = [
+        {"kind": k, "level": lv, "ssfd_mean": lv * (1 + i), "ssim_mean": 1 - 0.1 * lv}
+        for i, k in enumerate(KINDS)
+        for lv in levels
+    ]
     summary = pd.DataFrame(rows)
     per_image = summary.rename(columns={"ssfd_mean": "ssfd_l4"})
     m = sweep_metrics(SsfdParams(layer=4), summary, per_image)

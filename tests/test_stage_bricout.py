@@ -4,6 +4,7 @@ The real-data path (AMP SCZ CAPS tree) is run by test_bricout_pipeline.py; here 
 cohort is the input, as in ``dvc repro``, so the cohort's held-out test subjects exist and the
 split rule can be checked: they are in no synthetic-motion or QC training/validation split.
 """
+
 from __future__ import annotations
 
 import json

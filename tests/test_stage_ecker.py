@@ -4,6 +4,7 @@ The run writes every metric that paper 1's claims read, and the subjects manifes
 cohort's held-out test subjects (the benchmark's subjects) out of SimCLR's training data and out
 of the reference pool.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,11 +32,27 @@ def build_tiny_cohort(root: Path) -> Path:
 
 def tiny_settings() -> Settings:
     """Ecker settings small enough for seconds on one core (2 slices of 16 px, a 1/8-width ResNet18, 1 epoch)."""
-    p = EckerParams(n_test_subjects=2, n_slices=2, slice_step=1, img_size=16, train_size=16, width=0.125,
-                    proj_dim=8, epochs=1, warmup_epochs=0, batch_size=4, n_test_motion=8, n_test_noise=8,
-                    n_refs=2, match_site=True, continuous_levels=[0.0, 2.0, 6.0], continuous_cases=1)
+    p = EckerParams(
+        n_test_subjects=2,
+        n_slices=2,
+        slice_step=1,
+        img_size=16,
+        train_size=16,
+        width=0.125,
+        proj_dim=8,
+        epochs=1,
+        warmup_epochs=0,
+        batch_size=4,
+        n_test_motion=8,
+        n_test_noise=8,
+        n_refs=2,
+        match_site=True,
+        continuous_levels=[0.0, 2.0, 6.0],
+        continuous_cases=1,
+    )
     return Settings(cohort=default_cohort_params(), ecker=p).model_copy(
-        update={"trainer": Settings.model_fields["trainer"].default_factory().model_copy(update={"threads": 1})})
+        update={"trainer": Settings.model_fields["trainer"].default_factory().model_copy(update={"threads": 1})}
+    )
 
 
 def run_pipeline(root: Path) -> dict:

@@ -3,6 +3,7 @@
 The run writes every metric that paper 3's claims read, and the subjects manifest keeps the
 cohort's held-out test subjects (the benchmark's subjects) out of training and validation.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,11 +30,22 @@ def build_tiny_cohort(root: Path) -> Path:
 
 def tiny_settings() -> Settings:
     """Shaw settings small enough for seconds on one core (8 mm grid, 2-level U-Net, 4 steps)."""
-    p = ShawParams(grid_mm=8.0, features=[2, 4], patch=8, iterations=4, multitask_iterations=4, val_every=2,
-                   corruptions_per_volume=1, multitask_extra_per_volume=1, snr_levels=3, n_pairs=3,
-                   map_cases=1)
+    p = ShawParams(
+        grid_mm=8.0,
+        features=[2, 4],
+        patch=8,
+        iterations=4,
+        multitask_iterations=4,
+        val_every=2,
+        corruptions_per_volume=1,
+        multitask_extra_per_volume=1,
+        snr_levels=3,
+        n_pairs=3,
+        map_cases=1,
+    )
     return Settings(cohort=default_cohort_params(), shaw=p).model_copy(
-        update={"trainer": Settings.model_fields["trainer"].default_factory().model_copy(update={"threads": 1})})
+        update={"trainer": Settings.model_fields["trainer"].default_factory().model_copy(update={"threads": 1})}
+    )
 
 
 def run_pipeline(root: Path) -> dict:

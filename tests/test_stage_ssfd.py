@@ -3,26 +3,39 @@
 The run writes every metric that paper 4's claims read, and the subjects manifest keeps the
 cohort's held-out test subjects (the benchmark's subjects) in SSFD's test split only.
 """
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import pytest
+from test_stage_shaw import N_SUBJECTS, build_tiny_cohort  # noqa: E402  (tests/ is on sys.path under pytest)
 
 from mriqa_lib.config import Settings, default_cohort_params
 from mriqa_lib.methods.ssfd.params import SsfdParams
-from test_stage_shaw import N_SUBJECTS, build_tiny_cohort  # noqa: E402  (tests/ is on sys.path under pytest)
 
 
 def tiny_settings() -> Settings:
     """SSFD settings small enough for seconds on one core (2 slices a subject, 4-channel nets, 1 epoch)."""
-    p = SsfdParams(slices_per_subject=2, n_coils=2, encoder_channels=[4, 4, 4, 4, 4], group_norm_groups=2,
-                   pretext_epochs=1, recon_epochs=1, recon_channels=[4, 4], pretext_batch_size=4,
-                   recon_batch_size=4, n_boot=100, shift_px=[0, 0.5, 1], blur_sigma_px=[0, 0.5, 1],
-                   noise_std=[0, 0.02, 0.04])
+    p = SsfdParams(
+        slices_per_subject=2,
+        n_coils=2,
+        encoder_channels=[4, 4, 4, 4, 4],
+        group_norm_groups=2,
+        pretext_epochs=1,
+        recon_epochs=1,
+        recon_channels=[4, 4],
+        pretext_batch_size=4,
+        recon_batch_size=4,
+        n_boot=100,
+        shift_px=[0, 0.5, 1],
+        blur_sigma_px=[0, 0.5, 1],
+        noise_std=[0, 0.02, 0.04],
+    )
     return Settings(cohort=default_cohort_params(), ssfd=p).model_copy(
-        update={"trainer": Settings.model_fields["trainer"].default_factory().model_copy(update={"threads": 1})})
+        update={"trainer": Settings.model_fields["trainer"].default_factory().model_copy(update={"threads": 1})}
+    )
 
 
 def run_pipeline(root: Path) -> dict:

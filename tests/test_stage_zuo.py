@@ -4,6 +4,7 @@ The run writes every metric that paper 2's claims read, and the subjects manifes
 cohort's held-out test subjects (the benchmark's subjects) out of the encoder's and the flow's
 training data: they are only ever rated.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,11 +22,25 @@ from mriqa_lib.methods.zuo.params import ZuoParams
 
 def tiny_settings() -> Settings:
     """Zuo settings small enough for seconds on one core (4 mm template grid, 4-channel encoder, 3 steps)."""
-    p = ZuoParams(template_spacing=4.0, slice_size=56, band=8, band_step=2, n_centre_slices=4, width=4,
-                  batch_volumes=2, n_negatives_volume=2, n_negatives_simulated=2, steps=3, flow_transforms=2,
-                  flow_hidden=(8,), flow_steps=10, rated_variants=3)
+    p = ZuoParams(
+        template_spacing=4.0,
+        slice_size=56,
+        band=8,
+        band_step=2,
+        n_centre_slices=4,
+        width=4,
+        batch_volumes=2,
+        n_negatives_volume=2,
+        n_negatives_simulated=2,
+        steps=3,
+        flow_transforms=2,
+        flow_hidden=(8,),
+        flow_steps=10,
+        rated_variants=3,
+    )
     return Settings(cohort=default_cohort_params(), zuo=p).model_copy(
-        update={"trainer": Settings.model_fields["trainer"].default_factory().model_copy(update={"threads": 1})})
+        update={"trainer": Settings.model_fields["trainer"].default_factory().model_copy(update={"threads": 1})}
+    )
 
 
 def run_pipeline(root: Path) -> dict:
@@ -77,7 +92,9 @@ def test_held_out_subjects_are_only_rated(zuo_run):
     # the encoder's and the flow's volumes are the manifest's training subjects; the rated set and the
     # examples come from its test subjects
     syn = root / "data/synthetic/zuo"
-    assert set(read_tsv(syn / "train.tsv")["participant_id"]) | set(read_tsv(syn / "density.tsv")["participant_id"]) \
+    assert (
+        set(read_tsv(syn / "train.tsv")["participant_id"]) | set(read_tsv(syn / "density.tsv")["participant_id"])
         == trained
+    )
     rated = set(read_tsv(syn / "rated.tsv")["participant_id"]) | set(read_tsv(syn / "examples.tsv")["participant_id"])
     assert rated == {s for s, split in manifest.items() if split == "test"}

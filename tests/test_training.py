@@ -1,4 +1,5 @@
 """build_trainer: where checkpoints and logs go, and that a fresh run raises no stale-folder warning."""
+
 import warnings
 
 import numpy as np

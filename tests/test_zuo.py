@@ -1,5 +1,6 @@
 """Paper 2 (Zuo et al.): loss Eq. 1, flow density, percentile thresholds, sampler, simulated
 negatives, model save/load and the scorer. Tiny inputs built here; no data/embedded."""
+
 from __future__ import annotations
 
 import math
@@ -42,7 +43,7 @@ def test_loss_matches_hand_computation():
 def test_loss_batch_mean_and_ordering():
     torch.manual_seed(0)
     q, pos, neg = torch.randn(4, 2), torch.randn(4, 2), torch.randn(4, 5, 2)
-    per = torch.stack([contrastive_loss(q[i:i + 1], pos[i:i + 1], neg[i:i + 1]) for i in range(4)])
+    per = torch.stack([contrastive_loss(q[i : i + 1], pos[i : i + 1], neg[i : i + 1]) for i in range(4)])
     assert contrastive_loss(q, pos, neg).item() == pytest.approx(per.mean().item(), rel=1e-6)
     # a positive aligned with the query gives a lower loss than an opposite one
     q1 = torch.tensor([[2.0, 0.0]])
@@ -87,14 +88,16 @@ def test_thresholds_are_percentiles():
 def test_sampler_positive_other_orientation_negatives_other_volumes():
     v, k, s = 5, 3, 8
     # each slice carries its volume id (value) and orientation (sign pattern via offset)
-    slices = {o: np.stack([np.full((k, s, s), 10 * i + j, np.float32) for i in range(v)])
-              for j, o in enumerate(("axial", "coronal", "sagittal"))}
+    slices = {
+        o: np.stack([np.full((k, s, s), 10 * i + j, np.float32) for i in range(v)])
+        for j, o in enumerate(("axial", "coronal", "sagittal"))
+    }
     p = ZuoParams(batch_volumes=4, n_negatives_volume=5, steps=3)
     ds = ContrastiveSampler(slices, p, seed=0)
     b = ds[1]
     q, pos = b["query"][:, 0, 0, 0].numpy(), b["positive"][:, 0, 0, 0].numpy()
-    assert np.all(q // 10 == pos // 10)           # same volume
-    assert np.all(q % 10 != pos % 10)             # another orientation
+    assert np.all(q // 10 == pos // 10)  # same volume
+    assert np.all(q % 10 != pos % 10)  # another orientation
     pooled = np.concatenate([q, pos])
     for j, idx in enumerate(b["neg_idx"].numpy()):
         assert np.all(pooled[idx] // 10 != q[j] // 10)  # negatives from other volumes only
@@ -153,8 +156,15 @@ def test_scorer_roundtrip(tmp_path):
 
     scorer = load_scorer(tmp_path, S())
     out = scorer.score(vol)
-    assert set(out) == {"zuo_logdensity", "zuo_flag5", "zuo_flag3", "zuo_threshold5", "zuo_threshold3",
-                        "zuo_m1", "zuo_m2"}
+    assert set(out) == {
+        "zuo_logdensity",
+        "zuo_flag5",
+        "zuo_flag3",
+        "zuo_threshold5",
+        "zuo_threshold3",
+        "zuo_m1",
+        "zuo_m2",
+    }
     assert isinstance(out["zuo_flag5"], bool)
     # the thresholds are the training densities' tau percentiles, and the flags follow from them
     for tau in ("5", "3"):
@@ -185,8 +195,15 @@ def _trainer(tmp_path, steps: int):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     ckpt = ModelCheckpoint(dirpath=tmp_path)
-    trainer = L.Trainer(max_epochs=1, max_steps=steps, accelerator="cpu", callbacks=[ckpt], logger=False,
-                        enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        max_epochs=1,
+        max_steps=steps,
+        accelerator="cpu",
+        callbacks=[ckpt],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     return trainer, ckpt
 
 
@@ -246,8 +263,12 @@ def test_subject_splits_train_on_train_and_density_rate_the_rest():
     table = pd.DataFrame({"participant_id": ["a", "b", "c", "d"], "split": ["train", "val", "test", "train"]})
     assert subject_splits(table, ZuoParams()) == {"a": "train", "b": "test", "c": "test", "d": "train"}
     # the flow may fit on val volumes: they are training data then, and only test volumes are rated
-    assert subject_splits(table, ZuoParams(density_splits=["train", "val"], rated_splits=["test"])) == \
-        {"a": "train", "b": "train", "c": "test", "d": "train"}
+    assert subject_splits(table, ZuoParams(density_splits=["train", "val"], rated_splits=["test"])) == {
+        "a": "train",
+        "b": "train",
+        "c": "test",
+        "d": "train",
+    }
     # settings that escaped validation cannot train on a held-out test subject
     bad = ZuoParams.model_construct(**{**ZuoParams().model_dump(), "density_splits": ["train", "test"]})
     with pytest.raises(MriqaInputError, match="subject c"):
@@ -290,8 +311,17 @@ def test_rated_metrics_and_example_flags_follow_the_thresholds():
     density = _density({"5": -3.0, "3": -4.0})
     m = np.zeros((6, 2))
     logp = np.array([-1.0, -2.0, -3.5, -5.0, -3.5, -1.0])  # flag5: 3 of 6; flag3: 1 of 6
-    rated = with_scores(pd.DataFrame({"rating": ["low", "low", "low", "high", "medium", "medium"],
-                                      "fail": [False, False, False, True, True, True]}), m, logp, density)
+    rated = with_scores(
+        pd.DataFrame(
+            {
+                "rating": ["low", "low", "low", "high", "medium", "medium"],
+                "fail": [False, False, False, True, True, True],
+            }
+        ),
+        m,
+        logp,
+        density,
+    )
     assert rated["flag5"].tolist() == [False, False, True, True, True, False]
     dens = with_scores(pd.DataFrame({"x": range(4)}), np.zeros((4, 2)), np.array([-1.0, -1, -1, -3.5]), density)
     metrics, table = rated_metrics(rated, dens, density)

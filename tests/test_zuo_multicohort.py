@@ -1,5 +1,6 @@
 """Multi-cohort T1w adapter of paper 2 on tiny NIfTI files written here: cohort table, N4,
 affine registration (SimpleITK), slicing; the ITK bridge keeps world geometry."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -61,8 +62,10 @@ def test_cohort_table_reads_and_validates(tmp_path):
     for name in ("a", "b"):
         save_nifti(tmp_path / "imgs" / f"{name}.nii.gz", vol.data, vol.affine)
     table = tmp_path / "cohort.tsv"
-    table.write_text("participant_id\tcohort\tpath\tsplit\trating\n"
-                     "a\tIXI\timgs/a.nii.gz\ttrain\t\nb\tOASIS3\timgs/b.nii.gz\ttest\tmedium\n")
+    table.write_text(
+        "participant_id\tcohort\tpath\tsplit\trating\n"
+        "a\tIXI\timgs/a.nii.gz\ttrain\t\nb\tOASIS3\timgs/b.nii.gz\ttest\tmedium\n"
+    )
     frame = read_cohort_table(table)
     assert list(frame["cohort"]) == ["IXI", "OASIS3"]
     assert all(p.startswith(str(tmp_path)) for p in frame["path"])

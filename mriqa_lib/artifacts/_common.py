@@ -16,9 +16,11 @@ Conventions used by every artifact function in this package:
 * the returned dict is JSON-serialisable (numbers, strings, lists) and always holds one scalar
   ``severity`` (the realised value, in the unit listed by the registry).
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,9 +51,7 @@ def as_image(image: Any, dims: Sequence[int] = (2, 3), name: str = "image") -> n
     if np.iscomplexobj(arr):
         raise ValueError(f"{name}: expected a real image, got complex dtype {arr.dtype}")
     if arr.ndim not in tuple(dims):
-        raise ValueError(
-            f"{name}: expected a {' or '.join(f'{d}-D' for d in dims)} image, got shape {arr.shape}"
-        )
+        raise ValueError(f"{name}: expected a {' or '.join(f'{d}-D' for d in dims)} image, got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name}: empty image")
     arr = arr.astype(np.float32, copy=False)

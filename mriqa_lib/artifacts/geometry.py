@@ -5,9 +5,10 @@ Rigid poses follow :mod:`.rigid` (mm along the array axes, origin at the grid ce
 an output point to the input point it samples). 2-D images are treated as the plane ``(1, H, W)``
 of a 3-D frame, so in-plane rotation is about axis 0 (as in :mod:`.motion`).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.fft as sfft
@@ -48,8 +49,9 @@ def fold(image: np.ndarray, axis: int, fov: int, start: int) -> np.ndarray:
     return np.moveaxis(out, 0, axis)
 
 
-def wrap_around(image: np.ndarray, severity: float | None = None, seed: int = 0, *, spacing=None,
-                axis: int = 1, offset: int = 0) -> tuple[np.ndarray, dict]:
+def wrap_around(
+    image: np.ndarray, severity: float | None = None, seed: int = 0, *, spacing=None, axis: int = 1, offset: int = 0
+) -> tuple[np.ndarray, dict]:
     """Wrap-around (FOV aliasing, paper 2 example F) along ``axis``.
 
     The FOV along ``axis`` shrinks from N to ``N' = round(N (1 - severity))`` voxels, centred
@@ -85,8 +87,16 @@ def wrap_around(image: np.ndarray, severity: float | None = None, seed: int = 0,
     return finish(out, params)
 
 
-def remove_side(image: np.ndarray, severity: float | None = None, seed: int = 0, *, spacing=None,
-                axis: int = 0, side: str | None = None, fg_fraction: float = 0.05) -> tuple[np.ndarray, dict]:
+def remove_side(
+    image: np.ndarray,
+    severity: float | None = None,
+    seed: int = 0,
+    *,
+    spacing=None,
+    axis: int = 0,
+    side: str | None = None,
+    fg_fraction: float = 0.05,
+) -> tuple[np.ndarray, dict]:
     """Remove one side of the head (paper 2 example G): everything beyond a plane is set to the
     background value (image minimum).
 
@@ -138,8 +148,13 @@ def _axis_angle_matrix(axis: np.ndarray, angle_rad: float) -> np.ndarray:
     return np.eye(3) + np.sin(angle_rad) * kx + (1 - np.cos(angle_rad)) * kx @ kx
 
 
-def resample_pose(image: np.ndarray, pose: np.ndarray, spacing: Sequence[float] | None = None,
-                  order: int = 1, cval: float | None = None) -> np.ndarray:
+def resample_pose(
+    image: np.ndarray,
+    pose: np.ndarray,
+    spacing: Sequence[float] | None = None,
+    order: int = 1,
+    cval: float | None = None,
+) -> np.ndarray:
     """Resample ``image`` under a 4x4 pose (mm, frame of :mod:`.rigid`): ``out(p) = image(A p)``.
 
     2-D images use the lower-right 2x2 block of the rotation and translation components 1, 2
@@ -154,13 +169,22 @@ def resample_pose(image: np.ndarray, pose: np.ndarray, spacing: Sequence[float] 
     c = (np.asarray(x.shape, dtype=np.float64) - 1) / 2
     m = (lin * sp[None, :]) / sp[:, None]  # S^-1 L S
     off = c - m @ c + t / sp
-    return ndimage.affine_transform(x, m, offset=off, order=order, mode="constant",
-                                    cval=float(x.min()) if cval is None else float(cval))
+    return ndimage.affine_transform(
+        x, m, offset=off, order=order, mode="constant", cval=float(x.min()) if cval is None else float(cval)
+    )
 
 
-def registration_error(image: np.ndarray, severity: float | None = None, seed: int = 0, *, spacing=None,
-                       scale: float | Sequence[float] | None = None, radius_mm: float = DEFAULT_RADIUS_MM,
-                       rotation_share: float | None = None, order: int = 1) -> tuple[np.ndarray, dict]:
+def registration_error(
+    image: np.ndarray,
+    severity: float | None = None,
+    seed: int = 0,
+    *,
+    spacing=None,
+    scale: float | Sequence[float] | None = None,
+    radius_mm: float = DEFAULT_RADIUS_MM,
+    rotation_share: float | None = None,
+    order: int = 1,
+) -> tuple[np.ndarray, dict]:
     """Registration error (paper 2 example H): a random rigid (optionally scaled) misalignment.
 
     A random rotation axis (2-D: axis 0, in-plane), a random translation direction (2-D: in the
@@ -204,16 +228,25 @@ def registration_error(image: np.ndarray, severity: float | None = None, seed: i
     sc = np.ones(3)
     if scale is not None:
         sc_in = np.broadcast_to(np.asarray(scale, dtype=float), (x.ndim,))
-        sc[3 - x.ndim:] = sc_in
+        sc[3 - x.ndim :] = sc_in
         lin = lin @ np.diag(sc)
     pose = np.eye(4)
     pose[:3, :3] = lin
     pose[:3, 3] = t
     rms = jenkinson_rms(pose, None, radius_mm)
-    params = {"severity": rms, "rms_mm": rms, "radius_mm": float(radius_mm), "pose": pose,
-              "rotation_axis": axis, "rotation_deg": float(np.degrees(theta)), "rotation_share": u,
-              "translation_mm": t, "scale": sc, "spacing_mm": sp,
-              "frame": "mm along the array axes, origin at the grid centre; out(p) = in(pose @ p)"}
+    params = {
+        "severity": rms,
+        "rms_mm": rms,
+        "radius_mm": float(radius_mm),
+        "pose": pose,
+        "rotation_axis": axis,
+        "rotation_deg": float(np.degrees(theta)),
+        "rotation_share": u,
+        "translation_mm": t,
+        "scale": sc,
+        "spacing_mm": sp,
+        "frame": "mm along the array axes, origin at the grid centre; out(p) = in(pose @ p)",
+    }
     if s == 0 and scale is None:
         return identity_result(x, params)
     params["rotation_deg_check"] = rotation_angle_deg(_axis_angle_matrix(axis, theta))
@@ -221,8 +254,15 @@ def registration_error(image: np.ndarray, severity: float | None = None, seed: i
     return finish(out, params)
 
 
-def pixel_shift(image: np.ndarray, severity: float | None = None, seed: int = 0, *, spacing=None,
-                axis: int | None = None, direction: Sequence[float] | None = None) -> tuple[np.ndarray, dict]:
+def pixel_shift(
+    image: np.ndarray,
+    severity: float | None = None,
+    seed: int = 0,
+    *,
+    spacing=None,
+    axis: int | None = None,
+    direction: Sequence[float] | None = None,
+) -> tuple[np.ndarray, dict]:
     """Translate the image by ``severity`` pixels (paper 4's pixel-shift perturbation).
 
     Exact band-limited (Fourier) circular shift: integer shifts equal ``np.roll``; sub-pixel

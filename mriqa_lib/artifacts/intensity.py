@@ -1,4 +1,5 @@
 """Intensity artifacts: bias field, Gaussian blur, non-T1w contrast, gamma contrast change."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,8 +46,9 @@ def polynomial_field(shape, coefficients, order: int = 3) -> np.ndarray:
     return np.tensordot(powers[0], tmp, axes=([1], [2]))  # (nx, ny, nz)
 
 
-def bias_field(image: np.ndarray, severity: float | None = None, seed: int = 0, *, spacing=None,
-               order: int = 3) -> tuple[np.ndarray, dict]:
+def bias_field(
+    image: np.ndarray, severity: float | None = None, seed: int = 0, *, spacing=None, order: int = 3
+) -> tuple[np.ndarray, dict]:
     """Smooth multiplicative bias field, TorchIO ``RandomBiasField`` model.
 
     ``out = image * exp(P)`` with ``P`` a polynomial of degree ``order`` in coordinates spanning
@@ -80,8 +82,9 @@ def bias_field(image: np.ndarray, severity: float | None = None, seed: int = 0, 
     return finish(x * field, params)
 
 
-def blur(image: np.ndarray, severity: float | None = None, seed: int = 0, *, spacing=None,
-         axes=None) -> tuple[np.ndarray, dict]:
+def blur(
+    image: np.ndarray, severity: float | None = None, seed: int = 0, *, spacing=None, axes=None
+) -> tuple[np.ndarray, dict]:
     """Gaussian blur (paper 4 perturbation; also a generic resolution loss).
 
     Args:
@@ -109,8 +112,15 @@ def blur(image: np.ndarray, severity: float | None = None, seed: int = 0, *, spa
     return finish(out, params)
 
 
-def non_t1w_contrast(image: np.ndarray, severity: float | None = None, seed: int = 0, *, spacing=None,
-                     fg_fraction: float = 0.05, gamma: float = 1.0) -> tuple[np.ndarray, dict]:
+def non_t1w_contrast(
+    image: np.ndarray,
+    severity: float | None = None,
+    seed: int = 0,
+    *,
+    spacing=None,
+    fg_fraction: float = 0.05,
+    gamma: float = 1.0,
+) -> tuple[np.ndarray, dict]:
     """Change a T1w image towards a T2w-like (non-T1w) look (paper 2, example B).
 
     Inside the head mask (filled foreground above ``fg_fraction`` of the range, softened by a
@@ -149,8 +159,9 @@ def non_t1w_contrast(image: np.ndarray, severity: float | None = None, seed: int
     return finish(out, params)
 
 
-def gamma_contrast(image: np.ndarray, severity: float | None = None, seed: int = 0, *, spacing=None,
-                   sign: int | None = None) -> tuple[np.ndarray, dict]:
+def gamma_contrast(
+    image: np.ndarray, severity: float | None = None, seed: int = 0, *, spacing=None, sign: int | None = None
+) -> tuple[np.ndarray, dict]:
     """Gamma contrast change (TorchIO ``RandomGamma``; paper 5's "contrast" augmentation).
 
     ``out = lo + (hi - lo) * ((x - lo) / (hi - lo)) ** g`` with ``g = exp(sign * severity)``

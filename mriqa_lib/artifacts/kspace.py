@@ -11,9 +11,10 @@
 * Artifacts: :func:`undersample` (zero-filled, single- or multi-coil), :func:`ghosting`,
   :func:`spike`.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.fft as sfft
@@ -138,7 +139,7 @@ def _center_lines(num_cols: int, center_fraction: float) -> tuple[np.ndarray, in
     num_low = max(0, min(num_cols, num_low))
     mask = np.zeros(num_cols, dtype=bool)
     pad = (num_cols - num_low + 1) // 2
-    mask[pad:pad + num_low] = True
+    mask[pad : pad + num_low] = True
     return mask, num_low
 
 
@@ -155,8 +156,9 @@ def _check_mask_args(num_cols: int, acceleration: float, center_fraction: float 
     return num_cols, acceleration, cf
 
 
-def random_mask(num_cols: int, acceleration: float = 4.0, center_fraction: float | None = None,
-                seed: int = 0) -> np.ndarray:
+def random_mask(
+    num_cols: int, acceleration: float = 4.0, center_fraction: float | None = None, seed: int = 0
+) -> np.ndarray:
     """fastMRI ``RandomMaskFunc``: fully sampled centre plus lines kept with a probability.
 
     The centre holds ``round(num_cols * center_fraction)`` lines (at index
@@ -181,8 +183,9 @@ def random_mask(num_cols: int, acceleration: float = 4.0, center_fraction: float
     return mask
 
 
-def equispaced_mask(num_cols: int, acceleration: float = 4.0, center_fraction: float | None = None,
-                    seed: int = 0) -> np.ndarray:
+def equispaced_mask(
+    num_cols: int, acceleration: float = 4.0, center_fraction: float | None = None, seed: int = 0
+) -> np.ndarray:
     """fastMRI ``EquispacedMaskFractionFunc``: fully sampled centre plus equispaced lines.
 
     The spacing of the outer lines is adjusted so that the *total* acceleration (centre
@@ -202,8 +205,14 @@ def equispaced_mask(num_cols: int, acceleration: float = 4.0, center_fraction: f
     return mask
 
 
-def line_mask(shape: Sequence[int], axis: int = -1, kind: str = "random", acceleration: float = 4.0,
-              center_fraction: float | None = None, seed: int = 0) -> np.ndarray:
+def line_mask(
+    shape: Sequence[int],
+    axis: int = -1,
+    kind: str = "random",
+    acceleration: float = 4.0,
+    center_fraction: float | None = None,
+    seed: int = 0,
+) -> np.ndarray:
     """A 1-D line mask along ``axis`` shaped to broadcast against an array of ``shape``.
 
     Args:
@@ -235,8 +244,14 @@ def zero_filled(kspace: np.ndarray, axes: Sequence[int] | int | None = None) -> 
 # --------------------------------------------------------------------------------------------
 # multi-coil
 # --------------------------------------------------------------------------------------------
-def coil_sensitivities(shape: Sequence[int], n_coils: int = 8, seed: int = 0, coil_width: float = 0.8,
-                       coil_distance: float = 1.3, phase_scale: float = 1.0) -> np.ndarray:
+def coil_sensitivities(
+    shape: Sequence[int],
+    n_coils: int = 8,
+    seed: int = 0,
+    coil_width: float = 0.8,
+    coil_distance: float = 1.3,
+    phase_scale: float = 1.0,
+) -> np.ndarray:
     """Smooth complex coil sensitivities with ``sum_c |S_c|^2 = 1`` at every voxel.
 
     Coils sit on a ring (2-D: a circle around the image centre; 3-D: a circle in the plane of
@@ -282,8 +297,9 @@ def coil_sensitivities(shape: Sequence[int], n_coils: int = 8, seed: int = 0, co
     return sens
 
 
-def simulate_multicoil(image: np.ndarray, n_coils: int = 8, seed: int = 0,
-                       sensitivities: np.ndarray | None = None) -> np.ndarray:
+def simulate_multicoil(
+    image: np.ndarray, n_coils: int = 8, seed: int = 0, sensitivities: np.ndarray | None = None
+) -> np.ndarray:
     """Coil images ``S_c * image`` (complex, shape ``(n_coils, *image.shape)``).
 
     With normalised sensitivities, ``rss(simulate_multicoil(x)) == |x|``.
@@ -304,10 +320,19 @@ def rss(coil_images: np.ndarray, axis: int = 0) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # artifacts
 # --------------------------------------------------------------------------------------------
-def undersample(image: np.ndarray, severity: float | None = None, seed: int = 0, *, spacing=None,
-                acceleration: float | None = None, center_fraction: float | None = None,
-                mask_type: str = "random", axis: int = -1, n_coils: int = 1,
-                noise_sigma: float = 0.0) -> tuple[np.ndarray, dict]:
+def undersample(
+    image: np.ndarray,
+    severity: float | None = None,
+    seed: int = 0,
+    *,
+    spacing=None,
+    acceleration: float | None = None,
+    center_fraction: float | None = None,
+    mask_type: str = "random",
+    axis: int = -1,
+    n_coils: int = 1,
+    noise_sigma: float = 0.0,
+) -> tuple[np.ndarray, dict]:
     """Cartesian undersampling with zero-filled reconstruction (fastMRI-style masks).
 
     The image is (optionally) split into ``n_coils`` coil images (:func:`coil_sensitivities`),
@@ -341,12 +366,20 @@ def undersample(image: np.ndarray, severity: float | None = None, seed: int = 0,
         acceleration = 1.0 / (1.0 - s)
     acceleration = float(acceleration)
     cf = default_center_fraction(acceleration) if center_fraction is None else float(center_fraction)
-    base = {"acceleration": acceleration, "center_fraction": cf, "mask_type": mask_type, "axis": axis,
-            "n_coils": int(n_coils), "noise_sigma": float(noise_sigma)}
+    base = {
+        "acceleration": acceleration,
+        "center_fraction": cf,
+        "mask_type": mask_type,
+        "axis": axis,
+        "n_coils": int(n_coils),
+        "noise_sigma": float(noise_sigma),
+    }
     n = x.shape[axis]
     if acceleration == 1.0 and noise_sigma == 0 and int(n_coils) == 1:
-        return identity_result(x, {"severity": 0.0, **base, "acceleration_realised": 1.0,
-                                   "center_lines": n, "sampled_lines": list(range(n))})
+        return identity_result(
+            x,
+            {"severity": 0.0, **base, "acceleration_realised": 1.0, "center_lines": n, "sampled_lines": list(range(n))},
+        )
     rng = make_rng(seed)
     mask_seed, coil_seed, noise_seed = (int(v) for v in rng.integers(0, 2**31 - 1, size=3))
     mask = line_mask(x.shape, axis, mask_type, acceleration, cf, mask_seed)
@@ -361,20 +394,34 @@ def undersample(image: np.ndarray, severity: float | None = None, seed: int = 0,
     if noise_sigma > 0:
         nrng = make_rng(noise_seed)
         noise = nrng.standard_normal(kspace.shape, dtype=np.float32) + 1j * nrng.standard_normal(
-            kspace.shape, dtype=np.float32)
+            kspace.shape, dtype=np.float32
+        )
         kspace = kspace + (noise_sigma * noise * (mask if int(n_coils) == 1 else mask[None])).astype(np.complex64)
     rec = ifftnc(kspace, axes=k_axes)
     out = rss(rec, axis=0) if int(n_coils) > 1 else np.abs(rec)
     r_real = n / max(n_kept, 1)
     _, num_low = _center_lines(n, cf)
-    params = {"severity": 1.0 - 1.0 / r_real, **base, "acceleration_realised": r_real,
-              "center_lines": num_low, "sampled_lines": np.flatnonzero(mask.ravel()).tolist()}
+    params = {
+        "severity": 1.0 - 1.0 / r_real,
+        **base,
+        "acceleration_realised": r_real,
+        "center_lines": num_low,
+        "sampled_lines": np.flatnonzero(mask.ravel()).tolist(),
+    }
     return finish(out, params)
 
 
-def ghosting(image: np.ndarray, severity: float | None = None, seed: int = 0, *, spacing=None,
-             num_ghosts: int | None = None, axis: int = 0, restore: float = 0.02,
-             output: str = "auto") -> tuple[np.ndarray, dict]:
+def ghosting(
+    image: np.ndarray,
+    severity: float | None = None,
+    seed: int = 0,
+    *,
+    spacing=None,
+    num_ghosts: int | None = None,
+    axis: int = 0,
+    restore: float = 0.02,
+    output: str = "auto",
+) -> tuple[np.ndarray, dict]:
     """Ghosting (TorchIO ``Ghosting`` model): every ``num_ghosts``-th k-space plane along ``axis``
     is scaled by ``1 - severity``, which replicates the object ``num_ghosts`` times along
     ``axis`` (ghost amplitude proportional to ``severity``). The central ``restore`` fraction of
@@ -408,7 +455,7 @@ def ghosting(image: np.ndarray, severity: float | None = None, seed: int = 0, *,
     if restore > 0:
         half = int(round(n * restore / 2))
         c = n // 2
-        factor[max(0, c - half):c + half + 1] = 1.0
+        factor[max(0, c - half) : c + half + 1] = 1.0
     bshape = [1] * x.ndim
     bshape[axis] = n
     k *= factor.reshape(bshape)
@@ -417,9 +464,17 @@ def ghosting(image: np.ndarray, severity: float | None = None, seed: int = 0, *,
     return finish(out, params)
 
 
-def spike(image: np.ndarray, severity: float | None = None, seed: int = 0, *, spacing=None,
-          n_spikes: int = 1, min_radius: float = 0.1, max_radius: float = 0.6,
-          output: str = "auto") -> tuple[np.ndarray, dict]:
+def spike(
+    image: np.ndarray,
+    severity: float | None = None,
+    seed: int = 0,
+    *,
+    spacing=None,
+    n_spikes: int = 1,
+    min_radius: float = 0.1,
+    max_radius: float = 0.6,
+    output: str = "auto",
+) -> tuple[np.ndarray, dict]:
     """k-space spike ("herringbone"/ stripes): ``n_spikes`` points of k-space get an extra value of
     ``severity * max|K|`` with a random phase, giving stripes across the whole image.
 

@@ -7,6 +7,7 @@ both |dx| and |dy| are below p, i.e. when the centres are closer than p * sqrt(2
 Centres are drawn with :class:`scipy.stats.qmc.PoissonDisk` (Bridson's algorithm) inside the
 region where a whole patch fits, then ``count`` of them are kept in random order.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,9 @@ from ._common import as_image, check_severity, finish, identity_result, make_rng
 __all__ = ["poisson_disc_centres", "inpainting_mask", "patch_dropout"]
 
 
-def poisson_disc_centres(shape, count: int, min_distance: float, margin: float = 0.0, seed: int = 0,
-                         max_rounds: int = 8) -> np.ndarray:
+def poisson_disc_centres(
+    shape, count: int, min_distance: float, margin: float = 0.0, seed: int = 0, max_rounds: int = 8
+) -> np.ndarray:
     """Up to ``count`` points in ``[margin, H - margin] x [margin, W - margin]`` with pairwise distance
     >= ``min_distance`` (Poisson disc). Several independent Poisson-disc rounds are tried (all from
     ``seed``) when one round fills the space with fewer than ``count`` points; the fullest is used.
@@ -35,8 +37,13 @@ def poisson_disc_centres(shape, count: int, min_distance: float, margin: float =
     rng = make_rng(seed)
     best = np.zeros((0, 2))
     for _ in range(int(max_rounds)):
-        engine = qmc.PoissonDisk(d=2, radius=float(min_distance), l_bounds=lo, u_bounds=hi,
-                                 rng=np.random.default_rng(int(rng.integers(0, 2**31 - 1))))
+        engine = qmc.PoissonDisk(
+            d=2,
+            radius=float(min_distance),
+            l_bounds=lo,
+            u_bounds=hi,
+            rng=np.random.default_rng(int(rng.integers(0, 2**31 - 1))),
+        )
         pts = engine.random(int(count))
         if len(pts) > len(best):
             best = pts
@@ -46,8 +53,9 @@ def poisson_disc_centres(shape, count: int, min_distance: float, margin: float =
     return best[order][:count]
 
 
-def inpainting_mask(shape, patch: int = 16, coverage: float = 0.25, seed: int = 0,
-                    min_distance: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+def inpainting_mask(
+    shape, patch: int = 16, coverage: float = 0.25, seed: int = 0, min_distance: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Boolean mask (True = patch to zero-fill) of square patches covering ``coverage`` of the image.
 
     Args:
@@ -72,13 +80,21 @@ def inpainting_mask(shape, patch: int = 16, coverage: float = 0.25, seed: int = 
     centres = poisson_disc_centres((h, w), count, md, margin=patch / 2, seed=seed)
     corners = np.clip(np.floor(centres - patch / 2 + 0.5).astype(int), 0, [h - patch, w - patch])
     for r, c in corners:
-        mask[r:r + patch, c:c + patch] = True
+        mask[r : r + patch, c : c + patch] = True
     return mask, corners
 
 
-def patch_dropout(image: np.ndarray, severity: float | None = None, seed: int = 0, *, spacing=None,
-                  patch: int = 16, fill: float = 0.0, min_distance: float | None = None,
-                  slice_axis: int = -1) -> tuple[np.ndarray, dict]:
+def patch_dropout(
+    image: np.ndarray,
+    severity: float | None = None,
+    seed: int = 0,
+    *,
+    spacing=None,
+    patch: int = 16,
+    fill: float = 0.0,
+    min_distance: float | None = None,
+    slice_axis: int = -1,
+) -> tuple[np.ndarray, dict]:
     """Zero-fill Poisson-disc placed square patches (paper 4's inpainting pretext corruption).
 
     Args:

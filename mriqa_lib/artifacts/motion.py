@@ -35,9 +35,11 @@ Free-breathing acquisition (paper 1): each phase-encoding line is acquired with 
 translated by ``d(tau) = A sin(2 pi tau / period + phi)`` along a displacement axis; applied
 exactly in k-space as the linear phase ``exp(-2 pi i f d(tau))`` of line ``tau``.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -72,9 +74,11 @@ __all__ = [
     "motion_scores",
 ]
 
-FRAME = ("mm along the array axes, origin at the grid centre: p = spacing * (index - (shape - 1) / 2); "
-         "pose A maps an output point p to the input point A p it samples (SimpleITK convention); "
-         "2-D images are handled as (1, H, W)")
+FRAME = (
+    "mm along the array axes, origin at the grid centre: p = spacing * (index - (shape - 1) / 2); "
+    "pose A maps an output point p to the input point A p it samples (SimpleITK convention); "
+    "2-D images are handled as (1, H, W)"
+)
 
 
 def centered_affine(shape: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
@@ -122,8 +126,14 @@ def _as_3d(x: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x, spacing
 
 
-def motion_scores(degrees: np.ndarray, translation: np.ndarray, times: np.ndarray, n_lines: int,
-                  radius_mm: float = DEFAULT_RADIUS_MM, radius_code_mm: float = CODE_RADIUS_MM) -> dict:
+def motion_scores(
+    degrees: np.ndarray,
+    translation: np.ndarray,
+    times: np.ndarray,
+    n_lines: int,
+    radius_mm: float = DEFAULT_RADIUS_MM,
+    radius_code_mm: float = CODE_RADIUS_MM,
+) -> dict:
     """All RMS scores (mm) of a set of poses (degrees / translation in mm, rotation about the
     grid centre), plus the poses themselves and TorchIO's k-space segments.
 
@@ -150,11 +160,19 @@ def motion_scores(degrees: np.ndarray, translation: np.ndarray, times: np.ndarra
     }
 
 
-def sample_motion_for_rms(target_mm: float, rng: np.random.Generator, *, tolerance_mm: float = 0.02,
-                          definition: str = "paper", radius_mm: float | None = None,
-                          num_transforms: int | tuple[int, int] = (2, 8),
-                          rotation_max_deg: float | None = None, translation_max_mm: float | None = None,
-                          is_2d: bool = False, max_tries: int = 200_000) -> dict:
+def sample_motion_for_rms(
+    target_mm: float,
+    rng: np.random.Generator,
+    *,
+    tolerance_mm: float = 0.02,
+    definition: str = "paper",
+    radius_mm: float | None = None,
+    num_transforms: int | tuple[int, int] = (2, 8),
+    rotation_max_deg: float | None = None,
+    translation_max_mm: float | None = None,
+    is_2d: bool = False,
+    max_tries: int = 200_000,
+) -> dict:
     """Rejection-sample motion poses whose RMS score is within ``tolerance_mm`` of ``target_mm``.
 
     Recipe of the public code of paper 5 (Bricout et al.), repeated until accepted:
@@ -200,11 +218,18 @@ def sample_motion_for_rms(target_mm: float, rng: np.random.Generator, *, toleran
             return {"degrees": deg, "translation": tr, "num_transforms": n, "rms": rms, "n_tries": tries}
     raise RuntimeError(
         f"no motion with RMS {target_mm} +- {tolerance_mm} mm ({definition}) after {max_tries} draws; "
-        "widen tolerance_mm or the rotation / translation ranges")
+        "widen tolerance_mm or the rotation / translation ranges"
+    )
 
 
-def apply_torchio_motion(image: np.ndarray, degrees: np.ndarray, translation: np.ndarray, times: np.ndarray,
-                         spacing: Sequence[float] | None = None, interpolation: str = "linear"):
+def apply_torchio_motion(
+    image: np.ndarray,
+    degrees: np.ndarray,
+    translation: np.ndarray,
+    times: np.ndarray,
+    spacing: Sequence[float] | None = None,
+    interpolation: str = "linear",
+):
     """Apply :class:`torchio.Motion` with explicit poses to a 2-D or 3-D array.
 
     Args:
@@ -228,8 +253,7 @@ def apply_torchio_motion(image: np.ndarray, degrees: np.ndarray, translation: np
     sp = parse_spacing(spacing, x.ndim)
     x3, sp3 = _as_3d(x, sp)
     affine = centered_affine(x3.shape, sp3)
-    subject = tio.Subject(image=tio.ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(x3))[None],
-                                                affine=affine))
+    subject = tio.Subject(image=tio.ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(x3))[None], affine=affine))
     transform = tio.Motion(
         degrees=np.asarray(degrees, dtype=np.float64).reshape(-1, 3),
         translation=np.asarray(translation, dtype=np.float64).reshape(-1, 3),
@@ -256,13 +280,25 @@ def _history(subject) -> list[dict]:
     return hist
 
 
-def rigid_motion(image: np.ndarray, severity: float | None = None, seed: int = 0, *, spacing=None,
-                 degrees: Any = None, translation: Any = None, times: Any = None,
-                 num_transforms: int | tuple[int, int] | None = None,
-                 degrees_range: float | None = None, translation_range: float | None = None,
-                 rms_definition: str = "paper", radius_mm: float | None = None,
-                 radius_code_mm: float = CODE_RADIUS_MM, tolerance_mm: float = 0.02,
-                 interpolation: str = "linear", max_tries: int = 200_000) -> tuple[np.ndarray, dict]:
+def rigid_motion(
+    image: np.ndarray,
+    severity: float | None = None,
+    seed: int = 0,
+    *,
+    spacing=None,
+    degrees: Any = None,
+    translation: Any = None,
+    times: Any = None,
+    num_transforms: int | tuple[int, int] | None = None,
+    degrees_range: float | None = None,
+    translation_range: float | None = None,
+    rms_definition: str = "paper",
+    radius_mm: float | None = None,
+    radius_code_mm: float = CODE_RADIUS_MM,
+    tolerance_mm: float = 0.02,
+    interpolation: str = "linear",
+    max_tries: int = 200_000,
+) -> tuple[np.ndarray, dict]:
     """Rigid head motion during acquisition (TorchIO k-space motion model), scored in mm.
 
     Three ways to choose the poses (first that applies):
@@ -307,12 +343,24 @@ def rigid_motion(image: np.ndarray, severity: float | None = None, seed: int = 0
         # a 2-D slice stored as 3-D (e.g. (H, W, 1)): TorchIO would split k-space along a singleton
         # axis (no artifact), so treat it as the 2-D image it is and restore the shape afterwards
         keep = [i for i, n in enumerate(x.shape) if n > 1]
-        out, params = rigid_motion(x.reshape([x.shape[i] for i in keep]), severity, seed, spacing=sp[keep],
-                                   degrees=degrees, translation=translation, times=times,
-                                   num_transforms=num_transforms, degrees_range=degrees_range,
-                                   translation_range=translation_range, rms_definition=rms_definition,
-                                   radius_mm=radius_mm, radius_code_mm=radius_code_mm, tolerance_mm=tolerance_mm,
-                                   interpolation=interpolation, max_tries=max_tries)
+        out, params = rigid_motion(
+            x.reshape([x.shape[i] for i in keep]),
+            severity,
+            seed,
+            spacing=sp[keep],
+            degrees=degrees,
+            translation=translation,
+            times=times,
+            num_transforms=num_transforms,
+            degrees_range=degrees_range,
+            translation_range=translation_range,
+            rms_definition=rms_definition,
+            radius_mm=radius_mm,
+            radius_code_mm=radius_code_mm,
+            tolerance_mm=tolerance_mm,
+            interpolation=interpolation,
+            max_tries=max_tries,
+        )
         params["squeezed_from_shape"] = list(x.shape)
         return out.reshape(x.shape), params
     is_2d = x.ndim == 2
@@ -342,14 +390,32 @@ def rigid_motion(image: np.ndarray, severity: float | None = None, seed: int = 0
         target = check_severity(1.0 if severity is None else severity, 0.0, 20.0)
         extra = {"target_rms_mm": target, "tolerance_mm": float(tolerance_mm)}
         if target == 0:
-            params = {"severity": 0.0, "mode": mode, **extra, "rms_definition": rms_definition, "rms_mm": 0.0,
-                      "rms_successive_mm": 0.0, "num_transforms": 0, "degrees": [], "translation_mm": [],
-                      "times": [], "poses": [], "frame": FRAME}
+            params = {
+                "severity": 0.0,
+                "mode": mode,
+                **extra,
+                "rms_definition": rms_definition,
+                "rms_mm": 0.0,
+                "rms_successive_mm": 0.0,
+                "num_transforms": 0,
+                "degrees": [],
+                "translation_mm": [],
+                "times": [],
+                "poses": [],
+                "frame": FRAME,
+            }
             return identity_result(x, params)
         nt = (2, 8) if num_transforms is None else num_transforms
-        draw = sample_motion_for_rms(target, rng, tolerance_mm=tolerance_mm, definition=rms_definition,
-                                     radius_mm=radius if rms_definition == "paper" else radius_code_mm,
-                                     num_transforms=nt, is_2d=is_2d, max_tries=max_tries)
+        draw = sample_motion_for_rms(
+            target,
+            rng,
+            tolerance_mm=tolerance_mm,
+            definition=rms_definition,
+            radius_mm=radius if rms_definition == "paper" else radius_code_mm,
+            num_transforms=nt,
+            is_2d=is_2d,
+            max_tries=max_tries,
+        )
         deg, tr, n = draw["degrees"], draw["translation"], draw["num_transforms"]
         extra["n_tries"] = draw["n_tries"]
     if times is None:
@@ -361,10 +427,22 @@ def rigid_motion(image: np.ndarray, severity: float | None = None, seed: int = 0
     n_lines = x.shape[-1]
     scores = motion_scores(deg, tr, tms, n_lines, radius, radius_code_mm)
     sev = scores["rms_mm"] if rms_definition == "paper" else scores["rms_successive_mm"]
-    base = {"severity": sev, "mode": mode, **extra, "rms_definition": rms_definition, "radius_mm": radius,
-            "radius_code_mm": radius_code_mm, **scores, "num_transforms": n, "degrees": deg,
-            "translation_mm": tr, "times": tms, "spacing_mm": sp, "interpolation": interpolation,
-            "frame": FRAME}
+    base = {
+        "severity": sev,
+        "mode": mode,
+        **extra,
+        "rms_definition": rms_definition,
+        "radius_mm": radius,
+        "radius_code_mm": radius_code_mm,
+        **scores,
+        "num_transforms": n,
+        "degrees": deg,
+        "translation_mm": tr,
+        "times": tms,
+        "spacing_mm": sp,
+        "interpolation": interpolation,
+        "frame": FRAME,
+    }
     if n == 0 or (not np.any(deg) and not np.any(tr)):
         return identity_result(x, base)
     out, subject = apply_torchio_motion(x, deg, tr, tms, sp, interpolation)
@@ -372,10 +450,19 @@ def rigid_motion(image: np.ndarray, severity: float | None = None, seed: int = 0
     return finish(out, base)
 
 
-def respiratory_motion(image: np.ndarray, severity: float | None = None, seed: int = 0, *, spacing=None,
-                       period_lines: float = 16.0, pe_axis: int | None = None,
-                       direction_axis: int | None = None, partition_axis: int | None = None,
-                       phase: float | None = None, output: str = "auto") -> tuple[np.ndarray, dict]:
+def respiratory_motion(
+    image: np.ndarray,
+    severity: float | None = None,
+    seed: int = 0,
+    *,
+    spacing=None,
+    period_lines: float = 16.0,
+    pe_axis: int | None = None,
+    direction_axis: int | None = None,
+    partition_axis: int | None = None,
+    phase: float | None = None,
+    output: str = "auto",
+) -> tuple[np.ndarray, dict]:
     """Periodic (respiratory) translation applied line by line in k-space (free breathing, paper 1).
 
     Line ``tau`` of the acquisition sees the object translated by
@@ -424,10 +511,18 @@ def respiratory_motion(image: np.ndarray, severity: float | None = None, seed: i
         shape_p[pa] = x.shape[pa]
         tau = tau + x.shape[pe] * np.arange(x.shape[pa], dtype=np.float64).reshape(shape_p)
     d = s * np.sin(2 * np.pi * tau / period + ph) if np.isfinite(period) else s * np.sin(ph) * np.ones_like(tau)
-    params = {"severity": s, "amplitude_mm": s, "period_lines": period, "phase_rad": ph, "pe_axis": pe,
-              "direction_axis": da, "partition_axis": pa,
-              "displacement_min_mm": float(d.min()), "displacement_max_mm": float(d.max()),
-              "displacement_rms_mm": float(np.sqrt(np.mean(d**2)))}
+    params = {
+        "severity": s,
+        "amplitude_mm": s,
+        "period_lines": period,
+        "phase_rad": ph,
+        "pe_axis": pe,
+        "direction_axis": da,
+        "partition_axis": pa,
+        "displacement_min_mm": float(d.min()),
+        "displacement_max_mm": float(d.max()),
+        "displacement_rms_mm": float(np.sqrt(np.mean(d**2))),
+    }
     if s == 0:
         return identity_result(x, params)
     n_dir = x.shape[da]

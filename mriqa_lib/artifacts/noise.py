@@ -12,9 +12,11 @@ deviation of the complex Gaussian noise per real / imaginary channel before the 
 taken (Rician), or of the additive noise (Gaussian). So 0 dB means sigma equals the mean
 foreground signal; paper 3's 41 levels run from 10 dB (sigma = 0.316 S) to -10 dB (sigma = 3.16 S).
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -80,8 +82,15 @@ def measure_snr_db(noisy: np.ndarray, clean: np.ndarray, kind: str = "rician", f
     return float(20 * np.log10(s / np.sqrt(var)))
 
 
-def gaussian_noise(image: np.ndarray, severity: float | None = None, seed: int = 0, *, spacing=None,
-                   reference: str = "range", clip: bool = False) -> tuple[np.ndarray, dict]:
+def gaussian_noise(
+    image: np.ndarray,
+    severity: float | None = None,
+    seed: int = 0,
+    *,
+    spacing=None,
+    reference: str = "range",
+    clip: bool = False,
+) -> tuple[np.ndarray, dict]:
     """Additive zero-mean Gaussian noise.
 
     Args:
@@ -109,8 +118,13 @@ def gaussian_noise(image: np.ndarray, severity: float | None = None, seed: int =
         raise ValueError(f"reference must be 'range', 'signal' or 'absolute', got {reference!r}")
     sigma = s * scale
     sig_level = signal_level(x)[0]
-    params = {"severity": s, "sigma": sigma, "reference": reference, "clip": bool(clip),
-              "snr_db": relative_sigma_to_snr_db(sigma / sig_level) if sig_level > 0 else None}
+    params = {
+        "severity": s,
+        "sigma": sigma,
+        "reference": reference,
+        "clip": bool(clip),
+        "snr_db": relative_sigma_to_snr_db(sigma / sig_level) if sig_level > 0 else None,
+    }
     if s == 0:
         return identity_result(x, params)
     rng = make_rng(seed)
@@ -127,8 +141,15 @@ def _rician(x: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray
     return np.sqrt((x + sig * n1) ** 2 + (sig * n2) ** 2)
 
 
-def rician_noise(image: np.ndarray, severity: float | None = None, seed: int = 0, *, spacing=None,
-                 snr_db: float | None = None, fg_fraction: float = 0.1) -> tuple[np.ndarray, dict]:
+def rician_noise(
+    image: np.ndarray,
+    severity: float | None = None,
+    seed: int = 0,
+    *,
+    spacing=None,
+    snr_db: float | None = None,
+    fg_fraction: float = 0.1,
+) -> tuple[np.ndarray, dict]:
     """Rician noise: ``|x + n1 + i n2|`` with ``n1, n2 ~ N(0, sigma^2)`` (paper 3).
 
     Args:
@@ -152,8 +173,13 @@ def rician_noise(image: np.ndarray, severity: float | None = None, seed: int = 0
         s = check_severity(0.316227766 if severity is None else severity, 0.0, 1000.0)
     sig_mean, _ = signal_level(x, fg_fraction)
     sigma = s * sig_mean
-    params = {"severity": s, "snr_db": relative_sigma_to_snr_db(s), "sigma": sigma, "signal_mean": sig_mean,
-              "fg_fraction": fg_fraction}
+    params = {
+        "severity": s,
+        "snr_db": relative_sigma_to_snr_db(s),
+        "sigma": sigma,
+        "signal_mean": sig_mean,
+        "fg_fraction": fg_fraction,
+    }
     if s == 0:
         return identity_result(x, params)
     out = _rician(x, sigma, make_rng(seed))
@@ -161,8 +187,9 @@ def rician_noise(image: np.ndarray, severity: float | None = None, seed: int = 0
     return finish(out, params)
 
 
-def random_box(shape: Sequence[int], fraction: float | Sequence[float], rng: np.random.Generator,
-               within: np.ndarray | None = None) -> list[list[int]]:
+def random_box(
+    shape: Sequence[int], fraction: float | Sequence[float], rng: np.random.Generator, within: np.ndarray | None = None
+) -> list[list[int]]:
     """A random axis-aligned box ``[[start, stop], ...]`` with side ``fraction * shape`` per axis,
     centred on a random voxel of ``within`` (a boolean mask) or of the whole grid."""
     shape = [int(v) for v in shape]
@@ -180,10 +207,18 @@ def random_box(shape: Sequence[int], fraction: float | Sequence[float], rng: np.
     return box
 
 
-def regional_noise(image: np.ndarray, severity: float | None = None, seed: int = 0, *, spacing=None,
-                   mask: Any = None, box: Sequence[Sequence[int]] | None = None,
-                   box_fraction: float | Sequence[float] = 1 / 3, kind: str = "rician",
-                   fg_fraction: float = 0.1) -> tuple[np.ndarray, dict]:
+def regional_noise(
+    image: np.ndarray,
+    severity: float | None = None,
+    seed: int = 0,
+    *,
+    spacing=None,
+    mask: Any = None,
+    box: Sequence[Sequence[int]] | None = None,
+    box_fraction: float | Sequence[float] = 1 / 3,
+    kind: str = "rician",
+    fg_fraction: float = 0.1,
+) -> tuple[np.ndarray, dict]:
     """Noise restricted to a region (paper 3's partial noise): a box or a given mask.
 
     Args:
@@ -209,8 +244,13 @@ def regional_noise(image: np.ndarray, severity: float | None = None, seed: int =
         raise ValueError(f"kind must be 'rician' or 'gaussian', got {kind!r}")
     rng = make_rng(seed)
     sig_mean, fg = signal_level(x, fg_fraction)
-    params: dict = {"severity": s, "kind": kind, "sigma": s * sig_mean, "snr_db": relative_sigma_to_snr_db(s),
-                    "signal_mean": sig_mean}
+    params: dict = {
+        "severity": s,
+        "kind": kind,
+        "sigma": s * sig_mean,
+        "snr_db": relative_sigma_to_snr_db(s),
+        "signal_mean": sig_mean,
+    }
     if mask is not None:
         region = np.asarray(mask, dtype=bool)
         if region.shape != x.shape:

@@ -24,9 +24,10 @@ Two motion scores are built on it (see :mod:`mriqa_lib.artifacts.motion`):
 * ``rms_successive`` (public code of Bricout et al. / Pollak et al.): mean RMS between successive
   poses of the sequence ``[identity, P1, ..., PN]``, radius 82.5 mm.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -74,8 +75,9 @@ def euler_to_matrix(degrees: Sequence[float] | np.ndarray) -> np.ndarray:
     return r[0] if single else r
 
 
-def pose_matrix(degrees: Sequence[float], translation: Sequence[float],
-                center: Sequence[float] = (0.0, 0.0, 0.0)) -> np.ndarray:
+def pose_matrix(
+    degrees: Sequence[float], translation: Sequence[float], center: Sequence[float] = (0.0, 0.0, 0.0)
+) -> np.ndarray:
     """4x4 pose: rotation by ``degrees`` about ``center`` (mm), then translation (mm).
 
     ``A p = R (p - c) + c + t``.
@@ -83,8 +85,9 @@ def pose_matrix(degrees: Sequence[float], translation: Sequence[float],
     return pose_matrices(np.asarray(degrees, float)[None], np.asarray(translation, float)[None], center)[0]
 
 
-def pose_matrices(degrees: np.ndarray, translation: np.ndarray,
-                  center: Sequence[float] = (0.0, 0.0, 0.0)) -> np.ndarray:
+def pose_matrices(
+    degrees: np.ndarray, translation: np.ndarray, center: Sequence[float] = (0.0, 0.0, 0.0)
+) -> np.ndarray:
     """Stack of 4x4 poses from ``(N, 3)`` degrees and ``(N, 3)`` translations in mm."""
     degrees = np.atleast_2d(np.asarray(degrees, dtype=np.float64))
     translation = np.atleast_2d(np.asarray(translation, dtype=np.float64))
@@ -98,8 +101,12 @@ def pose_matrices(degrees: np.ndarray, translation: np.ndarray,
     return out
 
 
-def jenkinson_rms(a: np.ndarray, b: np.ndarray | None = None, radius: float = DEFAULT_RADIUS_MM,
-                  center: Sequence[float] = (0.0, 0.0, 0.0)) -> np.ndarray | float:
+def jenkinson_rms(
+    a: np.ndarray,
+    b: np.ndarray | None = None,
+    radius: float = DEFAULT_RADIUS_MM,
+    center: Sequence[float] = (0.0, 0.0, 0.0),
+) -> np.ndarray | float:
     """Jenkinson RMS deviation (mm) between 4x4 affine(s) ``a`` and ``b`` (default identity).
 
     Args:
@@ -127,8 +134,9 @@ def jenkinson_rms(a: np.ndarray, b: np.ndarray | None = None, radius: float = DE
     return float(rms[0]) if single else rms
 
 
-def rms_mean_from_reference(poses: np.ndarray, radius: float = DEFAULT_RADIUS_MM,
-                            center: Sequence[float] = (0.0, 0.0, 0.0)) -> float:
+def rms_mean_from_reference(
+    poses: np.ndarray, radius: float = DEFAULT_RADIUS_MM, center: Sequence[float] = (0.0, 0.0, 0.0)
+) -> float:
     """Mean Jenkinson RMS (mm) of ``(N, 4, 4)`` poses from the identity (reference) pose.
 
     This is mriqa's "paper" motion score (Bricout et al.: "RMS deviation from all affine
@@ -140,8 +148,9 @@ def rms_mean_from_reference(poses: np.ndarray, radius: float = DEFAULT_RADIUS_MM
     return float(np.mean(jenkinson_rms(poses, None, radius, center)))
 
 
-def rms_successive(poses: np.ndarray, radius: float = 82.5, center: Sequence[float] = (0.0, 0.0, 0.0),
-                   prepend_identity: bool = True) -> float:
+def rms_successive(
+    poses: np.ndarray, radius: float = 82.5, center: Sequence[float] = (0.0, 0.0, 0.0), prepend_identity: bool = True
+) -> float:
     """Mean Jenkinson RMS (mm) between successive poses (public code of paper 5).
 
     Args:

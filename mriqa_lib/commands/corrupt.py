@@ -8,6 +8,7 @@ seed, severity (with unit) and every realised parameter (for motion the poses an
 score in mm, for noise the SNR in dB). The voxel size is taken from the input affine, so
 millimetre parameters are physical. Same arguments -> same bytes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,12 +57,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", nargs="?", type=Path, help="input NIfTI (.nii or .nii.gz), 2-D or 3-D")
     p.add_argument("output", nargs="?", type=Path, help="output NIfTI path")
     p.add_argument("--artifact", "-a", help="artifact name (see --list)")
-    p.add_argument("--severity", "-s", type=float, default=None,
-                   help="severity in the artifact's unit (see --list); default: the artifact's default")
+    p.add_argument(
+        "--severity",
+        "-s",
+        type=float,
+        default=None,
+        help="severity in the artifact's unit (see --list); default: the artifact's default",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--param", "-p", action="append", type=parse_param, default=[], metavar="KEY=VALUE",
-                   help="extra artifact parameter, VALUE parsed as JSON when possible, e.g. "
-                   "--param snr_db=0 or --param num_transforms=4 (repeatable)")
+    p.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        type=parse_param,
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra artifact parameter, VALUE parsed as JSON when possible, e.g. "
+        "--param snr_db=0 or --param num_transforms=4 (repeatable)",
+    )
     p.add_argument("--list", action="store_true", help="list the artifacts and exit")
     p.set_defaults(func=run)
 

@@ -1,4 +1,5 @@
 """`mriqa profile`: overlay a settings profile (e.g. the papers' published settings) on params.yaml."""
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,8 @@ def merged_profile(base: dict, name: str, methods: list[str] | None = None, prof
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "profile", help="apply a settings profile (e.g. `paper`) to params.yaml",
+        "profile",
+        help="apply a settings profile (e.g. `paper`) to params.yaml",
         description="Merge profiles/<method>.NAME.yaml into params.yaml. `mriqa profile paper` gives the "
         "published settings of every paper (GPU-sized; each value's source is commented in the profile "
         "file, and those comments are carried into params.yaml). Validates before writing; the previous "
@@ -114,8 +116,7 @@ def apply_profile(params: Path, name: str, methods: list[str] | None = None, pro
     yaml = _round_trip()
     files = [f for f in profile_files(name, profiles) if not methods or f.name.split(".")[0] in methods]
     if not files:
-        raise ConfigError(f"no profile '{name}' for {methods or 'any method'}: "
-                          f"no files {profiles}/*.{name}.yaml")
+        raise ConfigError(f"no profile '{name}' for {methods or 'any method'}: no files {profiles}/*.{name}.yaml")
     doc = _load_mapping(yaml, Path(params))
     for path in files:
         merge_keeping_comments(doc, _load_mapping(yaml, path))

@@ -1,5 +1,6 @@
 """`mriqa readme`: regenerate the README's generated blocks from the pipeline's output: the
 benchmark table (results/benchmark) and the table of the papers' claims (metrics/*.json)."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,7 +12,8 @@ CLAIMS_END = "<!-- /claims-table -->"
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "readme", help="write the README's benchmark and claims tables from results/benchmark and metrics/",
+        "readme",
+        help="write the README's benchmark and claims tables from results/benchmark and metrics/",
         description="Replace the generated blocks of README.md: the 'Which method for which artifact?' table "
         "with results/benchmark/readme_section.md (written by `mriqa stage benchmark`), and the claims table "
         "with each paper claim's target, measured value (metrics/<method>.json) and verdict. With --check, "
@@ -47,12 +49,17 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.section.exists():
         raise MriqaInputError(f"{args.section}: not found; run `dvc repro benchmark` first")
-    blocks = {"benchmark": (args.section.read_text().strip(), README_BEGIN, README_END),
-              "claims": (claims_section(args.metrics), CLAIMS_BEGIN, CLAIMS_END)}
+    blocks = {
+        "benchmark": (args.section.read_text().strip(), README_BEGIN, README_END),
+        "claims": (claims_section(args.metrics), CLAIMS_BEGIN, CLAIMS_END),
+    }
     text = args.readme.read_text()
     if args.check:
-        stale = [name for name, (section, begin, end) in blocks.items()
-                 if _without_timing(_block(text, begin, end).strip()) != _without_timing(section)]
+        stale = [
+            name
+            for name, (section, begin, end) in blocks.items()
+            if _without_timing(_block(text, begin, end).strip()) != _without_timing(section)
+        ]
         if stale:
             print(f"{args.readme}: {' and '.join(stale)} table(s) differ from this run's output; run `mriqa readme`")
             return 1

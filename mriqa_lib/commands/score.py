@@ -1,4 +1,5 @@
 """`mriqa score`: score NIfTI files, folders or BIDS datasets with every trained method."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     full_ref = [spec for spec in specs if spec.full_reference]
     full_ref_words = ", ".join(f"{spec.paper} {spec.name.upper()}" for spec in full_ref) or "none registered"
     p = sub.add_parser(
-        "score", help="score your own scans with every trained method (TSV + HTML report)",
+        "score",
+        help="score your own scans with every trained method (TSV + HTML report)",
         description="Score T1w volumes with the trained methods. INPUT is NIfTI files, folders (every "
         "NIfTI below) or BIDS datasets (sub-*/[ses-*/]anat/*_T1w), whole-head scans in their native space. "
         "Each volume is first prepared: reoriented, brain-extracted (deepbet) and affinely registered to the "
@@ -33,17 +35,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="NIfTI file, folder or BIDS dataset")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--methods", default=",".join(names),
-                   help=f"comma-separated subset of {','.join(names)} (default: all)")
-    p.add_argument("--checkpoints", type=Path, default=Path("models"),
-                   help="folder with one trained-model folder per method (default: models/, as dvc repro writes)")
-    p.add_argument("--reference", type=Path, default=None,
-                   help=f"clean reference volume for the full-reference method ({full_ref_words}); without it "
-                   f"{_papers(full_ref) or 'such a method'} is skipped")
+    p.add_argument(
+        "--methods", default=",".join(names), help=f"comma-separated subset of {','.join(names)} (default: all)"
+    )
+    p.add_argument(
+        "--checkpoints",
+        type=Path,
+        default=Path("models"),
+        help="folder with one trained-model folder per method (default: models/, as dvc repro writes)",
+    )
+    p.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help=f"clean reference volume for the full-reference method ({full_ref_words}); without it "
+        f"{_papers(full_ref) or 'such a method'} is skipped",
+    )
     p.add_argument("--params", type=Path, default=Path("params.yaml"), help="settings the models were trained with")
-    p.add_argument("--no-prepare", action="store_true",
-                   help="skip brain extraction and registration: only for inputs known to be brain-only in the "
-                   "template space already (as the embedded cohort is)")
+    p.add_argument(
+        "--no-prepare",
+        action="store_true",
+        help="skip brain extraction and registration: only for inputs known to be brain-only in the "
+        "template space already (as the embedded cohort is)",
+    )
     p.add_argument("--force", action="store_true", help="re-score volumes already in OUT/scores.tsv")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -94,8 +108,9 @@ def run(args: argparse.Namespace) -> int:
         print("no method could be loaded: " + "; ".join(f"{m}: {w}" for m, w in loaded.unavailable.items()))
         return 1
     print(f"scoring {len(items)} volume(s) with {', '.join(loaded.scorers)} -> {args.out}")
-    frame = score_inputs(items, loaded, args.out, force=args.force, reference=reference, progress=not args.quiet,
-                         prepare=prepare)
+    frame = score_inputs(
+        items, loaded, args.out, force=args.force, reference=reference, progress=not args.quiet, prepare=prepare
+    )
     if not args.no_report:
         print(f"report -> {write_report(frame, args.out, loaded.unavailable)}")
     n_bad = int((frame["error"].fillna("").astype(str).str.len() > 0).sum())

@@ -3,6 +3,7 @@
 The methods and their steps come from the registry (:mod:`mriqa_lib.methods.registry`): STEP is a
 function of the method's ``stage_module`` taking the settings.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     names, steps = registry.names(), _steps()
     p = sub.add_parser(
-        "stage", help="run one pipeline stage (what dvc.yaml calls)",
+        "stage",
+        help="run one pipeline stage (what dvc.yaml calls)",
         description="Run one DVC stage with the settings of params.yaml. `prepare` builds the embedded "
         f"cohort; METHOD is one of {', '.join(names)} and STEP one of {', '.join(steps)}. Outputs go to "
         "data/synthetic/METHOD, models/METHOD, results/METHOD and metrics/METHOD.json.",
@@ -46,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     spec = registry.methods().get(args.name)
     if spec is None or args.step not in spec.stages:
-        raise ConfigError(f"unknown stage '{args.name} {args.step}'; methods: {', '.join(registry.names())}; "
-                          f"steps: {', '.join(spec.stages if spec else _steps())}")
+        raise ConfigError(
+            f"unknown stage '{args.name} {args.step}'; methods: {', '.join(registry.names())}; "
+            f"steps: {', '.join(spec.stages if spec else _steps())}"
+        )
     getattr(importlib.import_module(spec.stage_module), args.step)(settings)
     return 0

@@ -22,6 +22,7 @@ The scans must already be affinely registered to MNI space (e.g. Clinica ``t1-li
 :func:`mriqa_lib.data.preprocess.conform` assumes. Pairs are aligned rigidly (SimpleITK, Mattes
 mutual information) by :func:`rigid_align`, the artefact scan onto the clean scan's grid.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,7 @@ import numpy as np
 
 from mriqa_lib.io import MriqaInputError, Volume, load_nifti
 
-__all__ = ["read_table", "read_qc_table", "read_pairs_table", "find_images", "adni_scans", "adni_pairs",
-           "rigid_align"]
+__all__ = ["read_table", "read_qc_table", "read_pairs_table", "find_images", "adni_scans", "adni_pairs", "rigid_align"]
 
 _ID = ("image_id", "ImageUID", "LONIUID", "Image Data ID", "image_uid")
 _SUBJECT = ("subject_id", "PTID", "Subject", "subject")
@@ -43,7 +43,7 @@ _TRUE = {"1", "true", "yes", "y", "pass", "passed", "t"}
 _FALSE = {"0", "false", "no", "n", "fail", "failed", "f"}
 
 
-def read_table(path: str | os.PathLike) -> "Any":
+def read_table(path: str | os.PathLike) -> Any:
     """A CSV or TSV (chosen by content: tab in the header line) as strings; clear error if unreadable."""
     import pandas as pd
 
@@ -70,13 +70,16 @@ def _clean_id(value: str) -> str:
     return v[1:] if re.fullmatch(r"[Ii]\d+", v) else v
 
 
-def read_qc_table(path: str | os.PathLike) -> "Any":
+def read_qc_table(path: str | os.PathLike) -> Any:
     """QC table -> DataFrame with ``image_id``, ``subject_id``, ``artefact_free`` (bool) and,
     when present, ``path`` and ``gm_path``."""
     path = Path(path)
     raw = read_table(path)
-    cid, csub, cflag = _pick(raw, _ID, path, "image id"), _pick(raw, _SUBJECT, path, "subject"), \
-        _pick(raw, _FLAG, path, "artefact-free flag")
+    cid, csub, cflag = (
+        _pick(raw, _ID, path, "image id"),
+        _pick(raw, _SUBJECT, path, "subject"),
+        _pick(raw, _FLAG, path, "artefact-free flag"),
+    )
     out = raw.copy()
     out["image_id"] = raw[cid].map(_clean_id)
     out["subject_id"] = raw[csub].astype(str).str.strip()
@@ -87,8 +90,9 @@ def read_qc_table(path: str | os.PathLike) -> "Any":
         elif v in _FALSE:
             flags.append(False)
         else:
-            raise MriqaInputError(f"{path}: row {i + 2}: artefact-free flag {raw[cflag].iloc[i]!r} "
-                                  "is not 1/0/true/false")
+            raise MriqaInputError(
+                f"{path}: row {i + 2}: artefact-free flag {raw[cflag].iloc[i]!r} is not 1/0/true/false"
+            )
     out["artefact_free"] = flags
     if out["image_id"].duplicated().any():
         dup = out["image_id"][out["image_id"].duplicated()].iloc[0]
@@ -96,7 +100,7 @@ def read_qc_table(path: str | os.PathLike) -> "Any":
     return out
 
 
-def read_pairs_table(path: str | os.PathLike) -> "Any":
+def read_pairs_table(path: str | os.PathLike) -> Any:
     """Pairs table -> DataFrame with ``subject_id``, ``clean_image_id``, ``artefact_image_id``."""
     path = Path(path)
     raw = read_table(path)
@@ -124,7 +128,7 @@ def find_images(root: str | os.PathLike) -> dict[str, Path]:
     return index
 
 
-def adni_scans(root: str | os.PathLike, qc_table: str | os.PathLike) -> "Any":
+def adni_scans(root: str | os.PathLike, qc_table: str | os.PathLike) -> Any:
     """The QC table with a resolved ``path`` per scan (and ``gm_path`` made absolute when given).
 
     Raises:
@@ -142,18 +146,24 @@ def adni_scans(root: str | os.PathLike, qc_table: str | os.PathLike) -> "Any":
             index = find_images(root) if index is None else index
             p = index.get(rec["image_id"])
         if p is None or not Path(p).exists():
-            raise MriqaInputError(f"{qc_table}: image {rec['image_id']} (subject {rec['subject_id']}) has no "
-                                  f"NIfTI file below {root}")
+            raise MriqaInputError(
+                f"{qc_table}: image {rec['image_id']} (subject {rec['subject_id']}) has no NIfTI file below {root}"
+            )
         paths.append(Path(p))
     frame["path"] = paths
     if "gm_path" in frame.columns:
-        frame["gm_path"] = [(Path(g) if Path(g).is_absolute() else root / g) if str(g).strip() else None
-                            for g in frame["gm_path"]]
+        frame["gm_path"] = [
+            (Path(g) if Path(g).is_absolute() else root / g) if str(g).strip() else None for g in frame["gm_path"]
+        ]
     return frame
 
 
-def adni_pairs(root: str | os.PathLike, pairs_table: str | os.PathLike, qc_table: str | os.PathLike | None = None,
-               align: bool = True) -> list[dict[str, Any]]:
+def adni_pairs(
+    root: str | os.PathLike,
+    pairs_table: str | os.PathLike,
+    qc_table: str | os.PathLike | None = None,
+    align: bool = True,
+) -> list[dict[str, Any]]:
     """Load the test-retest pairs; the artefact scan is rigidly aligned onto the clean scan's grid.
 
     Returns:
@@ -172,23 +182,36 @@ def adni_pairs(root: str | os.PathLike, pairs_table: str | os.PathLike, qc_table
         for role in ("clean", "artefact"):
             iid = rec[f"{role}_image_id"]
             if iid not in index:
-                raise MriqaInputError(f"{pairs_table}: {role} image {iid} (subject {rec['subject_id']}) has no NIfTI "
-                                      f"file below {root}")
+                raise MriqaInputError(
+                    f"{pairs_table}: {role} image {iid} (subject {rec['subject_id']}) has no NIfTI file below {root}"
+                )
             vols[role] = load_nifti(index[iid])
         info: dict[str, Any] = {}
         artefact = vols["artefact"]
         if align:
             artefact, info = rigid_align(vols["clean"], artefact)
-        out.append({**{k: rec[k] for k in ("subject_id", "clean_image_id", "artefact_image_id")},
-                    "clean": vols["clean"], "artefact": artefact, "alignment": info})
+        out.append(
+            {
+                **{k: rec[k] for k in ("subject_id", "clean_image_id", "artefact_image_id")},
+                "clean": vols["clean"],
+                "artefact": artefact,
+                "alignment": info,
+            }
+        )
     return out
 
 
 # ---------------------------------------------------------------------------------------------
 # Rigid registration (the SimpleITK bridge is mriqa_lib.prepare.itk)
 # ---------------------------------------------------------------------------------------------
-def rigid_align(fixed: Volume, moving: Volume, iterations: int = 100, sampling: float = 0.25,
-                seed: int = 0, interpolation: str = "bspline") -> tuple[Volume, dict[str, Any]]:
+def rigid_align(
+    fixed: Volume,
+    moving: Volume,
+    iterations: int = 100,
+    sampling: float = 0.25,
+    seed: int = 0,
+    interpolation: str = "bspline",
+) -> tuple[Volume, dict[str, Any]]:
     """Rigidly register ``moving`` to ``fixed`` and resample it onto ``fixed``'s grid.
 
     SimpleITK: Euler3D transform initialised at the geometric centres, Mattes mutual information
@@ -206,16 +229,22 @@ def rigid_align(fixed: Volume, moving: Volume, iterations: int = 100, sampling: 
     from mriqa_lib.prepare.itk import single_itk_thread, sitk_to_volume, volume_to_sitk
 
     f_img, m_img = volume_to_sitk(fixed), volume_to_sitk(moving)
-    init = sitk.CenteredTransformInitializer(f_img, m_img, sitk.Euler3DTransform(),
-                                             sitk.CenteredTransformInitializerFilter.GEOMETRY)
+    init = sitk.CenteredTransformInitializer(
+        f_img, m_img, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY
+    )
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
     # SimpleITK reads seed 0 as "seed from the wall clock" (sitkWallClock): shift it to stay reproducible
     reg.SetMetricSamplingPercentage(float(sampling), int(seed) + 1)
     reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4, numberOfIterations=int(iterations),
-                                                 relaxationFactor=0.6, gradientMagnitudeTolerance=1e-6)
+    reg.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=1.0,
+        minStep=1e-4,
+        numberOfIterations=int(iterations),
+        relaxationFactor=0.6,
+        gradientMagnitudeTolerance=1e-6,
+    )
     reg.SetOptimizerScalesFromPhysicalShift()
     reg.SetShrinkFactorsPerLevel([2, 1])
     reg.SetSmoothingSigmasPerLevel([1, 0])
@@ -224,16 +253,24 @@ def rigid_align(fixed: Volume, moving: Volume, iterations: int = 100, sampling: 
         with single_itk_thread():
             transform = reg.Execute(f_img, m_img)
     except RuntimeError as exc:
-        raise MriqaInputError(f"{moving.path or 'moving image'}: rigid registration to {fixed.path or 'fixed image'} "
-                              f"failed ({str(exc).splitlines()[-1]})") from None
+        raise MriqaInputError(
+            f"{moving.path or 'moving image'}: rigid registration to {fixed.path or 'fixed image'} "
+            f"failed ({str(exc).splitlines()[-1]})"
+        ) from None
     interp = {"bspline": sitk.sitkBSpline, "linear": sitk.sitkLinear}.get(interpolation)
     if interp is None:
         raise ValueError(f"interpolation must be 'bspline' or 'linear', got {interpolation!r}")
     out = sitk.Resample(m_img, f_img, transform, interp, 0.0, sitk.sitkFloat32)
-    euler = sitk.Euler3DTransform(sitk.CompositeTransform(transform).GetNthTransform(0)) \
-        if transform.GetName() == "CompositeTransform" else sitk.Euler3DTransform(transform)
+    euler = (
+        sitk.Euler3DTransform(sitk.CompositeTransform(transform).GetNthTransform(0))
+        if transform.GetName() == "CompositeTransform"
+        else sitk.Euler3DTransform(transform)
+    )
     params = euler.GetParameters()
-    info = {"rotation_deg": [float(np.degrees(a)) for a in params[:3]],
-            "translation_mm": [float(t) for t in params[3:]],
-            "metric": float(reg.GetMetricValue()), "iterations": int(reg.GetOptimizerIteration())}
+    info = {
+        "rotation_deg": [float(np.degrees(a)) for a in params[:3]],
+        "translation_mm": [float(t) for t in params[3:]],
+        "metric": float(reg.GetMetricValue()),
+        "iterations": int(reg.GetOptimizerIteration()),
+    }
     return sitk_to_volume(out, moving.path, affine=fixed.affine), info

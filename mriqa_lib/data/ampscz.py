@@ -14,6 +14,7 @@ and motion is synthesised only on scans with score 4 whose comments do not menti
 and subjects are split by :mod:`mriqa_lib.data.splits` (the one owner of splits), see
 :func:`mriqa_lib.methods.bricout.synthesis.scans_table`.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,10 +28,18 @@ from mriqa_lib.io import MriqaInputError
 
 COLUMNS = ("subject", "session", "site", "score", "comments")
 ALIASES = {
-    "participant_id": "subject", "sub": "subject", "subject_id": "subject",
-    "session_id": "session", "ses": "session", "visit": "session",
-    "qc_score": "score", "qc": "score", "rating": "score",
-    "comment": "comments", "qc_comments": "comments", "notes": "comments",
+    "participant_id": "subject",
+    "sub": "subject",
+    "subject_id": "subject",
+    "session_id": "session",
+    "ses": "session",
+    "visit": "session",
+    "qc_score": "score",
+    "qc": "score",
+    "rating": "score",
+    "comment": "comments",
+    "qc_comments": "comments",
+    "notes": "comments",
 }
 
 
@@ -70,13 +79,15 @@ def read_qc_table(path: str | os.PathLike) -> pd.DataFrame:
     bad = frame.index[~score.isin([1, 2, 3, 4])]
     if len(bad):
         raise MriqaInputError(f"{path}: row {int(bad[0]) + 2}: score {frame['score'][bad[0]]!r} is not 1, 2, 3 or 4")
-    out = pd.DataFrame({
-        "subject": [_label(s, "sub-") for s in frame["subject"]],
-        "session": [_label(s, "ses-") for s in frame["session"]],
-        "site": frame["site"].astype(str).str.strip(),
-        "score": score.astype(int),
-        "comments": frame["comments"].astype(str).fillna(""),
-    })
+    out = pd.DataFrame(
+        {
+            "subject": [_label(s, "sub-") for s in frame["subject"]],
+            "session": [_label(s, "ses-") for s in frame["session"]],
+            "site": frame["site"].astype(str).str.strip(),
+            "score": score.astype(int),
+            "comments": frame["comments"].astype(str).fillna(""),
+        }
+    )
     dup = out.duplicated(["subject", "session"])
     if dup.any():
         row = out[dup].iloc[0]
@@ -98,8 +109,9 @@ def find_t1_linear(caps: str | os.PathLike, subject: str, session: str, pattern:
     return crop[0] if crop else hits[0]
 
 
-def load_dataset(caps: str | os.PathLike, qc_table: str | os.PathLike, dataset: str,
-                 pattern: str = "*_T1w.nii.gz") -> pd.DataFrame:
+def load_dataset(
+    caps: str | os.PathLike, qc_table: str | os.PathLike, dataset: str, pattern: str = "*_T1w.nii.gz"
+) -> pd.DataFrame:
     """QC table of one data set joined with its t1-linear image paths.
 
     Args:

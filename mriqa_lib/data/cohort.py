@@ -20,22 +20,24 @@ Layout written (BIDS-like)::
     DIR/sub-001/anat/sub-001_T2w.nii.gz     only when contrasts include T2w (PD likewise)
     DIR/sub-001/anat/slices/...             only when slices > 0 (2-D NIfTI, axial)
 """
+
 from __future__ import annotations
 
 import functools
 import os
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
 from mriqa_lib.config import CohortParams, SiteParams
-from mriqa_lib.data.template import REF_AFFINE, REF_SHAPE, REF_SPACING, load_template
 from mriqa_lib.data.splits import cohort_splits
+from mriqa_lib.data.template import REF_AFFINE, REF_SHAPE, REF_SPACING, load_template
 from mriqa_lib.io import atomic_path, save_nifti, write_json, write_tsv
 
 # Relative tissue intensities (WM, GM, CSF) of the non-T1w looks, scaled by the site's WM value.
@@ -62,8 +64,14 @@ def _smoothed_maps(spacing: tuple[float, float, float]) -> tuple[np.ndarray, np.
     return tuple(ndimage.gaussian_filter(m, sigma, mode="constant") for m in (tpl.gm, tpl.wm, tpl.csf))  # type: ignore[return-value]
 
 
-def random_warp(rng: np.random.Generator, shape: tuple[int, int, int], spacing: np.ndarray,
-                std_mm: float, control_mm: float = 8.0, steps: int = 6) -> np.ndarray:
+def random_warp(
+    rng: np.random.Generator,
+    shape: tuple[int, int, int],
+    spacing: np.ndarray,
+    std_mm: float,
+    control_mm: float = 8.0,
+    steps: int = 6,
+) -> np.ndarray:
     """A smooth diffeomorphic displacement field (mm), shape (3, *shape).
 
     A stationary velocity field drawn on a coarse control grid is integrated by scaling and
@@ -83,7 +91,9 @@ def random_warp(rng: np.random.Generator, shape: tuple[int, int, int], spacing: 
         disp = disp + np.stack([ndimage.map_coordinates(d, coords, order=1, mode="nearest") for d in disp])
     # sample onto the fine grid: fine voxel i sits at i * spacing / control_mm coarse voxels
     fine = np.stack(np.meshgrid(*[np.arange(n) * s / control_mm for n, s in zip(shape, spacing)], indexing="ij"))
-    return np.stack([ndimage.map_coordinates(d, fine, order=1, mode="nearest") * control_mm for d in disp]).astype(np.float32)
+    return np.stack([ndimage.map_coordinates(d, fine, order=1, mode="nearest") * control_mm for d in disp]).astype(
+        np.float32
+    )
 
 
 def random_affine(rng: np.random.Generator, params: CohortParams) -> tuple[np.ndarray, dict[str, Any]]:
@@ -115,7 +125,9 @@ def bias_field(rng: np.random.Generator, shape: tuple[int, ...], strength: float
     return np.exp(log_field).astype(np.float32), coef
 
 
-def synthesize_contrast(gm: np.ndarray, wm: np.ndarray, csf: np.ndarray, tissue: tuple[float, float, float]) -> np.ndarray:
+def synthesize_contrast(
+    gm: np.ndarray, wm: np.ndarray, csf: np.ndarray, tissue: tuple[float, float, float]
+) -> np.ndarray:
     """Image from tissue probability maps and (WM, GM, CSF) intensities."""
     w, g, c = tissue
     return (w * wm + g * gm + c * csf).astype(np.float32)
@@ -146,10 +158,14 @@ def make_subject(index: int, site: SiteParams, params: CohortParams) -> dict[str
     world = np.einsum("ij,j...->i...", affine[:3, :3], vox) + affine[:3, 3, None, None, None]
     world = world + warp
     tpl_world = np.einsum("ij,j...->i...", to_template[:3, :3], world) + to_template[:3, 3, None, None, None]
-    tpl_vox = np.einsum("ij,j...->i...", np.linalg.inv(tpl.affine)[:3, :3], tpl_world) + \
-        np.linalg.inv(tpl.affine)[:3, 3, None, None, None]
-    maps = [ndimage.map_coordinates(m, tpl_vox, order=1, mode="constant", cval=0.0).astype(np.float32)
-            for m in _smoothed_maps(tuple(site.spacing))]
+    tpl_vox = (
+        np.einsum("ij,j...->i...", np.linalg.inv(tpl.affine)[:3, :3], tpl_world)
+        + np.linalg.inv(tpl.affine)[:3, 3, None, None, None]
+    )
+    maps = [
+        ndimage.map_coordinates(m, tpl_vox, order=1, mode="constant", cval=0.0).astype(np.float32)
+        for m in _smoothed_maps(tuple(site.spacing))
+    ]
     gm, wm, csf = (np.clip(m, 0, 1) for m in maps)
 
     jitter = 1 + rng.uniform(-0.03, 0.03, 3)
@@ -165,13 +181,25 @@ def make_subject(index: int, site: SiteParams, params: CohortParams) -> dict[str
         clean = synthesize_contrast(gm, wm, csf, tissue) * field
         images[contrast] = np.clip(np.round(rician(rng, clean, sigma)), 0, 32767).astype(np.int16)
     return {
-        "participant_id": f"sub-{index + 1:03d}", "site": site.name, "sex": sex, "age": age,
-        "height": height, "weight": weight, "affine": affine, "images": images,
+        "participant_id": f"sub-{index + 1:03d}",
+        "site": site.name,
+        "sex": sex,
+        "age": age,
+        "height": height,
+        "weight": weight,
+        "affine": affine,
+        "images": images,
         "tissues": {"GM": gm, "WM": wm, "CSF": csf},
-        "realised": {"site": site.name, "spacing_mm": list(site.spacing), "tissue_intensity_wm_gm_csf":
-                     [site.wm * jitter[0], site.gm * jitter[1], site.csf * jitter[2]], "noise_sigma": sigma,
-                     "bias_coefficients": bias_coef, "warp_std_mm": params.warp_mm,
-                     "max_warp_mm": float(np.abs(warp).max()), **aff_info},
+        "realised": {
+            "site": site.name,
+            "spacing_mm": list(site.spacing),
+            "tissue_intensity_wm_gm_csf": [site.wm * jitter[0], site.gm * jitter[1], site.csf * jitter[2]],
+            "noise_sigma": sigma,
+            "bias_coefficients": bias_coef,
+            "warp_std_mm": params.warp_mm,
+            "max_warp_mm": float(np.abs(warp).max()),
+            **aff_info,
+        },
     }
 
 
@@ -209,15 +237,18 @@ def _job(args: tuple[int, SiteParams, CohortParams, str]) -> dict[str, Any]:
     subj = make_subject(index, site, params)
     write_subject(Path(out), subj, params.slices)
     t1, wm, gm, csf = (subj["images"]["T1w"], subj["tissues"]["WM"], subj["tissues"]["GM"], subj["tissues"]["CSF"])
-    means = {f"mean_{k}": float(t1[m > 0.9].mean()) if (m > 0.9).any() else float("nan")
-             for k, m in (("wm", wm), ("gm", gm), ("csf", csf))}
+    means = {
+        f"mean_{k}": float(t1[m > 0.9].mean()) if (m > 0.9).any() else float("nan")
+        for k, m in (("wm", wm), ("gm", gm), ("csf", csf))
+    }
     row = {k: subj[k] for k in ("participant_id", "site", "sex", "age", "height", "weight")}
     row["head_scale"] = float(subj["realised"]["head_scale"])
     return {"row": row, "means": means}
 
 
-def build_cohort(out: str | os.PathLike, params: CohortParams, progress: bool = True,
-                 log: Callable[[str], None] = print) -> dict[str, Any]:
+def build_cohort(
+    out: str | os.PathLike, params: CohortParams, progress: bool = True, log: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Write the cohort to ``out`` and return a summary (the `prepare` stage's metrics).
 
     The cohort is written to a temporary sibling folder and moved into place at the end, so a
@@ -249,11 +280,22 @@ def build_cohort(out: str | os.PathLike, params: CohortParams, progress: bool = 
         frame = pd.DataFrame([r["row"] for r in results])
         frame.insert(2, "split", cohort_splits(list(frame["site"]), params.split, params.seed))
         write_tsv(staging / "participants.tsv", frame)
-        write_json(staging / "dataset_description.json", {
-            "Name": "mriqa embedded cohort (synthetic, from ICBM152 2009a)", "BIDSVersion": "1.9.0",
-            "DatasetType": "derivative", "GeneratedBy": [{"Name": "mriqa", "Description":
-                "synthetic subjects: random diffeomorphic warp + affine of the ICBM152 2009a tissue maps; "
-                "metadata (sex, age, height, weight) are synthetic"}], "Seed": params.seed})
+        write_json(
+            staging / "dataset_description.json",
+            {
+                "Name": "mriqa embedded cohort (synthetic, from ICBM152 2009a)",
+                "BIDSVersion": "1.9.0",
+                "DatasetType": "derivative",
+                "GeneratedBy": [
+                    {
+                        "Name": "mriqa",
+                        "Description": "synthetic subjects: random diffeomorphic warp + affine of the ICBM152 2009a "
+                        "tissue maps; metadata (sex, age, height, weight) are synthetic",
+                    }
+                ],
+                "Seed": params.seed,
+            },
+        )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -14,6 +14,7 @@ The embedded default writes its simulated multi-coil slices in the same layout, 
 serves the real data set and the embedded one. k-space uses the centred orthonormal FFT of
 :mod:`mriqa_lib.artifacts.kspace` (fastMRI's ``fft2c`` convention).
 """
+
 from __future__ import annotations
 
 import os
@@ -62,20 +63,30 @@ class FastMRIFile:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
-def ismrmrd_header(encoded: tuple[int, int], recon: tuple[int, int], fov_mm: tuple[float, float] = (240.0, 240.0),
-                   n_coils: int = 1, system: str = "mriqa embedded simulation") -> bytes:
+def ismrmrd_header(
+    encoded: tuple[int, int],
+    recon: tuple[int, int],
+    fov_mm: tuple[float, float] = (240.0, 240.0),
+    n_coils: int = 1,
+    system: str = "mriqa embedded simulation",
+) -> bytes:
     """A minimal ISMRMRD XML header with the fields fastMRI readers use (matrix sizes, FOV, coils)."""
-    def space(tag: str, matrix: tuple[int, int]) -> str:
-        return (f"<{tag}><matrixSize><x>{matrix[0]}</x><y>{matrix[1]}</y><z>1</z></matrixSize>"
-                f"<fieldOfView_mm><x>{fov_mm[0]}</x><y>{fov_mm[1]}</y><z>1</z></fieldOfView_mm></{tag}>")
 
-    xml = (f'<?xml version="1.0" encoding="utf-8"?><ismrmrdHeader xmlns="{ISMRMRD_NS}">'
-           f"<acquisitionSystemInformation><systemModel>{system}</systemModel>"
-           f"<receiverChannels>{int(n_coils)}</receiverChannels></acquisitionSystemInformation>"
-           f"<encoding>{space('encodedSpace', encoded)}{space('reconSpace', recon)}"
-           f"<encodingLimits><kspace_encoding_step_1><minimum>0</minimum><maximum>{encoded[1] - 1}</maximum>"
-           f"<center>{encoded[1] // 2}</center></kspace_encoding_step_1></encodingLimits>"
-           f"<trajectory>cartesian</trajectory></encoding></ismrmrdHeader>")
+    def space(tag: str, matrix: tuple[int, int]) -> str:
+        return (
+            f"<{tag}><matrixSize><x>{matrix[0]}</x><y>{matrix[1]}</y><z>1</z></matrixSize>"
+            f"<fieldOfView_mm><x>{fov_mm[0]}</x><y>{fov_mm[1]}</y><z>1</z></fieldOfView_mm></{tag}>"
+        )
+
+    xml = (
+        f'<?xml version="1.0" encoding="utf-8"?><ismrmrdHeader xmlns="{ISMRMRD_NS}">'
+        f"<acquisitionSystemInformation><systemModel>{system}</systemModel>"
+        f"<receiverChannels>{int(n_coils)}</receiverChannels></acquisitionSystemInformation>"
+        f"<encoding>{space('encodedSpace', encoded)}{space('reconSpace', recon)}"
+        f"<encodingLimits><kspace_encoding_step_1><minimum>0</minimum><maximum>{encoded[1] - 1}</maximum>"
+        f"<center>{encoded[1] // 2}</center></kspace_encoding_step_1></encodingLimits>"
+        f"<trajectory>cartesian</trajectory></encoding></ismrmrdHeader>"
+    )
     return xml.encode("utf-8")
 
 
@@ -96,9 +107,14 @@ def parse_header(header: bytes | str, where: str = "ismrmrd_header") -> dict[str
     return out
 
 
-def write_fastmri(path: str | os.PathLike, kspace: np.ndarray, target: np.ndarray | None = None,
-                  header: bytes | None = None, attrs: dict[str, Any] | None = None,
-                  target_key: str | None = None) -> Path:
+def write_fastmri(
+    path: str | os.PathLike,
+    kspace: np.ndarray,
+    target: np.ndarray | None = None,
+    header: bytes | None = None,
+    attrs: dict[str, Any] | None = None,
+    target_key: str | None = None,
+) -> Path:
     """Write a fastMRI-layout HDF5 file atomically.
 
     Args:
@@ -181,8 +197,16 @@ def read_fastmri(path: str | os.PathLike, max_slices: int = 0) -> FastMRIFile:
         sizes = {"encoded": tuple(kspace.shape[-2:]), "recon": tuple(kspace.shape[-2:])}
     if target is not None and target.shape[0] != kspace.shape[0]:
         raise MriqaInputError(f"{where}: {target_key} has {target.shape[0]} slices, kspace {kspace.shape[0]}")
-    return FastMRIFile(path=path, kspace=kspace, multicoil=multicoil, target=target, target_key=target_key,
-                       encoded=sizes["encoded"], recon=sizes["recon"], attrs=attrs)
+    return FastMRIFile(
+        path=path,
+        kspace=kspace,
+        multicoil=multicoil,
+        target=target,
+        target_key=target_key,
+        encoded=sizes["encoded"],
+        recon=sizes["recon"],
+        attrs=attrs,
+    )
 
 
 def centre_crop(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -191,7 +215,7 @@ def centre_crop(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     out_r, out_c = int(shape[0]), int(shape[1])
     if out_r <= rows and out_c <= cols:
         r0, c0 = (rows - out_r) // 2, (cols - out_c) // 2
-        return image[..., r0:r0 + out_r, c0:c0 + out_c]
+        return image[..., r0 : r0 + out_r, c0 : c0 + out_c]
     from mriqa_lib.data.preprocess import crop_or_pad
 
     lead = image.shape[:-2]
@@ -205,8 +229,9 @@ def rss_reconstruction(kspace: np.ndarray, crop: tuple[int, int] | None = None) 
     return centre_crop(img, crop) if crop is not None else img
 
 
-def jsense_reconstruction(kspace: np.ndarray, crop: tuple[int, int] | None = None, ksp_calib_width: int = 24,
-                          mps_ker_width: int = 12) -> np.ndarray:
+def jsense_reconstruction(
+    kspace: np.ndarray, crop: tuple[int, int] | None = None, ksp_calib_width: int = 24, mps_ker_width: int = 12
+) -> np.ndarray:
     """Coil-combined magnitude with JSENSE sensitivity maps (sigpy), as the paper's ground truth.
 
     ``x = |sum_c conj(S_c) y_c| / sum_c |S_c|^2`` per slice, where ``y_c`` are the coil images of the
@@ -222,8 +247,7 @@ def jsense_reconstruction(kspace: np.ndarray, crop: tuple[int, int] | None = Non
     kspace = np.asarray(kspace)
     out = []
     for ksl in kspace:
-        maps = JsenseRecon(ksl, ksp_calib_width=ksp_calib_width, mps_ker_width=mps_ker_width,
-                           show_pbar=False).run()
+        maps = JsenseRecon(ksl, ksp_calib_width=ksp_calib_width, mps_ker_width=mps_ker_width, show_pbar=False).run()
         maps = np.asarray(maps)
         coil = ifft2c(ksl)
         num = (np.conj(maps) * coil).sum(axis=0)
@@ -233,13 +257,19 @@ def jsense_reconstruction(kspace: np.ndarray, crop: tuple[int, int] | None = Non
     return centre_crop(img, crop) if crop is not None else img
 
 
-def undersample_kspace(kspace: np.ndarray, acceleration: float = 4.0, center_fraction: float = 0.08,
-                       kind: str = "equispaced", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def undersample_kspace(
+    kspace: np.ndarray,
+    acceleration: float = 4.0,
+    center_fraction: float = 0.08,
+    kind: str = "equispaced",
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Mask the phase-encoding columns (last axis) of ``kspace`` with a fastMRI mask.
 
     Returns:
         (masked k-space, boolean column mask of length ``cols``).
     """
-    mask = line_mask(kspace.shape, axis=-1, kind=kind, acceleration=acceleration,
-                     center_fraction=center_fraction, seed=seed)
+    mask = line_mask(
+        kspace.shape, axis=-1, kind=kind, acceleration=acceleration, center_fraction=center_fraction, seed=seed
+    )
     return (kspace * mask).astype(np.complex64), mask.ravel().astype(bool)

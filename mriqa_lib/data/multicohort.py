@@ -16,6 +16,7 @@ template grid, intensity scaling, and axial / coronal / sagittal slices padded t
 (288 x 288 at 0.8 mm in the paper; 112 x 112 at 2 mm for the embedded default, whose volumes are
 already in template space, so N4 and registration are off there).
 """
+
 from __future__ import annotations
 
 import os
@@ -40,7 +41,7 @@ ORIENTATIONS = ("axial", "coronal", "sagittal")
 _AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}
 
 
-def read_cohort_table(path: str | os.PathLike) -> "object":
+def read_cohort_table(path: str | os.PathLike) -> object:
     """Read and validate a cohort table; return a DataFrame with absolute ``path`` values.
 
     Raises:
@@ -72,7 +73,7 @@ def read_cohort_table(path: str | os.PathLike) -> "object":
     return frame
 
 
-def embedded_table(root: str | os.PathLike = "data/embedded") -> "object":
+def embedded_table(root: str | os.PathLike = "data/embedded") -> object:
     """The embedded cohort as a cohort table (cohort = site; splits from participants.tsv)."""
     root = Path(root)
     parts = read_tsv(root / "participants.tsv", required=("participant_id", "site", "split"))
@@ -108,7 +109,9 @@ def n4_correct(volume: Volume, shrink: int = 2, iterations: tuple[int, ...] = (5
     return sitk_to_volume(sitk.Cast(corrected, sitk.sitkFloat32), volume.path)
 
 
-def register_affine(volume: Volume, template: Volume, iterations: int = 200, seed: int = 0) -> tuple[Volume, np.ndarray]:
+def register_affine(
+    volume: Volume, template: Volume, iterations: int = 200, seed: int = 0
+) -> tuple[Volume, np.ndarray]:
     """Affine registration of ``volume`` to ``template`` (Mattes MI, multi-resolution) and
     resampling onto the template grid.
 
@@ -122,8 +125,9 @@ def register_affine(volume: Volume, template: Volume, iterations: int = 200, see
     from mriqa_lib.prepare.register import registration_method
 
     fixed, moving = volume_to_sitk(template), volume_to_sitk(volume)
-    init = sitk.CenteredTransformInitializer(fixed, moving, sitk.AffineTransform(3),
-                                             sitk.CenteredTransformInitializerFilter.MOMENTS)
+    init = sitk.CenteredTransformInitializer(
+        fixed, moving, sitk.AffineTransform(3), sitk.CenteredTransformInitializerFilter.MOMENTS
+    )
     # ITK's default relaxation factor (0.5), as this registration always used
     reg = registration_method(iterations, seed, [4, 2, 1], [2.0, 1.0, 0.0], sampling=0.25, relaxation=0.5)
     reg.SetInitialTransform(init, inPlace=False)
@@ -159,8 +163,9 @@ def template_volume(spacing: float = 2.0) -> Volume:
     return Volume(data, affine, None)
 
 
-def preprocess_t1w(volume: Volume, template: Volume | None = None, n4: bool = False, register: bool = False,
-                   spacing: float = 2.0) -> Volume:
+def preprocess_t1w(
+    volume: Volume, template: Volume | None = None, n4: bool = False, register: bool = False, spacing: float = 2.0
+) -> Volume:
     """Paper 2 preprocessing up to the template grid: [N4] -> [affine registration] -> template grid.
 
     Args:

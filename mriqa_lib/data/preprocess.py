@@ -3,6 +3,7 @@
 The pipeline and ``mriqa score`` both call these functions, so a user's scan is prepared
 exactly as the training data were.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,9 @@ from mriqa_lib.data.template import REF_AFFINE, REF_SHAPE
 from mriqa_lib.io import Volume
 
 
-def resample_to(data: np.ndarray, affine: np.ndarray, target_affine: np.ndarray,
-                target_shape: tuple[int, ...], order: int = 1) -> np.ndarray:
+def resample_to(
+    data: np.ndarray, affine: np.ndarray, target_affine: np.ndarray, target_shape: tuple[int, ...], order: int = 1
+) -> np.ndarray:
     """Resample ``data`` (voxel->world ``affine``) onto a target grid by world coordinates.
 
     Points outside the source field of view are 0. Orientation differences (LPS vs RAS,
@@ -22,13 +24,22 @@ def resample_to(data: np.ndarray, affine: np.ndarray, target_affine: np.ndarray,
     # target voxel -> source voxel
     mapping = np.linalg.inv(affine) @ target_affine
     return ndimage.affine_transform(
-        np.asarray(data, dtype=np.float32), mapping[:3, :3], offset=mapping[:3, 3],
-        output_shape=tuple(target_shape), order=order, mode="constant", cval=0.0,
+        np.asarray(data, dtype=np.float32),
+        mapping[:3, :3],
+        offset=mapping[:3, 3],
+        output_shape=tuple(target_shape),
+        order=order,
+        mode="constant",
+        cval=0.0,
     ).astype(np.float32)
 
 
-def conform(volume: Volume, target_affine: np.ndarray = REF_AFFINE,
-            target_shape: tuple[int, int, int] = REF_SHAPE, order: int = 1) -> Volume:
+def conform(
+    volume: Volume,
+    target_affine: np.ndarray = REF_AFFINE,
+    target_shape: tuple[int, int, int] = REF_SHAPE,
+    order: int = 1,
+) -> Volume:
     """Resample a volume onto the reference grid (2 mm, 96 x 112 x 96, RAS) by default.
 
     Assumes the volume is already in (or affinely registered to) MNI space, as the embedded

@@ -6,6 +6,7 @@ for all of them: the embedded cohort's held-out test subjects (``split == "test"
 any method's training or validation data. Methods may evaluate on more subjects than those (their
 own test fraction), but the benchmark subjects are always among a method's test subjects.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -67,8 +68,14 @@ def held_out(participants: str | Path | None = None) -> set[str]:
     return set(frame.loc[frame["split"] == "test", "participant_id"].astype(str))
 
 
-def split_subjects(subjects: Iterable[str], fractions: Sequence[float], seed: int, *,
-                   test: Iterable[str] = (), names: Sequence[str] = SPLITS) -> dict[str, str]:
+def split_subjects(
+    subjects: Iterable[str],
+    fractions: Sequence[float],
+    seed: int,
+    *,
+    test: Iterable[str] = (),
+    names: Sequence[str] = SPLITS,
+) -> dict[str, str]:
     """Subject -> split name, all scans of a subject in one split.
 
     Args:
@@ -90,23 +97,24 @@ def split_subjects(subjects: Iterable[str], fractions: Sequence[float], seed: in
     n_last = max(counts[-1], len(forced))
     order = [rest[i] for i in seeds.rng(seed, "splits.subjects").permutation(len(rest))]
     free = order[: n_last - len(forced)]
-    remaining = order[n_last - len(forced):]
+    remaining = order[n_last - len(forced) :]
     if uniq and not remaining and len(names) > 1:
-        raise MriqaInputError(f"{len(forced)} held-out test subject(s) leave no subject to train on "
-                              f"among {len(uniq)}")
-    inner = _counts(len(remaining), [f / max(sum(fractions[:-1]), 1e-12) for f in fractions[:-1]]) \
-        if len(names) > 1 else []
+        raise MriqaInputError(f"{len(forced)} held-out test subject(s) leave no subject to train on among {len(uniq)}")
+    inner = (
+        _counts(len(remaining), [f / max(sum(fractions[:-1]), 1e-12) for f in fractions[:-1]]) if len(names) > 1 else []
+    )
     out = {s: names[-1] for s in forced + free}
     start = 0
     for name, c in zip(names[:-1], inner):
-        for s in remaining[start:start + c]:
+        for s in remaining[start : start + c]:
             out[s] = name
         start += c
     return out
 
 
-def split_sites(sites: Iterable[str], chosen: Sequence[str] | None, n_chosen: int, seed: int,
-                key: str = "sites") -> tuple[list[str], list[str]]:
+def split_sites(
+    sites: Iterable[str], chosen: Sequence[str] | None, n_chosen: int, seed: int, key: str = "sites"
+) -> tuple[list[str], list[str]]:
     """Site-wise split: (other sites, chosen sites), e.g. paper 5's synthesis and QC sites.
 
     ``chosen`` names the sites explicitly (each must exist; ``key`` names the setting in the error),
@@ -172,8 +180,10 @@ def held_out_first(cohort_split: Sequence[str], n_test: int, seed: int) -> tuple
     labels = np.asarray(cohort_split, dtype=object)
     n_test = max(int(n_test), int((labels == "test").sum()))
     if n_test >= len(labels) - 1:
-        raise MriqaInputError(f"testing on {n_test} subjects (held-out ones included) leaves fewer than 2 of "
-                              f"{len(labels)} subjects for training")
+        raise MriqaInputError(
+            f"testing on {n_test} subjects (held-out ones included) leaves fewer than 2 of "
+            f"{len(labels)} subjects for training"
+        )
     rng = np.random.default_rng(seed)
     order: list[int] = []
     for split in ("test", "val"):

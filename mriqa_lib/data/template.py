@@ -8,6 +8,7 @@ nilearn ships the skull-stripped T1 and the GM and WM probability maps at 1 mm
 the template's brain) that every method of the embedded default works on; ``conform`` in
 :mod:`mriqa_lib.data.preprocess` brings any volume onto it.
 """
+
 from __future__ import annotations
 
 import functools

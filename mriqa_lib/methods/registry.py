@@ -6,6 +6,7 @@ in its package's ``__init__.py`` (``mriqa_lib/methods/<name>/__init__.py``) with
 :func:`methods` imports every package under ``mriqa_lib/methods`` once, so a sixth method is one new
 folder plus one registration (CONTRIBUTING.md).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -35,8 +36,9 @@ class Scorer(Protocol):
     methods whose spec names a ``map_column``, and the others ignore it.
     """
 
-    def score(self, volume: Volume, reference: Volume | None = None,
-              maps_dir: str | Path | None = None) -> dict[str, Any]: ...
+    def score(
+        self, volume: Volume, reference: Volume | None = None, maps_dir: str | Path | None = None
+    ) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 Plain ``torch.nn.Module`` networks; the contrastive training lives in
 ``mriqa_lib/methods/zuo``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,12 +26,18 @@ class SmallArtifactEncoder(nn.Module):
         super().__init__()
 
         def block(c_in: int, c_out: int, k: int, stride: int, pad: int) -> list[nn.Module]:
-            return [nn.Conv2d(c_in, c_out, k, stride=stride, padding=pad, bias=False),
-                    nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            return [
+                nn.Conv2d(c_in, c_out, k, stride=stride, padding=pad, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+            ]
 
         self.features = nn.Sequential(
-            *block(1, width, 4, 4, 0), *block(width, 2 * width, 3, 2, 1),
-            *block(2 * width, 4 * width, 3, 2, 1), *block(4 * width, 4 * width, 3, 1, 1))
+            *block(1, width, 4, 4, 0),
+            *block(width, 2 * width, 3, 2, 1),
+            *block(2 * width, 4 * width, 3, 2, 1),
+            *block(4 * width, 4 * width, 3, 1, 1),
+        )
         self.head = nn.Linear(4 * width, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,7 @@
 Plain ``torch.nn.Module``; the contrastive loss, augmentations and training live in
 ``mriqa_lib.methods.ecker``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -20,9 +21,17 @@ def resnet18_encoder(in_channels: int = 1, width: float = 1.0, conv1_stride: int
     """
     from monai.networks.nets import ResNet
 
-    return ResNet(block="basic", layers=[2, 2, 2, 2], block_inplanes=[64, 128, 256, 512], spatial_dims=2,
-                  n_input_channels=in_channels, conv1_t_size=7, conv1_t_stride=conv1_stride,
-                  widen_factor=width, feed_forward=False)
+    return ResNet(
+        block="basic",
+        layers=[2, 2, 2, 2],
+        block_inplanes=[64, 128, 256, 512],
+        spatial_dims=2,
+        n_input_channels=in_channels,
+        conv1_t_size=7,
+        conv1_t_stride=conv1_stride,
+        widen_factor=width,
+        feed_forward=False,
+    )
 
 
 class SimCLRNet(nn.Module):

@@ -5,6 +5,7 @@ Plain ``torch.nn`` modules, no training logic. With the paper's width
 (``channels=(32, 64, 128, 256, 256)``, ``latent=64``) the encoder has 2,950,336 parameters
 (paper Table 1) and maps a 160 x 192 x 160 volume to a 64 x 5 x 6 x 5 latent.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -35,8 +36,9 @@ class SFCNEncoder(nn.Module):
         in_channels: input image channels (1 for T1w).
     """
 
-    def __init__(self, channels: Sequence[int] = PAPER_CHANNELS, latent: int = PAPER_LATENT,
-                 in_channels: int = 1) -> None:
+    def __init__(
+        self, channels: Sequence[int] = PAPER_CHANNELS, latent: int = PAPER_LATENT, in_channels: int = 1
+    ) -> None:
         super().__init__()
         blocks, c = [], in_channels
         for out in channels:
@@ -76,8 +78,13 @@ class SFCNHead(nn.Module):
 class SFCN(nn.Module):
     """Encoder + bin classifier: returns log-probabilities over the regression bins."""
 
-    def __init__(self, channels: Sequence[int] = PAPER_CHANNELS, latent: int = PAPER_LATENT,
-                 n_bins: int = 50, dropout: float = 0.5) -> None:
+    def __init__(
+        self,
+        channels: Sequence[int] = PAPER_CHANNELS,
+        latent: int = PAPER_LATENT,
+        n_bins: int = 50,
+        dropout: float = 0.5,
+    ) -> None:
         super().__init__()
         self.encoder = SFCNEncoder(channels, latent)
         self.head = SFCNHead(latent, n_bins, dropout)
@@ -96,8 +103,12 @@ class QCHead(nn.Module):
     def __init__(self, in_features: int, hidden: int = 10, n_classes: int = 3, dropout: float = 0.7) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Flatten(), nn.Linear(in_features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
-            nn.Dropout(dropout), nn.Linear(hidden, n_classes),
+            nn.Flatten(),
+            nn.Linear(in_features, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, n_classes),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:  # logits
@@ -108,8 +119,9 @@ class SFCNClassifier(nn.Module):
     """SFCN encoder followed by :class:`QCHead` (the from-scratch baseline, or the transfer model
     with a frozen pretrained encoder)."""
 
-    def __init__(self, encoder: SFCNEncoder, in_features: int, hidden: int = 10, n_classes: int = 3,
-                 dropout: float = 0.7) -> None:
+    def __init__(
+        self, encoder: SFCNEncoder, in_features: int, hidden: int = 10, n_classes: int = 3, dropout: float = 0.7
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = QCHead(in_features, hidden, n_classes, dropout)

@@ -10,6 +10,7 @@
   parameter names ``features.N.weight``, so a user's ImageNet state dict loads into it; no
   weights ship or download.
 """
+
 from __future__ import annotations
 
 import torch
@@ -94,8 +95,14 @@ class ReconUNet(nn.Module):
         channels = tuple(int(c) for c in channels)
 
         def block(a: int, b: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.InstanceNorm2d(b), nn.LeakyReLU(0.2),
-                                 nn.Conv2d(b, b, 3, padding=1), nn.InstanceNorm2d(b), nn.LeakyReLU(0.2))
+            return nn.Sequential(
+                nn.Conv2d(a, b, 3, padding=1),
+                nn.InstanceNorm2d(b),
+                nn.LeakyReLU(0.2),
+                nn.Conv2d(b, b, 3, padding=1),
+                nn.InstanceNorm2d(b),
+                nn.LeakyReLU(0.2),
+            )
 
         chans = [1, *channels]
         self.down = nn.ModuleList(block(a, b) for a, b in zip(chans[:-1], chans[1:]))

@@ -14,9 +14,10 @@ keeps it (the embedded default).
 
 Spatial sizes must be divisible by ``2 ** (len(features) - 1)``.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -130,9 +131,15 @@ class HeteroUNet(nn.Module):
     ``forward(x)`` takes ``(B, 1, X, Y, Z)`` and returns ``(mean, logvar)``, both ``(B, 1, X, Y, Z)``.
     """
 
-    def __init__(self, features: Sequence[int] = (8, 16, 32, 64), residual: bool = True,
-                 zero_init_mean: bool = True, logvar_range: tuple[float, float] = (-12.0, 6.0),
-                 norm: str = "instance", logvar_init: float = -6.0) -> None:
+    def __init__(
+        self,
+        features: Sequence[int] = (8, 16, 32, 64),
+        residual: bool = True,
+        zero_init_mean: bool = True,
+        logvar_range: tuple[float, float] = (-12.0, 6.0),
+        norm: str = "instance",
+        logvar_init: float = -6.0,
+    ) -> None:
         super().__init__()
         self.encoder = UNetEncoder(1, features, norm)
         self.decoder = UNetDecoder(features, norm)
@@ -159,9 +166,16 @@ class MultiTaskHeteroUNet(HeteroUNet):
     ``forward(x)`` returns ``(mean, logvar_r, logits, logvar_s)``.
     """
 
-    def __init__(self, features: Sequence[int] = (8, 16, 32, 64), n_classes: int = 2, residual: bool = True,
-                 zero_init_mean: bool = True, logvar_range: tuple[float, float] = (-12.0, 6.0),
-                 norm: str = "instance", logvar_init: float = -6.0) -> None:
+    def __init__(
+        self,
+        features: Sequence[int] = (8, 16, 32, 64),
+        n_classes: int = 2,
+        residual: bool = True,
+        zero_init_mean: bool = True,
+        logvar_range: tuple[float, float] = (-12.0, 6.0),
+        norm: str = "instance",
+        logvar_init: float = -6.0,
+    ) -> None:
         super().__init__(features, residual, zero_init_mean, logvar_range, norm, logvar_init)
         self.seg_decoder = UNetDecoder(features, norm)
         self.seg_head = _head(features[0], n_classes, False)

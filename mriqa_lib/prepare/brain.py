@@ -1,6 +1,7 @@
 """Brain extraction with deepbet (Fisch et al. 2024; MIT). Its TorchScript weights ship inside the
 PyPI wheel and are loaded with ``torch.jit.load`` by deepbet itself: nothing is downloaded or
 unpickled."""
+
 from __future__ import annotations
 
 import functools

@@ -7,6 +7,7 @@ check -> the brain on the reference field of view. Each method then resamples to
 normalises intensities as it always has. An input already in the reference space (brain only,
 in template space, like the embedded cohort) is returned unchanged.
 """
+
 from __future__ import annotations
 
 import time
@@ -20,8 +21,15 @@ from mriqa_lib.io import Volume
 from . import qc
 from .params import PreparationParams
 
-RECORD_COLUMNS = ("prep", "prep_brain_cm3", "prep_similarity", "prep_dice", "prep_scale", "prep_transform",
-                  "prep_seconds")
+RECORD_COLUMNS = (
+    "prep",
+    "prep_brain_cm3",
+    "prep_similarity",
+    "prep_dice",
+    "prep_scale",
+    "prep_transform",
+    "prep_seconds",
+)
 
 
 class PrepareError(ValueError):
@@ -116,8 +124,12 @@ def prepare_scan(volume: Volume, p: PreparationParams | None = None) -> Prepared
     _refuse_if(qc.brain_volume(cm3, p.brain_cm3), done, mask_vol)
     _refuse_if(qc.brain_cut(mask, native.spacing, p.max_cut_cm2, p.max_cut_inferior_cm2), done, mask_vol)
     reg = _register(native, mask, p, done, mask_vol)
-    done(prep_similarity=round(reg.similarity, 4), prep_dice=round(reg.dice, 4), prep_scale=round(reg.scale, 4),
-         prep_transform=_format_matrix(reg.matrix))
+    done(
+        prep_similarity=round(reg.similarity, 4),
+        prep_dice=round(reg.dice, 4),
+        prep_scale=round(reg.scale, 4),
+        prep_transform=_format_matrix(reg.matrix),
+    )
     _refuse_if(qc.registration(reg.dice, reg.similarity, reg.scale, p), done, mask_vol)
     return Prepared(reg.volume, mask_vol, done(prep="registered"))
 
@@ -143,5 +155,6 @@ def _register(native: Volume, mask: np.ndarray, p: PreparationParams, done, mask
     try:
         return register_brain(brain, mask, p.spacing_mm, p.iterations, p.seed)
     except RuntimeError as exc:  # ITK gives up (e.g. too few samples inside the masks)
-        raise PrepareError("registration to the template did not converge "
-                           f"({str(exc).strip().splitlines()[-1]})", done(), mask_vol) from None
+        raise PrepareError(
+            f"registration to the template did not converge ({str(exc).strip().splitlines()[-1]})", done(), mask_vol
+        ) from None

@@ -3,11 +3,12 @@
 ITK's physical frame is LPS; nibabel's affines are RAS. Everything that registers or filters
 with SimpleITK converts through here.
 """
+
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 

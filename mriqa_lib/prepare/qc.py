@@ -3,6 +3,7 @@
 Each check returns None when the input passes, or one sentence naming the reason; the chain
 turns it into the error row of ``mriqa score``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,14 @@ import numpy as np
 from mriqa_lib.io import Volume
 
 # canonical (RAS) array faces: (axis, index 0 or -1) -> anatomical side
-FACES = {(0, 0): "right", (0, -1): "left", (1, 0): "posterior", (1, -1): "anterior",
-         (2, 0): "inferior", (2, -1): "superior"}
+FACES = {
+    (0, 0): "right",
+    (0, -1): "left",
+    (1, 0): "posterior",
+    (1, -1): "anterior",
+    (2, 0): "inferior",
+    (2, -1): "superior",
+}
 
 
 def field_of_view(volume: Volume, min_mm: float) -> str | None:
@@ -49,7 +56,9 @@ def spatial_structure(volume: Volume, minimum: float = 0.2) -> str | None:
     Colin27: 0.39) well above random numbers (0.00)."""
     rho = neighbour_correlation(block_mean2(volume.data) if min(volume.shape) >= 32 else volume.data)
     if rho < minimum:
-        return f"not a head: no spatial structure (neighbouring voxels correlate {rho:.2f}, a scan at least {minimum:g})"
+        return (
+            f"not a head: no spatial structure (neighbouring voxels correlate {rho:.2f}, a scan at least {minimum:g})"
+        )
     return None
 
 
@@ -57,8 +66,10 @@ def brain_volume(cm3: float, plausible: tuple[float, float]) -> str | None:
     """Refuse a brain mask whose volume is outside the plausible adult range."""
     lo, hi = plausible
     if not lo <= cm3 <= hi:
-        return (f"brain volume {cm3:.0f} cm3 is outside the plausible adult range {lo:.0f}-{hi:.0f} cm3 "
-                "(not a head, or brain extraction failed)")
+        return (
+            f"brain volume {cm3:.0f} cm3 is outside the plausible adult range {lo:.0f}-{hi:.0f} cm3 "
+            "(not a head, or brain extraction failed)"
+        )
     return None
 
 
@@ -77,16 +88,20 @@ def brain_cut(mask: np.ndarray, spacing: np.ndarray, max_cm2: float, max_inferio
     for side, area in cut_area_cm2(mask, spacing).items():
         limit = max_inferior_cm2 if side == "inferior" else max_cm2
         if area > limit:
-            return (f"the field of view cuts the brain on the {side} side ({area:.1f} cm2 of brain on the edge, "
-                    f"at most {limit:g} allowed)")
+            return (
+                f"the field of view cuts the brain on the {side} side ({area:.1f} cm2 of brain on the edge, "
+                f"at most {limit:g} allowed)"
+            )
     return None
 
 
 def registration(dice: float, similarity: float, scale: float, p) -> str | None:
     """Refuse a registration to the template that did not converge or is implausible."""
     if not np.isfinite(similarity) or dice < p.min_dice or similarity < p.min_similarity:
-        return (f"registration to the template did not converge (Dice {dice:.3f}, minimum {p.min_dice:g}; "
-                f"correlation {similarity:.3f}, minimum {p.min_similarity:g})")
+        return (
+            f"registration to the template did not converge (Dice {dice:.3f}, minimum {p.min_dice:g}; "
+            f"correlation {similarity:.3f}, minimum {p.min_similarity:g})"
+        )
     lo, hi = p.scale_range
     if not lo <= scale <= hi:
         return f"registration scaled the brain by {scale:.2f}, outside the plausible {lo:g}-{hi:g}"

@@ -5,6 +5,7 @@ Two stages, both Mattes mutual information on the 2 mm template: a similarity tr
 then a full affine started from it. The result is resampled onto the reference field of view at
 the requested voxel size, with Gaussian anti-aliasing when that is coarser than the scan.
 """
+
 from __future__ import annotations
 
 import functools
@@ -56,8 +57,9 @@ def _affine_matrix(transform) -> np.ndarray:
     return mat
 
 
-def registration_method(iterations: int, seed: int, shrink: list[int], sigmas: list[float],
-                        sampling: float = 0.2, relaxation: float = 0.6):
+def registration_method(
+    iterations: int, seed: int, shrink: list[int], sigmas: list[float], sampling: float = 0.2, relaxation: float = 0.6
+):
     """Mattes mutual information (32 bins, a ``sampling`` fraction of voxels, fixed ``seed``) and
     regular-step gradient descent over a ``shrink`` / ``sigmas`` (mm) pyramid; no transform set."""
     import SimpleITK as sitk
@@ -68,8 +70,13 @@ def registration_method(iterations: int, seed: int, shrink: list[int], sigmas: l
     # SimpleITK reads seed 0 as "seed from the wall clock": shift it to stay reproducible
     reg.SetMetricSamplingPercentage(float(sampling), int(seed) + 1)
     reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4, numberOfIterations=iterations,
-                                                 relaxationFactor=float(relaxation), gradientMagnitudeTolerance=1e-6)
+    reg.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=1.0,
+        minStep=1e-4,
+        numberOfIterations=iterations,
+        relaxationFactor=float(relaxation),
+        gradientMagnitudeTolerance=1e-6,
+    )
     reg.SetOptimizerScalesFromPhysicalShift()
     reg.SetShrinkFactorsPerLevel(shrink)
     reg.SetSmoothingSigmasPerLevel(sigmas)
@@ -82,8 +89,9 @@ def _rotation_search(fixed, moving, fixed_mask, seed: int):
     a head can be tilted more in the scanner than gradient descent recovers from."""
     import SimpleITK as sitk
 
-    init = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
-                                             sitk.CenteredTransformInitializerFilter.MOMENTS)
+    init = sitk.CenteredTransformInitializer(
+        fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
+    )
     init = sitk.Euler3DTransform(init)
     reg = registration_method(1, seed, [4], [4.0])
     step = np.radians(20.0)
@@ -137,12 +145,22 @@ def _coarse(image, spacing: float = 2.0):
     if np.all(old >= spacing * 0.9):
         return image
     size = [int(np.ceil(n * s / spacing)) for n, s in zip(image.GetSize(), old)]
-    return sitk.Resample(_antialias(image, spacing), size, sitk.Transform(), sitk.sitkLinear, image.GetOrigin(),
-                         [spacing] * 3, image.GetDirection(), 0.0, sitk.sitkFloat32)
+    return sitk.Resample(
+        _antialias(image, spacing),
+        size,
+        sitk.Transform(),
+        sitk.sitkLinear,
+        image.GetOrigin(),
+        [spacing] * 3,
+        image.GetDirection(),
+        0.0,
+        sitk.sitkFloat32,
+    )
 
 
-def register_brain(brain: Volume, mask: np.ndarray, spacing: float, iterations: int = 100,
-                   seed: int = 0) -> Registration:
+def register_brain(
+    brain: Volume, mask: np.ndarray, spacing: float, iterations: int = 100, seed: int = 0
+) -> Registration:
     """Register an extracted brain (``brain`` = scan x ``mask``) to the template brain.
 
     Args:
@@ -164,16 +182,24 @@ def register_brain(brain: Volume, mask: np.ndarray, spacing: float, iterations: 
         transform = _fit(fixed, _coarse(moving), fmask, ratio ** (1 / 3), iterations, seed)
     grid = volume_to_sitk(out_vol)
     smooth = _antialias(moving, float(spacing))
-    warped = sitk_to_volume(sitk.Resample(smooth, grid, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32),
-                            brain.path, affine=out_vol.affine)
+    warped = sitk_to_volume(
+        sitk.Resample(smooth, grid, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32),
+        brain.path,
+        affine=out_vol.affine,
+    )
     mask_img = volume_to_sitk(Volume(mask.astype(np.float32), brain.affine))
-    warped_mask = sitk_to_volume(sitk.Resample(mask_img, grid, transform, sitk.sitkLinear, 0.0,
-                                               sitk.sitkFloat32)).data > 0.5
+    warped_mask = (
+        sitk_to_volume(sitk.Resample(mask_img, grid, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)).data > 0.5
+    )
     matrix = lps_to_ras_matrix(_affine_matrix(transform))
     return Registration(
-        volume=warped, mask=warped_mask, matrix=matrix,
-        dice=dice(warped_mask, out_mask), similarity=smooth_correlation(warped.data, out_vol.data, out_mask),
-        scale=float(abs(np.linalg.det(matrix[:3, :3])) ** (1 / 3)))
+        volume=warped,
+        mask=warped_mask,
+        matrix=matrix,
+        dice=dice(warped_mask, out_mask),
+        similarity=smooth_correlation(warped.data, out_vol.data, out_mask),
+        scale=float(abs(np.linalg.det(matrix[:3, :3])) ** (1 / 3)),
+    )
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

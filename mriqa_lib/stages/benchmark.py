@@ -4,6 +4,7 @@ Loads the cohort's test-split subjects and every trained scorer, calls :mod:`mri
 (corrupt, score, summarise) and writes ``results/benchmark/{scores,summary}.tsv``, the README block
 (``readme_section.md``) and ``metrics/benchmark.json``.
 """
+
 from __future__ import annotations
 
 import time
@@ -34,8 +35,17 @@ from mriqa_lib.stages.common import (
 if TYPE_CHECKING:
     from mriqa_lib.config import Settings
 
-__all__ = ["PATHS", "README_BEGIN", "README_END", "benchmark_subjects", "clean_scan", "readme_section", "run",
-           "summarise", "update_readme"]
+__all__ = [
+    "PATHS",
+    "README_BEGIN",
+    "README_END",
+    "benchmark_subjects",
+    "clean_scan",
+    "readme_section",
+    "run",
+    "summarise",
+    "update_readme",
+]
 
 PATHS = MethodPaths("benchmark")
 
@@ -66,8 +76,10 @@ def run(settings: Settings) -> None:
         raise RuntimeError("no trained method available; run the train stages first")
     methods = list(loaded.scorers)
     jobs = benchmark_jobs(subjects, names, params.levels, params.design)
-    print(f"benchmark: {len(subjects)} subjects x ({len(names)} artifacts x {len(params.levels)} levels + clean) "
-          f"= {len(jobs)} volumes, methods {', '.join(methods)}")
+    print(
+        f"benchmark: {len(subjects)} subjects x ({len(names)} artifacts x {len(params.levels)} levels + clean) "
+        f"= {len(jobs)} volumes, methods {', '.join(methods)}"
+    )
     start = time.time()
     scores = score_jobs(jobs, loaded.scorers, clean_scan, params.seed)
     table = summarise(scores, methods)

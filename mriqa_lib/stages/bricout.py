@@ -13,6 +13,7 @@
 The science is in :mod:`mriqa_lib.methods.bricout` (``synthesis``, ``training``, ``experiments``);
 these functions load, call it and write.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -86,8 +87,16 @@ def train(settings: Settings) -> None:
     selected: dict[str, Any] = {}
     for kind in experiments.KINDS:
         selected[kind], cost[kind] = training.train_qc(settings, kind, data_img, encoder, in_features, models / kind)
-    write_json(models / "config.json", {"model": bp.model.model_dump(), "data": bp.data.model_dump(),
-                                        "in_features": in_features, "classes": list(CLASS_NAMES), **selected})
+    write_json(
+        models / "config.json",
+        {
+            "model": bp.model.model_dump(),
+            "data": bp.data.model_dump(),
+            "in_features": in_features,
+            "classes": list(CLASS_NAMES),
+            **selected,
+        },
+    )
     write_json(models / "cost.json", cost)
     write_metrics(PATHS.train_metrics, experiments.flat_cost(cost))
 
@@ -114,8 +123,9 @@ def _write_tables(settings: Settings, qc, manifest, cfg: dict, res: Path) -> Non
     qc_counts, syn_counts = experiments.split_counts(qc, manifest)
     write_tsv(res / "qc_split_counts.tsv", qc_counts)
     write_tsv(res / "synthetic_split_counts.tsv", syn_counts)
-    write_tsv(res / "parameters.tsv",
-              experiments.parameter_table(bp, cfg["in_features"], cfg["transfer"]["config"]["hidden"]))
+    write_tsv(
+        res / "parameters.tsv", experiments.parameter_table(bp, cfg["in_features"], cfg["transfer"]["config"]["hidden"])
+    )
     scans = read_tsv(PATHS.synthetic / "scans.tsv", required=("path", "split", "eligible"))
     slices, labels = experiments.pipeline_examples(scans, bp)
     np.savez_compressed(res / "pipeline_examples.npz", **slices)

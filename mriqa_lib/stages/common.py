@@ -5,6 +5,7 @@ from params), writes its training/test sets to ``data/synthetic/m``, its trained
 ``models/m``, its evaluation results to ``results/m``, its metrics to ``metrics/m.json`` (and
 ``metrics/m_train.json`` for training cost), and its notebook draws ``figures/m``.
 """
+
 from __future__ import annotations
 
 import os

@@ -13,6 +13,7 @@ evaluate:   zero-shot classification of every test case against references match
 The data sets are built by :mod:`mriqa_lib.methods.ecker.synthesis`, the experiments run by
 :mod:`mriqa_lib.methods.ecker.experiments`; this module loads, calls them and writes.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -49,8 +50,10 @@ def synthesize(settings) -> None:
     t0 = time.perf_counter()
     subjects, conform_grid = S.load_subjects(p)
     pool_idx, test_idx = D.split_subjects(subjects, p.n_test_subjects, p.seed)
-    print(f"ecker synthesize: {len(subjects)} subjects ({'UK Biobank' if p.ukb_dir else 'embedded'}): "
-          f"{len(pool_idx)} training/reference pool, {len(test_idx)} held out -> {out}/")
+    print(
+        f"ecker synthesize: {len(subjects)} subjects ({'UK Biobank' if p.ukb_dir else 'embedded'}): "
+        f"{len(pool_idx)} training/reference pool, {len(test_idx)} held out -> {out}/"
+    )
     raw, spacing = S.load_slices(subjects, p, conform_grid)
     pool = S.reference_pool(raw, spacing, subjects, pool_idx, p)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,8 +68,14 @@ def synthesize(settings) -> None:
         images, cases = build(raw, spacing, subjects, test_idx, p)
         np.savez_compressed(out / f"test_{name}.npz", images=images)
         write_tsv(out / f"test_{name}.tsv", cases)
-    write_json(out / "meta.json", {"conform_grid": conform_grid, "dataset": "ukb" if p.ukb_dir else "embedded",
-                                   "nako": "nako-iqa" if p.nako_dir else "embedded-respiratory"})
+    write_json(
+        out / "meta.json",
+        {
+            "conform_grid": conform_grid,
+            "dataset": "ukb" if p.ukb_dir else "embedded",
+            "nako": "nako-iqa" if p.nako_dir else "embedded-respiratory",
+        },
+    )
     # the wall time is printed, not stored: identical data must hash identically for DVC
     print(f"ecker synthesize: done in {time.perf_counter() - t0:.1f} s")
 
@@ -90,18 +99,27 @@ def train(settings) -> None:
         net = train_simclr(images, p, settings.trainer, paths.models / "lightning")
     torch.save(net.state_dict(), paths.models / "simclr.pt")
     meta = read_json(paths.synthetic / "meta.json")
-    write_json(paths.models / "config.json", {"params": p.model_dump(mode="json"), "feature_dim": net.feature_dim,
-                                              "conform_grid": meta["conform_grid"]})
+    write_json(
+        paths.models / "config.json",
+        {"params": p.model_dump(mode="json"), "feature_dim": net.feature_dim, "conform_grid": meta["conform_grid"]},
+    )
     # reference bank for `mriqa score`: encoder embeddings of the pool (HQ and every LQ kind)
     subjects = _read_tsv(paths.synthetic / SUBJECT_TABLE)
     refs = subjects[subjects["role"] == "pool"]
-    np.savez_compressed(paths.models / "references.npz", **E.reference_bank(net, pool),
-                        participant_id=refs["participant_id"].to_numpy(str), sex=refs["sex"].to_numpy(str),
-                        height=refs["height"].to_numpy(float), weight=refs["weight"].to_numpy(float))
+    np.savez_compressed(
+        paths.models / "references.npz",
+        **E.reference_bank(net, pool),
+        participant_id=refs["participant_id"].to_numpy(str),
+        sex=refs["sex"].to_numpy(str),
+        height=refs["height"].to_numpy(float),
+        weight=refs["weight"].to_numpy(float),
+    )
     log = paths.models / "lightning" / "logs" / "metrics.csv"
     final_loss = float(pd.read_csv(log)["train_loss"].dropna().iloc[-1]) if log.exists() else float("nan")
-    write_metrics(paths.train_metrics, {**cost.result, "epochs": p.epochs, "n_train_slices": len(images),
-                                        "final_train_loss": final_loss})
+    write_metrics(
+        paths.train_metrics,
+        {**cost.result, "epochs": p.epochs, "n_train_slices": len(images), "final_train_loss": final_loss},
+    )
 
 
 def _pool(syn) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -131,8 +149,10 @@ def evaluate(settings) -> None:
     bank = E.reference_bank(net, np.load(syn / "pool.npz"))  # (n_pool, n_slices, h)
     out.mkdir(parents=True, exist_ok=True)
     where = " of its own site" if p.match_site else ""
-    print(f"ecker evaluate: {len(pool_tab)} reference subjects, up to {p.n_refs}{where} matched per test subject "
-          f"-> {out}/")
+    print(
+        f"ecker evaluate: {len(pool_tab)} reference subjects, up to {p.n_refs}{where} matched per test subject "
+        f"-> {out}/"
+    )
     metrics, examples = {}, {}
     for kind in ("motion", "noise"):
         res, m, ex = E.simulated_experiment(net, kind, *_test_set(syn, kind, subjects), pool_tab, bank, p)
@@ -149,9 +169,14 @@ def evaluate(settings) -> None:
     metrics.update(m)
     examples.update(ex)
     np.savez_compressed(out / "examples.npz", **examples)
-    metrics.update({"n_references": p.n_refs, "n_pool_subjects": len(pool_tab),
-                    "n_test_subjects": int((subjects["role"] == "test").sum()),
-                    "evaluate_seconds": round(time.perf_counter() - t0, 1)})
+    metrics.update(
+        {
+            "n_references": p.n_refs,
+            "n_pool_subjects": len(pool_tab),
+            "n_test_subjects": int((subjects["role"] == "test").sum()),
+            "evaluate_seconds": round(time.perf_counter() - t0, 1),
+        }
+    )
     write_json(out / "summary.json", metrics)
     write_metrics(paths.metrics, metrics)
     for c in (c for c in claims.CLAIMS if c.method == NAME):

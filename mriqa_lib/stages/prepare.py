@@ -1,4 +1,5 @@
 """DVC stage `prepare`: build the embedded cohort into data/embedded (metrics/cohort.json)."""
+
 from __future__ import annotations
 
 from mriqa_lib.config import Settings

@@ -13,6 +13,7 @@
   (partial noise: reconstruction vs segmentation sigma) -> ``results/shaw`` (tables and NIfTI
   maps) and ``metrics/shaw.json``.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -61,8 +62,9 @@ def _write_training_sets(p, clean: np.ndarray, gm: np.ndarray, table, staging: P
     """train.npz (+ the multi-task model's regional-noise copies), val.npz, test.npz and their tables."""
     from mriqa_lib.methods.shaw import synthesis as S
 
-    arrays, manifest = S.artefact_set(p, clean, gm, table, "train", p.corruptions_per_volume, True,
-                                      "shaw.train_artefacts")
+    arrays, manifest = S.artefact_set(
+        p, clean, gm, table, "train", p.corruptions_per_volume, True, "shaw.train_artefacts"
+    )
     if p.multitask_extra_per_volume:
         arrays.update(S.multitask_extra(p, clean, table))
     np.savez(staging / "train.npz", **arrays)
@@ -102,10 +104,17 @@ def synthesize(settings: Settings) -> None:
     # every subject used: the split's, and ADNI pair subjects without an artefact-free scan (test only)
     splits.write_manifest(staging, {**{r["subject_id"]: "test" for r in pair_rows}, **assignment})
     affine, shape = work_grid(p.grid_mm)
-    write_json(staging / "grid.json", {"grid_mm": p.grid_mm, "shape": list(shape), "affine": affine,
-                                       "source": "adni" if real else "embedded",
-                                       "n_scans": {k: int(v) for k, v in table["split"].value_counts().items()},
-                                       "n_pairs": len(pair_rows)})  # no timing: same data, same bytes
+    write_json(
+        staging / "grid.json",
+        {
+            "grid_mm": p.grid_mm,
+            "shape": list(shape),
+            "affine": affine,
+            "source": "adni" if real else "embedded",
+            "n_scans": {k: int(v) for k, v in table["split"].value_counts().items()},
+            "n_pairs": len(pair_rows),
+        },
+    )  # no timing: same data, same bytes
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
@@ -115,8 +124,9 @@ def synthesize(settings: Settings) -> None:
 # ---------------------------------------------------------------------------------------------
 # train
 # ---------------------------------------------------------------------------------------------
-def _fit(kind: str, settings: Settings, train: dict, val: dict, iterations: int,
-         init: dict | None = None) -> tuple[Any, dict]:
+def _fit(
+    kind: str, settings: Settings, train: dict, val: dict, iterations: int, init: dict | None = None
+) -> tuple[Any, dict]:
     """Train one model (``iterations`` steps, last weights kept); returns (network, cost and last logs)."""
     from mriqa_lib.methods.shaw.lit import ShawModule, loaders
     from mriqa_lib.training import CostMonitor, build_trainer
@@ -132,11 +142,20 @@ def _fit(kind: str, settings: Settings, train: dict, val: dict, iterations: int,
     if ckpt.exists():
         shutil.rmtree(ckpt)
     # the validation loss (5 volumes, one artefact each) is too noisy to pick a checkpoint: keep the last
-    trainer = build_trainer(settings.trainer, ckpt, max_epochs=1, monitor=None,
-                            val_check_interval=min(p.val_every, iterations), num_sanity_val_steps=0,
-                            enable_progress_bar=True, gradient_clip_val=p.grad_clip or None)
-    _log(f"training the {kind} model: {iterations} steps, patch {None if p.whole_volume else p.patch}, "
-         f"lr {p.lr}, features {p.features}")
+    trainer = build_trainer(
+        settings.trainer,
+        ckpt,
+        max_epochs=1,
+        monitor=None,
+        val_check_interval=min(p.val_every, iterations),
+        num_sanity_val_steps=0,
+        enable_progress_bar=True,
+        gradient_clip_val=p.grad_clip or None,
+    )
+    _log(
+        f"training the {kind} model: {iterations} steps, patch {None if p.whole_volume else p.patch}, "
+        f"lr {p.lr}, features {p.features}"
+    )
     with CostMonitor() as cost:
         trainer.fit(module, loader, val_loader)
     logged = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -159,8 +178,9 @@ def train(settings: Settings) -> None:
     save_model(net, "recon", p, PATHS.models / "recon.pt")
     if train_set["gm"].any():
         init = net.state_dict() if p.multitask_from_recon else None
-        net, metrics["multitask"] = _fit("multitask", settings, multitask_set(train_set), val_set,
-                                         p.multitask_iterations, init)
+        net, metrics["multitask"] = _fit(
+            "multitask", settings, multitask_set(train_set), val_set, p.multitask_iterations, init
+        )
         save_model(net, "multitask", p, PATHS.models / "multitask.pt")
     else:
         _log("no grey-matter labels (gm_path) in the training scans: multi-task model skipped")
@@ -187,8 +207,10 @@ def _exp1(p, model, test: dict, subjects: list[str], res: Path, affine: np.ndarr
     exp1, r2, m = E.exp1_noise_levels(p, model, test, subjects, res / "maps", affine)
     write_tsv(res / "exp1_noise_levels.tsv", exp1)
     write_tsv(res / "exp1_r2.tsv", r2)
-    _log(f"exp1: mean R^2 {m['exp1_r2_mean']:.3f} (min {m['exp1_r2_min']:.3f}, max {m['exp1_r2_max']:.3f}) "
-         f"over {len(subjects)} volumes")
+    _log(
+        f"exp1: mean R^2 {m['exp1_r2_mean']:.3f} (min {m['exp1_r2_min']:.3f}, max {m['exp1_r2_max']:.3f}) "
+        f"over {len(subjects)} volumes"
+    )
     return m
 
 
@@ -213,8 +235,10 @@ def _exp3(p, test: dict, subjects: list[str], res: Path, affine: np.ndarray) -> 
     model, _ = load_model(PATHS.models / "multitask.pt")
     exp3, m = E.exp3_partial_noise(p, model, test, subjects, res / "maps", affine)
     write_tsv(res / "exp3_partial_noise.tsv", exp3)
-    _log(f"exp3: relative rise of total sigma: reconstruction {m['exp3_recon_sigma_rise']:+.2f}, "
-         f"segmentation {m['exp3_seg_sigma_rise']:+.2f}")
+    _log(
+        f"exp3: relative rise of total sigma: reconstruction {m['exp3_recon_sigma_rise']:+.2f}, "
+        f"segmentation {m['exp3_seg_sigma_rise']:+.2f}"
+    )
     return m
 
 

@@ -8,6 +8,7 @@
 * evaluate: perturbation sweeps, encoder-layer comparison, reconstruction scatter ->
   ``results/ssfd/``, ``metrics/ssfd.json``.
 """
+
 from __future__ import annotations
 
 import time
@@ -39,8 +40,11 @@ def synthesize(settings: Settings) -> None:
     t0, c0 = time.perf_counter(), time.process_time()
     p = settings.ssfd
     seed_everything(p.seed, settings.trainer.threads)
-    files = fastmri_source_files(p.fastmri_dir, p.seed) if p.fastmri_dir else \
-        embedded_source_files(EMBEDDED, PATHS.synthetic / "fastmri", p)
+    files = (
+        fastmri_source_files(p.fastmri_dir, p.seed)
+        if p.fastmri_dir
+        else embedded_source_files(EMBEDDED, PATHS.synthetic / "fastmri", p)
+    )
     rows = []
     for split in SPLITS:
         arrays, split_rows = slice_set(files[split], p, split)
@@ -49,11 +53,18 @@ def synthesize(settings: Settings) -> None:
         print(f"{split}: {len(arrays['target'])} slices {arrays['target'].shape[1:]} -> {PATHS.synthetic / split}.npz")
     write_tsv(PATHS.synthetic / "manifest.tsv", pd.DataFrame(rows))
     splits.write_manifest(PATHS.synthetic, {sub: split for split in SPLITS for _, sub in files[split]})
-    write_json(PATHS.synthetic / "summary.json", {
-        "source": p.fastmri_dir or "embedded cohort (simulated multi-coil fastMRI files)",
-        "n_slices": {s: int(sum(r["split"] == s for r in rows)) for s in SPLITS},
-        "acceleration": p.acceleration, "center_fraction": p.center_fraction, "mask_type": p.mask_type,
-        "target": p.target, "n_coils": p.n_coils if not p.fastmri_dir else "from files"})
+    write_json(
+        PATHS.synthetic / "summary.json",
+        {
+            "source": p.fastmri_dir or "embedded cohort (simulated multi-coil fastMRI files)",
+            "n_slices": {s: int(sum(r["split"] == s for r in rows)) for s in SPLITS},
+            "acceleration": p.acceleration,
+            "center_fraction": p.center_fraction,
+            "mask_type": p.mask_type,
+            "target": p.target,
+            "n_coils": p.n_coils if not p.fastmri_dir else "from files",
+        },
+    )
     # timings printed, not stored: identical data must hash identically so DVC skips retraining
     print(f"synthesize done in {time.perf_counter() - t0:.1f} s ({time.process_time() - c0:.1f} s CPU)")
 
@@ -66,8 +77,16 @@ def _train_recon(settings: Settings, tr: dict, va: dict):
     p = settings.ssfd
     print(f"training the reconstruction U-Net ({p.recon_epochs} epochs) -> {PATHS.models}/recon.pt")
     recon = ReconModule(tuple(p.recon_channels), p.recon_lr)
-    val = fit_module(recon, PairDataset(tr["zero_filled"], tr["target"]), PairDataset(va["zero_filled"], va["target"]),
-                     settings.trainer, PATHS.models / "recon_ckpt", p.recon_epochs, p.recon_batch_size, p.seed)
+    val = fit_module(
+        recon,
+        PairDataset(tr["zero_filled"], tr["target"]),
+        PairDataset(va["zero_filled"], va["target"]),
+        settings.trainer,
+        PATHS.models / "recon_ckpt",
+        p.recon_epochs,
+        p.recon_batch_size,
+        p.seed,
+    )
     return recon, val
 
 
@@ -81,9 +100,16 @@ def _train_inpaint(settings: Settings, tr: dict, va: dict):
     seed_everything(p.seed + 1, settings.trainer.threads)
     print(f"training the inpainting U-Net ({p.pretext_epochs} epochs) -> {PATHS.models}/{INPAINT_FILE}")
     inpaint = InpaintModule(tuple(p.encoder_channels), p.group_norm_groups, p.pretext_lr)
-    val = fit_module(inpaint, InpaintDataset(tr["target"], p.patch_size, p.patch_fraction, p.seed),
-                     InpaintDataset(va["target"], p.patch_size, p.patch_fraction, p.seed + 1, fixed=True),
-                     settings.trainer, PATHS.models / "inpaint_ckpt", p.pretext_epochs, p.pretext_batch_size, p.seed)
+    val = fit_module(
+        inpaint,
+        InpaintDataset(tr["target"], p.patch_size, p.patch_fraction, p.seed),
+        InpaintDataset(va["target"], p.patch_size, p.patch_fraction, p.seed + 1, fixed=True),
+        settings.trainer,
+        PATHS.models / "inpaint_ckpt",
+        p.pretext_epochs,
+        p.pretext_batch_size,
+        p.seed,
+    )
     return inpaint, val
 
 
@@ -104,12 +130,20 @@ def train(settings: Settings) -> None:
         inpaint, inpaint_val = _train_inpaint(settings, tr, va)
         t_inpaint = time.perf_counter() - t0 - t_recon
     save_models(recon, inpaint, p, PATHS.models)
-    write_metrics(PATHS.train_metrics, {**cost.result, "cpu_seconds": round(time.process_time() - c0, 2),
-                                        "threads": settings.trainer.threads, "recon_seconds": round(t_recon, 2),
-                                        "inpaint_seconds": round(t_inpaint, 2),
-                                        "recon_best_val_l1": recon_val, "inpaint_best_val_loss": inpaint_val,
-                                        "n_train_slices": int(len(tr["target"])),
-                                        "n_val_slices": int(len(va["target"]))})
+    write_metrics(
+        PATHS.train_metrics,
+        {
+            **cost.result,
+            "cpu_seconds": round(time.process_time() - c0, 2),
+            "threads": settings.trainer.threads,
+            "recon_seconds": round(t_recon, 2),
+            "inpaint_seconds": round(t_inpaint, 2),
+            "recon_best_val_l1": recon_val,
+            "inpaint_best_val_loss": inpaint_val,
+            "n_train_slices": int(len(tr["target"])),
+            "n_val_slices": int(len(va["target"])),
+        },
+    )
 
 
 def evaluate(settings: Settings) -> None:

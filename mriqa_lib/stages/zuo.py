@@ -12,6 +12,7 @@ The sets are built by :mod:`mriqa_lib.methods.zuo.synthesis`, the models trained
 :mod:`~mriqa_lib.methods.zuo.contrastive` and :mod:`~mriqa_lib.methods.zuo.flow`, the experiments
 run by :mod:`mriqa_lib.methods.zuo.experiments`; this module loads, calls them and writes.
 """
+
 from __future__ import annotations
 
 import os
@@ -88,8 +89,10 @@ def synthesize(settings) -> None:
         counts[f"n_{name}"] = len(rows)
     # the wall time is printed below, not stored: identical data must hash identically for DVC
     write_json(out / "synthesize.json", counts)
-    print(f"zuo synthesize: {counts['n_train']} encoder / {counts['n_density']} density / {counts['n_rated']} rated "
-          f"volumes, {counts['n_examples']} examples in {time.time() - t0:.1f} s")
+    print(
+        f"zuo synthesize: {counts['n_train']} encoder / {counts['n_density']} density / {counts['n_rated']} rated "
+        f"volumes, {counts['n_examples']} examples in {time.time() - t0:.1f} s"
+    )
 
 
 def train(settings) -> None:
@@ -106,8 +109,10 @@ def train(settings) -> None:
     centre = _load_npz(PATHS.synthetic / "density.npz")["centre"]
     out = PATHS.models
     out.mkdir(parents=True, exist_ok=True)
-    print(f"zuo train: encoder '{p.encoder}' on {slices['axial'].shape[0]} volumes, {p.steps} steps; "
-          f"flow on {len(centre)} volumes -> {out}/")
+    print(
+        f"zuo train: encoder '{p.encoder}' on {slices['axial'].shape[0]} volumes, {p.steps} steps; "
+        f"flow on {len(centre)} volumes -> {out}/"
+    )
     with CostMonitor() as cost:
         t_enc = time.time()
         module, enc_loss = train_encoder(slices, p, settings.trainer, out / "ckpt_encoder")
@@ -118,9 +123,18 @@ def train(settings) -> None:
         t_flow = time.time() - t_flow
         nll = float(-density.log_density(m_density).mean())
         save_model(out, module.encoder, density, p, {"n_density": len(m_density)})
-    write_metrics(PATHS.train_metrics, {**cost.result, "encoder_seconds": round(t_enc, 2),
-                                        "flow_seconds": round(t_flow, 2), "encoder_loss_final_epoch": enc_loss,
-                                        "flow_train_nll": nll, "steps": p.steps, "flow_steps": p.flow_steps})
+    write_metrics(
+        PATHS.train_metrics,
+        {
+            **cost.result,
+            "encoder_seconds": round(t_enc, 2),
+            "flow_seconds": round(t_flow, 2),
+            "encoder_loss_final_epoch": enc_loss,
+            "flow_train_nll": nll,
+            "steps": p.steps,
+            "flow_steps": p.flow_steps,
+        },
+    )
 
 
 def _scored(name: str, encoder, density) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray]]:
@@ -149,8 +163,13 @@ def evaluate(settings) -> None:
     ex, m_e, ez = _scored("examples", encoder, density)
     for name, frame in (("density", dens), ("rated", rated), ("examples", ex)):
         write_tsv(res / f"{name}.tsv", frame)
-    np.savez(res / "thumbs.npz", examples=ez["thumb"].astype(np.float32), rated=rz["thumb"].astype(np.float32),
-             letters=np.asarray(ex["letter"], dtype=str), rated_ids=np.asarray(rated["id"], dtype=str))
+    np.savez(
+        res / "thumbs.npz",
+        examples=ez["thumb"].astype(np.float32),
+        rated=rz["thumb"].astype(np.float32),
+        letters=np.asarray(ex["letter"], dtype=str),
+        rated_ids=np.asarray(rated["id"], dtype=str),
+    )
     np.savez(res / "density_grid.npz", **E.density_grid(density, np.concatenate([m_d, m_r, m_e])))
     metrics, contingency = E.rated_metrics(rated, dens, density)
     write_tsv(res / "contingency.tsv", contingency)

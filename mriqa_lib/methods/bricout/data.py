@@ -4,6 +4,7 @@ Every image reaches the network through :func:`to_grid` -> :func:`mriqa_lib.data
 -> (random pipeline, synthesis only) -> :func:`finalize` (centre crop + normalise); the scorer
 calls :func:`prepare_volume`, which is the same chain without the random pipeline.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -70,10 +71,14 @@ def _elastic(image: np.ndarray, spacing: float, rng: np.random.Generator, ap: Au
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(rng.integers(2**31)))
-        img = tio.ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(image))[None],
-                              affine=np.diag([spacing] * 3 + [1.0]))
-        tr = tio.RandomElasticDeformation(num_control_points=ap.elastic_control_points,
-                                          max_displacement=ap.elastic_max_displacement_mm, locked_borders=2)
+        img = tio.ScalarImage(
+            tensor=torch.from_numpy(np.ascontiguousarray(image))[None], affine=np.diag([spacing] * 3 + [1.0])
+        )
+        tr = tio.RandomElasticDeformation(
+            num_control_points=ap.elastic_control_points,
+            max_displacement=ap.elastic_max_displacement_mm,
+            locked_borders=2,
+        )
         return tr(img).data[0].numpy()
 
 
@@ -85,8 +90,15 @@ def _scale(image: np.ndarray, factor: float) -> np.ndarray:
     return ndimage.affine_transform(image, matrix, offset=offset, order=1, mode="constant", cval=0.0)
 
 
-def augment(image: np.ndarray, spacing: float, seed: int, mp: MotionParams, ap: AugmentParams,
-            crop: tuple[int, int, int], return_steps: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+def augment(
+    image: np.ndarray,
+    spacing: float,
+    seed: int,
+    mp: MotionParams,
+    ap: AugmentParams,
+    crop: tuple[int, int, int],
+    return_steps: bool = False,
+) -> tuple[np.ndarray, dict[str, Any]]:
     """One pass through the P5 random pipeline (Fig. 2): motion to a target RMS, elastic
     deformation, bias field, gamma contrast, sagittal flip, scaling, crop.
 
@@ -164,17 +176,22 @@ def draw_degradations(n: int, seed: int, qp: EmbeddedQCParams) -> list[dict[str,
     """
     rng = seeds.rng(seed, "bricout.degradations")
     rows = []
-    for i in range(n):
+    for _ in range(n):
         kind = ARTIFACTS[int(rng.choice(4, p=qp.artifact_probs))]
         u = float(rng.beta(1.0, 2.5))
         row: dict[str, Any] = {"dominant": kind, "u": u, "seed": int(rng.integers(2**31))}
-        row["motion_rms"] = (u * qp.max_motion_mm if kind == "motion"
-                             else float(rng.uniform(0.0, 0.1 * qp.max_motion_mm)))
+        row["motion_rms"] = (
+            u * qp.max_motion_mm if kind == "motion" else float(rng.uniform(0.0, 0.1 * qp.max_motion_mm))
+        )
         row["noise"] = 0.02 + (0.25 * u if kind == "noise" else 0.0)
         row["ghosting"] = 0.8 * u if kind == "ghosting" else 0.0
         row["bias"] = 0.15 + (1.0 * u if kind == "bias" else 0.0)
-        row["badness"] = (row["motion_rms"] / qp.max_motion_mm + (row["noise"] - 0.02) / 0.25
-                          + row["ghosting"] / 0.8 + 0.6 * (row["bias"] - 0.15))
+        row["badness"] = (
+            row["motion_rms"] / qp.max_motion_mm
+            + (row["noise"] - 0.02) / 0.25
+            + row["ghosting"] / 0.8
+            + 0.6 * (row["bias"] - 0.15)
+        )
         rows.append(row)
     bad = np.array([r["badness"] for r in rows])
     seen = bad + rng.normal(0, qp.rater_noise * (bad.std() + 1e-9), n)
@@ -185,8 +202,11 @@ def draw_degradations(n: int, seed: int, qp: EmbeddedQCParams) -> list[dict[str,
         r["rater_badness"] = float(s)
         r["score"] = int(np.searchsorted(edges, rank, side="right") + 1)
         worst = r["score"] <= 3 and r["u"] > 0.3
-        r["comments"] = {"motion": "motion", "noise": "noisy", "ghosting": "ghosting", "bias": "inhomogeneity"}[
-            r["dominant"]] if worst else ""
+        r["comments"] = (
+            {"motion": "motion", "noise": "noisy", "ghosting": "ghosting", "bias": "inhomogeneity"}[r["dominant"]]
+            if worst
+            else ""
+        )
     return rows
 
 
@@ -203,8 +223,9 @@ def degrade(image: np.ndarray, spacing: float, row: dict[str, Any], mp: MotionPa
     return out
 
 
-def fast_motion(image: np.ndarray, spacing: float, degrees: np.ndarray, translation: np.ndarray,
-                times: np.ndarray) -> np.ndarray:
+def fast_motion(
+    image: np.ndarray, spacing: float, degrees: np.ndarray, translation: np.ndarray, times: np.ndarray
+) -> np.ndarray:
     """TorchIO's k-space motion model, batched in torch (the embedded CPU default).
 
     Same model and conventions as :func:`mriqa_lib.artifacts.motion.apply_torchio_motion`
@@ -235,19 +256,25 @@ def fast_motion(image: np.ndarray, spacing: float, degrees: np.ndarray, translat
         theta[k, :, 3] = rev @ inv @ pose[:3, 3]
     th = torch.from_numpy(theta).float()
     grid_ = torch.nn.functional.affine_grid(th, [len(poses), 1, *image.shape], align_corners=True)
-    moved = torch.nn.functional.grid_sample(x[None, None].expand(len(poses), 1, *image.shape), grid_,
-                                            mode="bilinear", padding_mode="zeros", align_corners=True)[:, 0]
+    moved = torch.nn.functional.grid_sample(
+        x[None, None].expand(len(poses), 1, *image.shape),
+        grid_,
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=True,
+    )[:, 0]
     stack = torch.cat([x[None], moved])  # pose 0 = identity
     spectra = torch.fft.fftshift(torch.fft.fftn(stack, dim=(1, 2, 3)), dim=(1, 2, 3))
     out = torch.empty_like(spectra[0])
     for seg in kspace_segments(times, image.shape[-1]):
-        out[..., seg["start"]:seg["stop"]] = spectra[seg["pose"], ..., seg["start"]:seg["stop"]]
+        out[..., seg["start"] : seg["stop"]] = spectra[seg["pose"], ..., seg["start"] : seg["stop"]]
     res = torch.fft.ifftn(torch.fft.ifftshift(out, dim=(0, 1, 2)), dim=(0, 1, 2)).real
     return res.numpy().astype(np.float32)
 
 
-def motion_to_rms(image: np.ndarray, spacing: float, target: float, seed: int, mp: MotionParams,
-                  backend: str = "fast") -> tuple[np.ndarray, dict[str, Any]]:
+def motion_to_rms(
+    image: np.ndarray, spacing: float, target: float, seed: int, mp: MotionParams, backend: str = "fast"
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Rigid motion whose RMS (``mp.rms_definition``) is within ``mp.tolerance_mm`` of ``target``.
 
     Poses and times come from the artifact library's rejection sampler (paper 5 public-code
@@ -255,15 +282,23 @@ def motion_to_rms(image: np.ndarray, spacing: float, target: float, seed: int, m
     "fast" with :func:`fast_motion`.
     """
     if backend == "torchio":
-        out, p = apply_artifact("motion", image, severity=target, seed=seed, spacing=[spacing] * 3,
-                                rms_definition=mp.rms_definition, tolerance_mm=mp.tolerance_mm,
-                                num_transforms=tuple(mp.num_transforms))
+        out, p = apply_artifact(
+            "motion",
+            image,
+            severity=target,
+            seed=seed,
+            spacing=[spacing] * 3,
+            rms_definition=mp.rms_definition,
+            tolerance_mm=mp.tolerance_mm,
+            num_transforms=tuple(mp.num_transforms),
+        )
         return out, {"rms": float(p["severity"]), "n_poses": int(p["num_transforms"])}
     from mriqa_lib.artifacts.motion import sample_motion_for_rms, sample_times
 
     rng = np.random.default_rng(seed)
-    draw = sample_motion_for_rms(target, rng, tolerance_mm=mp.tolerance_mm, definition=mp.rms_definition,
-                                 num_transforms=tuple(mp.num_transforms))
+    draw = sample_motion_for_rms(
+        target, rng, tolerance_mm=mp.tolerance_mm, definition=mp.rms_definition, num_transforms=tuple(mp.num_transforms)
+    )
     times = sample_times(draw["num_transforms"], rng)
     out = fast_motion(image, spacing, draw["degrees"], draw["translation"], times)
     return out, {"rms": float(draw["rms"]), "n_poses": int(draw["num_transforms"])}
@@ -280,7 +315,8 @@ def elastic(image: np.ndarray, spacing: float, rng: np.random.Generator, ap: Aug
     disp[:, [0, -1]] = 0
     disp[:, :, [0, -1]] = 0
     disp[:, :, :, [0, -1]] = 0
-    d = torch.nn.functional.interpolate(torch.from_numpy(disp).float()[None], size=image.shape,
-                                        mode="trilinear", align_corners=True)[0].numpy()
+    d = torch.nn.functional.interpolate(
+        torch.from_numpy(disp).float()[None], size=image.shape, mode="trilinear", align_corners=True
+    )[0].numpy()
     coords = np.indices(image.shape, dtype=np.float32) + d
     return ndimage.map_coordinates(image, coords, order=1, mode="constant", cval=0.0).astype(np.float32)

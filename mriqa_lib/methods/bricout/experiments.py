@@ -9,6 +9,7 @@
 
 The hyper-parameter search is :func:`mriqa_lib.methods.bricout.training.search`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,14 +45,19 @@ def predict_rms(net, x, centres, batch_size: int) -> np.ndarray:
     from mriqa_lib.methods.bricout.model import expectation
 
     with torch.no_grad():
-        return torch.cat([expectation(net(x[i:i + batch_size]), centres)
-                          for i in range(0, len(x), batch_size)]).numpy()
+        return torch.cat(
+            [expectation(net(x[i : i + batch_size]), centres) for i in range(0, len(x), batch_size)]
+        ).numpy()
 
 
 def regression_metrics(true: np.ndarray, pred: np.ndarray, split: str) -> dict[str, Any]:
     """``synth_<split>_r2`` (1 - SSE/SST), ``_pearson_r2`` (of the linear fit), ``_mae_mm`` and ``n_synth_<split>``."""
-    return {f"synth_{split}_r2": r2_score(true, pred), f"synth_{split}_pearson_r2": linear_fit_r2(true, pred),
-            f"synth_{split}_mae_mm": float(np.mean(np.abs(true - pred))), f"n_synth_{split}": len(true)}
+    return {
+        f"synth_{split}_r2": r2_score(true, pred),
+        f"synth_{split}_pearson_r2": linear_fit_r2(true, pred),
+        f"synth_{split}_mae_mm": float(np.mean(np.abs(true - pred))),
+        f"n_synth_{split}": len(true),
+    }
 
 
 def synthetic_calibration(net, manifest: pd.DataFrame, root: Path, centres) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -65,8 +71,9 @@ def synthetic_calibration(net, manifest: pd.DataFrame, root: Path, centres) -> t
     for split in ("val", "test"):
         x, y, sub = load_split(manifest, root, split, "rms")
         pred = predict_rms(net, x, centres, 32)
-        cal.append(pd.DataFrame({"split": split, "subject": sub.subject.to_numpy(), "rms_true": y.numpy(),
-                                 "rms_pred": pred}))
+        cal.append(
+            pd.DataFrame({"split": split, "subject": sub.subject.to_numpy(), "rms_true": y.numpy(), "rms_pred": pred})
+        )
         metrics.update(regression_metrics(y.numpy(), pred, split))
     metrics["synth_n_train"] = int((manifest.split == "train").sum())
     return pd.concat(cal, ignore_index=True), metrics
@@ -80,27 +87,30 @@ def qc_logits(kind: str, state: dict, cfg: dict, in_features: int, bp: BricoutPa
     from mriqa_lib.models.sfcn import SFCNClassifier, SFCNEncoder
 
     kc = cfg[kind]["config"]
-    model = SFCNClassifier(SFCNEncoder(bp.model.channels, bp.model.latent), in_features, kc["hidden"], 3,
-                           kc["dropout"])
+    model = SFCNClassifier(SFCNEncoder(bp.model.channels, bp.model.latent), in_features, kc["hidden"], 3, kc["dropout"])
     with torch.no_grad():
         if kind == "transfer":
             model.head.load_state_dict(state)
             return model.head.eval()(feats)
         model.load_state_dict(state)
         model.eval()
-        return torch.cat([model(xte[i:i + 16]) for i in range(0, len(xte), 16)])
+        return torch.cat([model(xte[i : i + 16]) for i in range(0, len(xte), 16)])
 
 
 def qc_scores(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     """Balanced accuracy, accuracy, F1 and predicted count of each class (1/2, 3, 4)."""
     f1 = f1_per_class(y, pred, [0, 1, 2])
-    return {"bal_acc": balanced_accuracy(y, pred), "accuracy": float(np.mean(pred == y)),
-            **{f"f1_{CLASS_NAMES[c]}": f1[c] for c in range(3)},
-            **{f"n_pred_{CLASS_NAMES[c]}": int((pred == c).sum()) for c in range(3)}}
+    return {
+        "bal_acc": balanced_accuracy(y, pred),
+        "accuracy": float(np.mean(pred == y)),
+        **{f"f1_{CLASS_NAMES[c]}": f1[c] for c in range(3)},
+        **{f"n_pred_{CLASS_NAMES[c]}": int((pred == c).sum()) for c in range(3)},
+    }
 
 
-def qc_transfer_vs_scratch(cfg: dict, model_dir: Path, bp: BricoutParams, feats, xte, yte,
-                           sub: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def qc_transfer_vs_scratch(
+    cfg: dict, model_dir: Path, bp: BricoutParams, feats, xte, yte, sub: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Experiment 2 (Fig. 4, Table 3): every seed's transfer and scratch classifier on the QC test set.
 
     Args:
@@ -123,11 +133,29 @@ def qc_transfer_vs_scratch(cfg: dict, model_dir: Path, bp: BricoutParams, feats,
             state = torch.load(model_dir / kind / f"seed{seed}" / "model.pt", map_location="cpu", weights_only=True)
             pred = qc_logits(kind, state, cfg, cfg["in_features"], bp, feats, xte).argmax(1).numpy()
             scores = qc_scores(y, pred)
-            rows.append({"model": kind, "seed": seed, "bal_acc": scores.pop("bal_acc"),
-                         "accuracy": scores.pop("accuracy"), "val_bal_acc": run["val_bal_acc"],
-                         "epochs": run["epochs"], **scores})
-            preds.append(pd.DataFrame({"model": kind, "seed": seed, "subject": sub.subject.to_numpy(),
-                                       "session": sub.session.to_numpy(), "qc_class": y, "pred": pred}))
+            rows.append(
+                {
+                    "model": kind,
+                    "seed": seed,
+                    "bal_acc": scores.pop("bal_acc"),
+                    "accuracy": scores.pop("accuracy"),
+                    "val_bal_acc": run["val_bal_acc"],
+                    "epochs": run["epochs"],
+                    **scores,
+                }
+            )
+            preds.append(
+                pd.DataFrame(
+                    {
+                        "model": kind,
+                        "seed": seed,
+                        "subject": sub.subject.to_numpy(),
+                        "session": sub.session.to_numpy(),
+                        "qc_class": y,
+                        "pred": pred,
+                    }
+                )
+            )
     return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
 
 
@@ -150,8 +178,15 @@ def qc_rms_table(sub: pd.DataFrame, y: np.ndarray, rms: np.ndarray) -> tuple[pd.
     Returns:
         (the table, ``n_qc_test`` and ``qc_test_spearman_rms_vs_class``).
     """
-    table = pd.DataFrame({"subject": sub.subject.to_numpy(), "session": sub.session.to_numpy(),
-                          "score": sub.score.to_numpy(), "qc_class": y, "rms_pred": rms})
+    table = pd.DataFrame(
+        {
+            "subject": sub.subject.to_numpy(),
+            "session": sub.session.to_numpy(),
+            "score": sub.score.to_numpy(),
+            "qc_class": y,
+            "rms_pred": rms,
+        }
+    )
     for c in [c for c in sub.columns if c.startswith("hidden_")]:
         table[c] = sub[c].to_numpy()
     rho = float(pd.Series(rms).corr(pd.Series(y), method="spearman"))
@@ -163,8 +198,14 @@ def split_counts(qc: pd.DataFrame, manifest: pd.DataFrame) -> tuple[pd.DataFrame
     counts = []
     for split in ("train", "val", "test"):
         s = qc[qc.split == split]
-        counts.append({"split": split, **{CLASS_NAMES[c]: int((s.qc_class == c).sum()) for c in range(3)},
-                       "subjects": int(s.subject.nunique()), "sites": ",".join(sorted(s.site.unique()))})
+        counts.append(
+            {
+                "split": split,
+                **{CLASS_NAMES[c]: int((s.qc_class == c).sum()) for c in range(3)},
+                "subjects": int(s.subject.nunique()),
+                "sites": ",".join(sorted(s.site.unique())),
+            }
+        )
     syn = manifest.groupby("split").agg(volumes=("file", "size"), subjects=("subject", "nunique")).reset_index()
     return pd.DataFrame(counts), syn
 
@@ -177,19 +218,28 @@ def parameter_table(bp: BricoutParams, in_features: int, hidden: int) -> pd.Data
     latent_paper = SFCNEncoder().latent_shape((160, 192, 160))
     paper = SFCN()
     emb = SFCN(bp.model.channels, bp.model.latent, bp.model.n_bins)
-    rows = [{"setting": "paper width (input 160x192x160)", "encoder": n_parameters(paper.encoder),
-             "classifier": n_parameters(paper.head),
-             "transfer_qc": n_parameters(QCHead(int(np.prod(latent_paper)), 10)),
-             "latent": "x".join(map(str, latent_paper))},
-            {"setting": f"configured ({'x'.join(map(str, bp.data.crop))} at {bp.data.grid_mm:g} mm)",
-             "encoder": n_parameters(emb.encoder), "classifier": n_parameters(emb.head),
-             "transfer_qc": n_parameters(QCHead(in_features, hidden)),
-             "latent": "x".join(map(str, emb.encoder.latent_shape(bp.data.crop)))}]
+    rows = [
+        {
+            "setting": "paper width (input 160x192x160)",
+            "encoder": n_parameters(paper.encoder),
+            "classifier": n_parameters(paper.head),
+            "transfer_qc": n_parameters(QCHead(int(np.prod(latent_paper)), 10)),
+            "latent": "x".join(map(str, latent_paper)),
+        },
+        {
+            "setting": f"configured ({'x'.join(map(str, bp.data.crop))} at {bp.data.grid_mm:g} mm)",
+            "encoder": n_parameters(emb.encoder),
+            "classifier": n_parameters(emb.head),
+            "transfer_qc": n_parameters(QCHead(in_features, hidden)),
+            "latent": "x".join(map(str, emb.encoder.latent_shape(bp.data.crop))),
+        },
+    ]
     return pd.DataFrame(rows)
 
 
-def pipeline_examples(scans: pd.DataFrame, bp: BricoutParams,
-                      example_seeds=(3, 4, 5)) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def pipeline_examples(
+    scans: pd.DataFrame, bp: BricoutParams, example_seeds=(3, 4, 5)
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Fig. 2: the random pipeline step by step on one synthesis test volume (its centre slices).
 
     Motion is always applied (no clean pass). Returns (``ex<i>_<step>`` -> 2-D slice, in pipeline

@@ -1,4 +1,5 @@
 """Paper 5 training logic: soft-label binning, KL loss, the regression and QC LightningModules."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -19,8 +20,12 @@ def bin_centres(bin_range: Sequence[float] = (-0.8, 4.8), n_bins: int = 50) -> n
     return lo + width * (np.arange(n_bins) + 0.5)
 
 
-def soft_labels(targets: Sequence[float] | np.ndarray | torch.Tensor, bin_range: Sequence[float] = (-0.8, 4.8),
-                n_bins: int = 50, sigma: float = 0.168) -> torch.Tensor:
+def soft_labels(
+    targets: Sequence[float] | np.ndarray | torch.Tensor,
+    bin_range: Sequence[float] = (-0.8, 4.8),
+    n_bins: int = 50,
+    sigma: float = 0.168,
+) -> torch.Tensor:
     """Gaussian soft labels (Peng et al.'s ``num2vect``): probability mass of N(target, sigma^2)
     in each bin, renormalised to sum to 1 over the bins.
 
@@ -55,9 +60,19 @@ class MotionRegressor(L.LightningModule):
     AdamW + ReduceLROnPlateau (on the validation loss); logs ``val_loss`` and ``val_r2``.
     """
 
-    def __init__(self, channels: Sequence[int], latent: int, n_bins: int, bin_range: Sequence[float],
-                 sigma: float, dropout: float, lr: float, weight_decay: float, plateau_factor: float,
-                 plateau_patience: int) -> None:
+    def __init__(
+        self,
+        channels: Sequence[int],
+        latent: int,
+        n_bins: int,
+        bin_range: Sequence[float],
+        sigma: float,
+        dropout: float,
+        lr: float,
+        weight_decay: float,
+        plateau_factor: float,
+        plateau_patience: int,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = SFCN(list(channels), latent, n_bins, dropout)
@@ -74,8 +89,7 @@ class MotionRegressor(L.LightningModule):
     def _loss(self, batch):
         x, y = batch
         logp = self(x)
-        target = soft_labels(y.detach().cpu(), self.hparams.bin_range, self.hparams.n_bins,
-                             self.hparams.sigma).to(logp)
+        target = soft_labels(y.detach().cpu(), self.hparams.bin_range, self.hparams.n_bins, self.hparams.sigma).to(logp)
         return kl_loss(logp, target), logp
 
     def training_step(self, batch, batch_idx):
@@ -97,8 +111,9 @@ class MotionRegressor(L.LightningModule):
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=self.hparams.plateau_factor,
-                                                           patience=self.hparams.plateau_patience)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=self.hparams.plateau_factor, patience=self.hparams.plateau_patience
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss"}}
 
 
@@ -107,8 +122,18 @@ class QCClassifier(L.LightningModule):
     (precomputed) latent of the frozen pretrained encoder and only the head is trained (transfer);
     otherwise the encoder is trained from scratch with the head. Logs ``val_loss``, ``val_bal_acc``."""
 
-    def __init__(self, channels: Sequence[int], latent: int, in_features: int, hidden: int, dropout: float,
-                 lr: float, weight_decay: float, frozen: bool, class_weights: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        channels: Sequence[int],
+        latent: int,
+        in_features: int,
+        hidden: int,
+        dropout: float,
+        lr: float,
+        weight_decay: float,
+        frozen: bool,
+        class_weights: Sequence[float] | None = None,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         encoder = SFCNEncoder(list(channels), latent)
@@ -178,7 +203,7 @@ class PreciseBN(L.Callback):
         pl_module.train()
         with torch.no_grad():
             for i in range(0, n, self.batch_size):
-                x = torch.stack([data[j][0] for j in idx[i:i + self.batch_size]]).to(pl_module.device)
+                x = torch.stack([data[j][0] for j in idx[i : i + self.batch_size]]).to(pl_module.device)
                 pl_module(x)
         for b, mom in zip(bns, momenta):
             b.momentum = mom
@@ -189,6 +214,6 @@ def load_state(module: nn.Module, ckpt_path, prefix: str = "") -> nn.Module:
     """Load a Lightning checkpoint's ``state_dict`` (``weights_only=True``) into ``module``."""
     state = torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
     if prefix:
-        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     module.load_state_dict(state)
     return module

@@ -3,6 +3,7 @@
 The defaults are the embedded CPU setting (4 mm grid, narrow SFCN, few samples); the published
 settings are in ``profiles/bricout.paper.yaml``.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -17,18 +18,23 @@ class DataParams(Section):
 
     ampscz_caps: str | None = Field(None, description="Clinica t1-linear CAPS folder of AMP SCZ (null = embedded)")
     ampscz_qc: str | None = Field(
-        None, description="AMP SCZ QC table (CSV/TSV: subject, session, site, score, comments)")
+        None, description="AMP SCZ QC table (CSV/TSV: subject, session, site, score, comments)"
+    )
     hcpep_caps: str | None = Field(None, description="Clinica t1-linear CAPS folder of HCPEP (synthesis only)")
     hcpep_qc: str | None = Field(None, description="HCPEP QC table")
     t1_pattern: str = Field("*_T1w.nii.gz", description="glob of the t1-linear image inside ses-*/t1_linear/")
-    motion_regex: str = Field("motion|movement|moving", description="QC comments matching this (case-insensitive) "
-                              "exclude a scan from motion synthesis")
+    motion_regex: str = Field(
+        "motion|movement|moving",
+        description="QC comments matching this (case-insensitive) exclude a scan from motion synthesis",
+    )
     qc_sites: list[str] | None = Field(None, description="sites reserved for QC transfer (null: n_qc_sites drawn)")
     n_qc_sites: int = Field(2, ge=1, le=100, description="number of QC sites when qc_sites is null")
-    synth_split: SplitFractions = Field((0.7, 0.15, 0.15), description="subject-wise train/val/test "
-                                                    "fractions of the synthesis volumes")
-    qc_split: SplitFractions = Field((0.4, 0.2, 0.4), description="subject-wise train/val/test "
-                                                 "fractions of the QC volumes")
+    synth_split: SplitFractions = Field(
+        (0.7, 0.15, 0.15), description="subject-wise train/val/test fractions of the synthesis volumes"
+    )
+    qc_split: SplitFractions = Field(
+        (0.4, 0.2, 0.4), description="subject-wise train/val/test fractions of the QC volumes"
+    )
     grid_mm: float = Field(4.0, ge=0.5, le=8.0, description="isotropic voxel size of the network input (mm)")
     crop: tuple[int, int, int] = Field((40, 48, 40), description="network input shape (voxels) after the centre crop")
 
@@ -45,12 +51,15 @@ class EmbeddedQCParams(Section):
 
     sessions: int = Field(8, ge=1, le=100, description="degraded sessions per subject of the QC sites")
     score_fractions: Fractions4 = Field(
-        (0.02, 0.04, 0.37, 0.57), description="target fractions of scores 1, 2, 3, 4 (paper Table 2 totals)")
+        (0.02, 0.04, 0.37, 0.57), description="target fractions of scores 1, 2, 3, 4 (paper Table 2 totals)"
+    )
     rater_noise: float = Field(
-        0.25, ge=0, le=5, description="rater noise, std relative to the std of the hidden badness")
+        0.25, ge=0, le=5, description="rater noise, std relative to the std of the hidden badness"
+    )
     artifact_probs: Fractions4 = Field(
-        (0.55, 0.2, 0.15, 0.1), description="probabilities that the dominant degradation is motion, noise, ghosting, "
-        "bias")
+        (0.55, 0.2, 0.15, 0.1),
+        description="probabilities that the dominant degradation is motion, noise, ghosting, bias",
+    )
     max_motion_mm: float = Field(3.0, gt=0, le=10, description="largest hidden motion RMS (mm)")
 
 
@@ -62,12 +71,16 @@ class MotionParams(Section):
     clean_label: tuple[float, float] = Field((0.0, 0.05), description="RMS label of clean samples ~ U(low, high) mm")
     tolerance_mm: float = Field(0.02, gt=0, le=1, description="rejection-sampling tolerance (public code)")
     rms_definition: Literal["paper", "code"] = Field(
-        "paper", description="paper: mean RMS of the poses from identity (R 80 mm); code: mean RMS between "
-        "successive poses (R 82.5 mm)")
+        "paper",
+        description="paper: mean RMS of the poses from identity (R 80 mm); code: mean RMS between "
+        "successive poses (R 82.5 mm)",
+    )
     num_transforms: tuple[int, int] = Field((2, 8), description="number of poses ~ U{low..high}")
     backend: Literal["fast", "torchio"] = Field(
-        "fast", description="torchio: TorchIO Motion / RandomElasticDeformation (as the paper); fast: the same "
-        "models batched in torch / scipy (CPU default)")
+        "fast",
+        description="torchio: TorchIO Motion / RandomElasticDeformation (as the paper); fast: the same "
+        "models batched in torch / scipy (CPU default)",
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> MotionParams:
@@ -86,26 +99,34 @@ class AugmentParams(Section):
 
     elastic_p: float = Field(1.0, ge=0, le=1, description="probability of the elastic deformation")
     elastic_control_points: int = Field(
-        7, ge=5, le=20, description="B-spline control points per axis (TorchIO default)")
+        7, ge=5, le=20, description="B-spline control points per axis (TorchIO default)"
+    )
     elastic_max_displacement_mm: float = Field(
-        4.0, ge=0, le=30, description="max displacement (mm; TorchIO default 7.5, halved for the 4 mm grid)")
+        4.0, ge=0, le=30, description="max displacement (mm; TorchIO default 7.5, halved for the 4 mm grid)"
+    )
     bias_coefficients: float = Field(0.3, ge=0, le=2, description="bias-field max coefficient (TorchIO default 0.5)")
-    gamma_log: float = Field(0.2, ge=0, le=2, description="|log gamma| range of the contrast change "
-                             "(TorchIO default 0.3)")
+    gamma_log: float = Field(
+        0.2, ge=0, le=2, description="|log gamma| range of the contrast change (TorchIO default 0.3)"
+    )
     flip_p: float = Field(0.5, ge=0, le=1, description="probability of a sagittal (left-right) flip")
-    scale_range: float = Field(0.05, ge=0, le=0.5, description="isotropic scaling ~ U(1 - s, 1 + s) "
-                               "(TorchIO default 0.1)")
+    scale_range: float = Field(
+        0.05, ge=0, le=0.5, description="isotropic scaling ~ U(1 - s, 1 + s) (TorchIO default 0.1)"
+    )
     order: Literal["motion_first", "spatial_first"] = Field(
-        "spatial_first", description="motion_first: motion, elastic, flip, scaling, bias, gamma (the paper's "
+        "spatial_first",
+        description="motion_first: motion, elastic, flip, scaling, bias, gamma (the paper's "
         "listing order); spatial_first: elastic, flip, scaling before the motion, so that the interpolation "
-        "blur does not wash out the k-space artifact on a coarse grid)")
+        "blur does not wash out the k-space artifact on a coarse grid)",
+    )
 
 
 class ModelParams(Section):
     """SFCN width and regression bins."""
 
-    channels: list[int] = Field(default_factory=lambda: [4, 8, 16, 32],
-                                description="output channels of the pooled conv blocks (paper 32-64-128-256-256)")
+    channels: list[int] = Field(
+        default_factory=lambda: [4, 8, 16, 32],
+        description="output channels of the pooled conv blocks (paper 32-64-128-256-256)",
+    )
     latent: int = Field(16, ge=1, le=1024, description="channels of the 1x1x1 latent block (paper 64)")
     n_bins: int = Field(50, ge=2, le=1000, description="regression bins (paper 50)")
     bin_range: tuple[float, float] = Field((-0.8, 4.8), description="range covered by the bins, mm (paper)")
@@ -131,8 +152,13 @@ class PretrainParams(Section):
     patience: int = Field(15, ge=1, le=10000, description="early stopping on the validation loss (epochs)")
     plateau_factor: float = Field(0.6, gt=0, lt=1)
     plateau_patience: int = Field(2, ge=0, le=1000)
-    precise_bn: int = Field(160, ge=0, le=100000, description="training volumes over which BatchNorm statistics "
-                            "are recomputed after each epoch (0 = off, as in the paper; small batches make them noisy)")
+    precise_bn: int = Field(
+        160,
+        ge=0,
+        le=100000,
+        description="training volumes over which BatchNorm statistics "
+        "are recomputed after each epoch (0 = off, as in the paper; small batches make them noisy)",
+    )
 
 
 class ClassifierParams(Section):
@@ -173,8 +199,9 @@ class BricoutParams(Section):
     model: ModelParams = Field(default_factory=ModelParams)
     pretrain: PretrainParams = Field(default_factory=PretrainParams)
     transfer: ClassifierParams = Field(default_factory=ClassifierParams)
-    scratch: ClassifierParams = Field(default_factory=lambda: ClassifierParams(
-        lr=1e-3, weight_decay=0.06, dropout=0.68, max_epochs=6, patience=None))
+    scratch: ClassifierParams = Field(
+        default_factory=lambda: ClassifierParams(lr=1e-3, weight_decay=0.06, dropout=0.68, max_epochs=6, patience=None)
+    )
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], description="QC training seeds")
     search: SearchParams = Field(default_factory=SearchParams)
     progress: bool = Field(True, description="progress bars")

@@ -5,6 +5,7 @@ Columns: ``bricout_motion_rms`` (mm, expectation over the SFCN's bins), ``bricou
 probabilities. The volume is prepared with :func:`mriqa_lib.methods.bricout.data.prepare_volume`,
 the same chain as the pipeline (network grid, normalise, crop, normalise).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -63,8 +64,9 @@ def load_scorer(model_dir: Path, settings) -> BricoutScorer:
     try:
         net.load_state_dict(torch.load(model_dir / "pretrain" / "sfcn.pt", map_location="cpu", weights_only=True))
     except RuntimeError as exc:
-        raise MriqaInputError(f"{model_dir / 'pretrain' / 'sfcn.pt'}: does not match params bricout.model "
-                              f"({exc})") from None
+        raise MriqaInputError(
+            f"{model_dir / 'pretrain' / 'sfcn.pt'}: does not match params bricout.model ({exc})"
+        ) from None
     tc = cfg["transfer"]
     seed = tc["selected_seed"]
     head = QCHead(cfg["in_features"], tc["config"]["hidden"], 3, tc["config"]["dropout"])

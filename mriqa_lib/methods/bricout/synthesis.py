@@ -8,6 +8,7 @@
 * :func:`prepare_qc_volumes`: the QC volumes on the network grid (degraded for the embedded cohort).
 * :func:`subject_manifests`: which subject went to which split, for :func:`mriqa_lib.data.splits.write_manifest`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,9 +51,14 @@ def progress(iterable, total: int, desc: str, enabled: bool):
 def stamp(settings: Settings) -> str:
     """Hash of everything the synthetic data depend on (a change restarts the resumable stage)."""
     bp = settings.bricout
-    keys = {"seed": bp.seed, "data": bp.data.model_dump(), "embedded_qc": bp.embedded_qc.model_dump(),
-            "motion": bp.motion.model_dump(), "augment": bp.augment.model_dump(),
-            "k": bp.pretrain.samples_per_volume}
+    keys = {
+        "seed": bp.seed,
+        "data": bp.data.model_dump(),
+        "embedded_qc": bp.embedded_qc.model_dump(),
+        "motion": bp.motion.model_dump(),
+        "augment": bp.augment.model_dump(),
+        "k": bp.pretrain.samples_per_volume,
+    }
     if bp.data.ampscz_caps is None:
         keys["cohort"] = settings.cohort.model_dump()
     return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
@@ -79,10 +85,17 @@ def real_scans(bp: BricoutParams) -> tuple[pd.DataFrame, pd.Series]:
 def embedded_scans(embedded: Path) -> pd.DataFrame:
     """The embedded cohort's original volumes as scans (score 4, no comment, one session)."""
     parts = read_tsv(embedded / "participants.tsv", required=("participant_id", "site"))
-    return pd.DataFrame({
-        "dataset": "embedded", "subject": parts.participant_id, "session": "ses-01", "site": parts.site,
-        "score": 4, "comments": "",
-        "path": [str(embedded / s / "anat" / f"{s}_T1w.nii.gz") for s in parts.participant_id]})
+    return pd.DataFrame(
+        {
+            "dataset": "embedded",
+            "subject": parts.participant_id,
+            "session": "ses-01",
+            "site": parts.site,
+            "score": 4,
+            "comments": "",
+            "path": [str(embedded / s / "anat" / f"{s}_T1w.nii.gz") for s in parts.participant_id],
+        }
+    )
 
 
 def subject_key(table: pd.DataFrame) -> pd.Series:
@@ -155,9 +168,15 @@ def embedded_qc_rows(table: pd.DataFrame, bp: BricoutParams) -> pd.DataFrame:
     for i, scan in base.iterrows():
         for j in range(n_ses):
             r = rows[i * n_ses + j]
-            out.append({**scan.to_dict(), "session": f"ses-{j + 1:02d}", "score": r["score"],
-                        "comments": r["comments"], **{f"hidden_{k}": v for k, v in r.items()
-                                                      if k not in ("score", "comments")}})
+            out.append(
+                {
+                    **scan.to_dict(),
+                    "session": f"ses-{j + 1:02d}",
+                    "score": r["score"],
+                    "comments": r["comments"],
+                    **{f"hidden_{k}": v for k, v in r.items() if k not in ("score", "comments")},
+                }
+            )
     return pd.DataFrame(out)
 
 
@@ -236,13 +255,34 @@ def synthesize_samples(table: pd.DataFrame, bp: BricoutParams, out: Path) -> pd.
     """
     syn = table[table.eligible].reset_index(drop=True)
     dp, k = bp.data, bp.pretrain.samples_per_volume
-    jobs = [(scan.path, f"{scan.dataset}_{scan.subject}_{scan.session}", sample_seeds(bp.seed, i, k),
-             out / "samples", dp.grid_mm, bp.motion, bp.augment, dp.crop) for i, scan in syn.iterrows()]
+    jobs = [
+        (
+            scan.path,
+            f"{scan.dataset}_{scan.subject}_{scan.session}",
+            sample_seeds(bp.seed, i, k),
+            out / "samples",
+            dp.grid_mm,
+            bp.motion,
+            bp.augment,
+            dp.crop,
+        )
+        for i, scan in syn.iterrows()
+    ]
     print(f"bricout synthesize: {len(syn)} synthesis volumes x {k} samples -> {out / 'samples'}")
     results = run_jobs(synth_job, jobs, bp.workers, "synthetic motion", bp.progress)
-    rows = [{"file": f"samples/{info['file']}", "dataset": scan.dataset, "subject": scan.subject,
-             "session": scan.session, "site": scan.site, "split": scan.split, **{c: info[c] for c in SAMPLE_INFO}}
-            for (_, scan), infos in zip(syn.iterrows(), results) for info in infos]
+    rows = [
+        {
+            "file": f"samples/{info['file']}",
+            "dataset": scan.dataset,
+            "subject": scan.subject,
+            "session": scan.session,
+            "site": scan.site,
+            "split": scan.split,
+            **{c: info[c] for c in SAMPLE_INFO},
+        }
+        for (_, scan), infos in zip(syn.iterrows(), results)
+        for info in infos
+    ]
     return pd.DataFrame(rows)
 
 
@@ -259,7 +299,7 @@ def prepare_qc_volumes(qc_rows: pd.DataFrame, bp: BricoutParams, out: Path) -> p
     hidden = [c for c in qc_rows.columns if c.startswith("hidden_")]
     jobs = []
     for _, r in qc_rows.iterrows():
-        row = {c[len("hidden_"):]: r[c] for c in hidden} if hidden else None
+        row = {c[len("hidden_") :]: r[c] for c in hidden} if hidden else None
         jobs.append((r.path, out / r.file, row, dp.grid_mm, bp.motion, dp.crop))
     print(f"bricout synthesize: {len(qc_rows)} QC volumes -> {out / 'qc'}")
     run_jobs(qc_job, jobs, bp.workers, "QC volumes", bp.progress)

@@ -8,6 +8,7 @@
 
 Every fit seeds Python, NumPy and torch first, so a seed gives the same model on the CPU.
 """
+
 from __future__ import annotations
 
 import logging
@@ -67,8 +68,14 @@ def loader(x, y, batch_size: int, shuffle: bool, settings: Settings, seed: int):
     from torch.utils.data import DataLoader, TensorDataset
 
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle, generator=gen,
-                      num_workers=settings.trainer.num_workers, drop_last=shuffle and len(y) > batch_size)
+    return DataLoader(
+        TensorDataset(x, y),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=gen,
+        num_workers=settings.trainer.num_workers,
+        drop_last=shuffle and len(y) > batch_size,
+    )
 
 
 def pretrain(settings: Settings, manifest: pd.DataFrame, root: Path, out: Path) -> tuple[Any, dict[str, Any]]:
@@ -94,19 +101,41 @@ def pretrain(settings: Settings, manifest: pd.DataFrame, root: Path, out: Path) 
     if len(ytr) == 0 or len(yva) == 0:
         raise MriqaInputError(f"{root / 'synthetic.tsv'}: the synthetic train and val splits must not be empty")
     print(f"bricout train: pretraining SFCN on {len(ytr)} synthetic volumes (val {len(yva)}) -> {out}")
-    module = MotionRegressor(bp.model.channels, bp.model.latent, bp.model.n_bins, bp.model.bin_range,
-                             bp.model.sigma, bp.model.dropout, pt.lr, pt.weight_decay, pt.plateau_factor,
-                             pt.plateau_patience)
+    module = MotionRegressor(
+        bp.model.channels,
+        bp.model.latent,
+        bp.model.n_bins,
+        bp.model.bin_range,
+        bp.model.sigma,
+        bp.model.dropout,
+        pt.lr,
+        pt.weight_decay,
+        pt.plateau_factor,
+        pt.plateau_patience,
+    )
     shutil.rmtree(out, ignore_errors=True)
     with CostMonitor() as mon:
-        trainer = build_trainer(settings.trainer, out, pt.max_epochs, monitor="val_r2", mode="max", patience=None,
-                                callbacks=[EarlyStopping(monitor="val_loss", patience=pt.patience),
-                                           PreciseBN(pt.precise_bn)], enable_progress_bar=bp.progress)
-        trainer.fit(module, loader(xtr, ytr.float(), pt.batch_size, True, settings, bp.seed),
-                    loader(xva, yva.float(), 32, False, settings, bp.seed))
+        trainer = build_trainer(
+            settings.trainer,
+            out,
+            pt.max_epochs,
+            monitor="val_r2",
+            mode="max",
+            patience=None,
+            callbacks=[EarlyStopping(monitor="val_loss", patience=pt.patience), PreciseBN(pt.precise_bn)],
+            enable_progress_bar=bp.progress,
+        )
+        trainer.fit(
+            module,
+            loader(xtr, ytr.float(), pt.batch_size, True, settings, bp.seed),
+            loader(xva, yva.float(), 32, False, settings, bp.seed),
+        )
     load_state(module, Path(trainer.checkpoint_callback.best_model_path))
-    cost = {**mon.result, "epochs": int(trainer.current_epoch),
-            "best_val_r2": float(trainer.checkpoint_callback.best_model_score)}
+    cost = {
+        **mon.result,
+        "epochs": int(trainer.current_epoch),
+        "best_val_r2": float(trainer.checkpoint_callback.best_model_score),
+    }
     return module, cost
 
 
@@ -132,7 +161,7 @@ def encode(encoder, x, batch_size: int = 16):
     out = []
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
-            out.append(encoder(x[i:i + batch_size].float()).flatten(1))
+            out.append(encoder(x[i : i + batch_size].float()).flatten(1))
     return torch.cat(out) if out else torch.zeros((0, 0))
 
 
@@ -152,8 +181,16 @@ def _class_weights(y) -> list[float]:
     return (counts.sum() / (3 * np.maximum(counts, 1))).tolist()
 
 
-def fit_classifier(settings: Settings, cfg: dict, frozen: bool, data: dict, seed: int, ckpt_dir: Path,
-                   in_features: int, encoder_state: dict | None = None) -> tuple[Any, dict]:
+def fit_classifier(
+    settings: Settings,
+    cfg: dict,
+    frozen: bool,
+    data: dict,
+    seed: int,
+    ckpt_dir: Path,
+    in_features: int,
+    encoder_state: dict | None = None,
+) -> tuple[Any, dict]:
     """Train one QC classifier and keep its best epoch on validation balanced accuracy.
 
     Args:
@@ -178,25 +215,55 @@ def fit_classifier(settings: Settings, cfg: dict, frozen: bool, data: dict, seed
     bp = settings.bricout
     seed_everything(seed, settings.trainer.threads)
     weights = _class_weights(data["ytr"]) if cfg["class_weights"] else None
-    module = QCClassifier(bp.model.channels, bp.model.latent, in_features, cfg["hidden"], cfg["dropout"],
-                          cfg["lr"], cfg["weight_decay"], frozen, weights)
+    module = QCClassifier(
+        bp.model.channels,
+        bp.model.latent,
+        in_features,
+        cfg["hidden"],
+        cfg["dropout"],
+        cfg["lr"],
+        cfg["weight_decay"],
+        frozen,
+        weights,
+    )
     if encoder_state is not None:
         module.net.encoder.load_state_dict(encoder_state)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     extra = [EarlyStopping(monitor="val_loss", mode="min", patience=cfg["patience"])] if cfg["patience"] else []
-    trainer = build_trainer(settings.trainer, ckpt_dir, cfg["max_epochs"], monitor="val_bal_acc", mode="max",
-                            patience=None, callbacks=extra, enable_progress_bar=False)
-    trainer.fit(module, loader(data["xtr"], data["ytr"], cfg["batch_size"], True, settings, seed),
-                loader(data["xva"], data["yva"], 64, False, settings, seed))
+    trainer = build_trainer(
+        settings.trainer,
+        ckpt_dir,
+        cfg["max_epochs"],
+        monitor="val_bal_acc",
+        mode="max",
+        patience=None,
+        callbacks=extra,
+        enable_progress_bar=False,
+    )
+    trainer.fit(
+        module,
+        loader(data["xtr"], data["ytr"], cfg["batch_size"], True, settings, seed),
+        loader(data["xva"], data["yva"], 64, False, settings, seed),
+    )
     best = Path(trainer.checkpoint_callback.best_model_path)
     load_state(module, best)
     score = trainer.checkpoint_callback.best_model_score
-    return module.eval(), {"val_bal_acc": float(score) if score is not None else float("nan"),
-                           "epochs": int(trainer.current_epoch), "checkpoint": str(best)}
+    return module.eval(), {
+        "val_bal_acc": float(score) if score is not None else float("nan"),
+        "epochs": int(trainer.current_epoch),
+        "checkpoint": str(best),
+    }
 
 
-def search(settings: Settings, base: dict, frozen: bool, data: dict, in_features: int, ckpt_root: Path,
-           encoder_state: dict | None) -> tuple[dict, list[dict]]:
+def search(
+    settings: Settings,
+    base: dict,
+    frozen: bool,
+    data: dict,
+    in_features: int,
+    ckpt_root: Path,
+    encoder_state: dict | None,
+) -> tuple[dict, list[dict]]:
     """Random search over lr (log-uniform), dropout, hidden units and weight decay (``bricout.search``).
 
     Every trial trains with the run seed; the trial with the highest validation balanced accuracy
@@ -209,19 +276,25 @@ def search(settings: Settings, base: dict, frozen: bool, data: dict, in_features
     rng = np.random.default_rng(settings.bricout.seed + 77)
     trials = []
     for t in range(sp.n_trials):
-        cfg = dict(base, lr=float(np.exp(rng.uniform(np.log(sp.lr[0]), np.log(sp.lr[1])))),
-                   dropout=float(rng.uniform(*sp.dropout)), hidden=int(rng.choice(sp.hidden)),
-                   weight_decay=float(rng.uniform(*sp.weight_decay)))
-        _, res = fit_classifier(settings, cfg, frozen, data, settings.bricout.seed, ckpt_root / f"trial{t}",
-                                in_features, encoder_state)
+        cfg = dict(
+            base,
+            lr=float(np.exp(rng.uniform(np.log(sp.lr[0]), np.log(sp.lr[1])))),
+            dropout=float(rng.uniform(*sp.dropout)),
+            hidden=int(rng.choice(sp.hidden)),
+            weight_decay=float(rng.uniform(*sp.weight_decay)),
+        )
+        _, res = fit_classifier(
+            settings, cfg, frozen, data, settings.bricout.seed, ckpt_root / f"trial{t}", in_features, encoder_state
+        )
         trials.append({**{k: cfg[k] for k in SEARCHED}, **res})
     shutil.rmtree(ckpt_root, ignore_errors=True)
     best = max(trials, key=lambda r: r["val_bal_acc"])
     return dict(base, **{k: best[k] for k in SEARCHED}), trials
 
 
-def train_qc(settings: Settings, kind: str, data_img: dict, encoder, in_features: int,
-             out: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def train_qc(
+    settings: Settings, kind: str, data_img: dict, encoder, in_features: int, out: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Transfer or scratch QC classifiers, one per seed of ``bricout.seeds`` (paper Fig. 4).
 
     Transfer trains the head on the frozen encoder's latents (computed once); scratch trains the
@@ -251,8 +324,11 @@ def train_qc(settings: Settings, kind: str, data_img: dict, encoder, in_features
             mod, res = fit_classifier(settings, cfg, frozen, data, seed, out / f"seed{seed}", in_features, None)
             torch.save(mod.net.head.state_dict() if frozen else mod.net.state_dict(), out / f"seed{seed}" / "model.pt")
             runs.append({"seed": seed, **res})
-    cost = {**mon.result, "n_seeds": len(bp.seeds),
-            "wall_seconds_per_seed": round(mon.result["wall_seconds"] / len(bp.seeds), 2)}
+    cost = {
+        **mon.result,
+        "n_seeds": len(bp.seeds),
+        "wall_seconds_per_seed": round(mon.result["wall_seconds"] / len(bp.seeds), 2),
+    }
     best_run = max(runs, key=lambda r: r["val_bal_acc"])
     print(f"bricout train: {kind}: val balanced accuracy per seed {[round(r['val_bal_acc'], 3) for r in runs]}")
     return {"config": cfg, "runs": runs, "search_trials": trials, "selected_seed": best_run["seed"]}, cost

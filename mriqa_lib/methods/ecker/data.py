@@ -6,6 +6,7 @@ One preparation path for everything (training, references, tests, ``mriqa score`
     volume --(conform, embedded brains only)--> normalise to [0, 1] --> centre axial slices
            --(artifact, on the full-resolution slice)--> pad to square, centre crop, resize
 """
+
 from __future__ import annotations
 
 import zlib
@@ -19,8 +20,10 @@ from mriqa_lib.io import MriqaInputError, Volume, read_tsv
 
 from .params import EckerParams
 
-NAKO_NAMES = {"HQ": ("breathhold", "bh", "breath-hold", "breath_hold"),
-              "LQ": ("freebreathing", "fb", "free-breathing", "free_breathing")}
+NAKO_NAMES = {
+    "HQ": ("breathhold", "bh", "breath-hold", "breath_hold"),
+    "LQ": ("freebreathing", "fb", "free-breathing", "free_breathing"),
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -36,7 +39,9 @@ def _sex_code(values: pd.Series, where: str) -> pd.Series:
     return out
 
 
-def read_table(path: str | Path, id_columns: tuple[str, ...] = ("participant_id", "eid", "id", "subject")) -> pd.DataFrame:
+def read_table(
+    path: str | Path, id_columns: tuple[str, ...] = ("participant_id", "eid", "id", "subject")
+) -> pd.DataFrame:
     """A subject table (TSV or CSV) with an id column and sex, height (cm), weight (kg), and an
     optional ``site`` column (acquisition site or protocol, used by ``ecker.match_site``)."""
     path = Path(path)
@@ -85,7 +90,9 @@ def ukb_subjects(root: str | Path, table: str | Path) -> pd.DataFrame:
     frame["path"] = [str(root / e / "wat.nii.gz") for e in frame["participant_id"]]
     missing = [p for p in frame["path"] if not Path(p).exists()]
     if missing:
-        raise MriqaInputError(f"{missing[0]}: file not found ({len(missing)} of {len(frame)} subjects in {table} lack wat.nii.gz)")
+        raise MriqaInputError(
+            f"{missing[0]}: file not found ({len(missing)} of {len(frame)} subjects in {table} lack wat.nii.gz)"
+        )
     frame["split"] = "train"
     frame["dataset"] = "ukb"
     return frame
@@ -134,8 +141,10 @@ def split_subjects(frame: pd.DataFrame, n_test: int, seed: int) -> tuple[np.ndar
 
     n_held = int((frame["split"].to_numpy() == "test").sum())
     if max(n_test, n_held) >= len(frame) - 1:
-        raise MriqaInputError(f"ecker.n_test_subjects={n_test} ({n_held} held-out test subjects) leaves fewer "
-                              f"than 2 of {len(frame)} subjects for training")
+        raise MriqaInputError(
+            f"ecker.n_test_subjects={n_test} ({n_held} held-out test subjects) leaves fewer "
+            f"than 2 of {len(frame)} subjects for training"
+        )
     return held_out_first(frame["split"].to_numpy(), n_test, seed)
 
 
@@ -155,8 +164,10 @@ def volume_slices(volume: Volume, p: EckerParams, conform_grid: bool) -> tuple[n
     data = normalise(volume.data)
     n = p.n_slices
     if n * p.slice_step > data.shape[2]:
-        raise MriqaInputError(f"{volume.path}: {data.shape[2]} axial slices, fewer than ecker.n_slices * "
-                              f"ecker.slice_step = {n * p.slice_step}")
+        raise MriqaInputError(
+            f"{volume.path}: {data.shape[2]} axial slices, fewer than ecker.n_slices * "
+            f"ecker.slice_step = {n * p.slice_step}"
+        )
     return centre_slices(data, axis=2, n=n, step=p.slice_step), volume.spacing[:2].copy()
 
 
@@ -194,7 +205,9 @@ def _artifact(name: str, image: np.ndarray, seed: int, spacing, **kw) -> np.ndar
     return out
 
 
-def degrade(slices: np.ndarray, kind: str, p: EckerParams, seed: int, spacing, level: float | None = None) -> np.ndarray:
+def degrade(
+    slices: np.ndarray, kind: str, p: EckerParams, seed: int, spacing, level: float | None = None
+) -> np.ndarray:
     """The simulated LQ version of normalised slices ``(n, X, Y)`` (or one ``(X, Y)``) of one scan.
 
     All slices of one call share one acquisition: the same motion poses, the same breathing
@@ -234,8 +247,9 @@ def degrade(slices: np.ndarray, kind: str, p: EckerParams, seed: int, spacing, l
     elif kind == "noise":
         out = _artifact("noise", x, seed, sp, severity=p.noise_sigma, reference="absolute")
     elif kind == "respiratory":
-        out = _artifact("respiratory", x, seed, sp, severity=p.resp_amplitude_mm,
-                        period_lines=p.resp_period_lines, pe_axis=2)
+        out = _artifact(
+            "respiratory", x, seed, sp, severity=p.resp_amplitude_mm, period_lines=p.resp_period_lines, pe_axis=2
+        )
     else:
         raise ValueError(f"unknown artifact kind {kind!r}")
     return out[0] if single else out
@@ -244,9 +258,16 @@ def degrade(slices: np.ndarray, kind: str, p: EckerParams, seed: int, spacing, l
 # --------------------------------------------------------------------------------------------
 # reference matching
 # --------------------------------------------------------------------------------------------
-def match_references(pool: pd.DataFrame, sex: str | None, height: float | None, weight: float | None,
-                     n_refs: int, match_sex: bool = True, site: str | None = None,
-                     match_site: bool = False) -> np.ndarray:
+def match_references(
+    pool: pd.DataFrame,
+    sex: str | None,
+    height: float | None,
+    weight: float | None,
+    n_refs: int,
+    match_sex: bool = True,
+    site: str | None = None,
+    match_site: bool = False,
+) -> np.ndarray:
     """Row positions of the ``n_refs`` pool subjects most similar to a test subject.
 
     With ``match_site``, a known ``site`` and pool subjects of that site (``pool["site"]``), only

@@ -11,6 +11,7 @@ set decides (:mod:`mriqa_lib.methods.ecker.inference`).
 3. Continuous motion: Spearman correlation of the motion range with the similarity to the LQ
    references (over all cases, over level means, and within each case).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,8 +45,9 @@ def with_covariates(frame: pd.DataFrame, subjects: pd.DataFrame) -> pd.DataFrame
     return frame.join(meta, on="subject") if "subject" in frame.columns else frame
 
 
-def classify(emb: np.ndarray, frame: pd.DataFrame, pool: pd.DataFrame, bank: dict, lq: str,
-             p: EckerParams) -> pd.DataFrame:
+def classify(
+    emb: np.ndarray, frame: pd.DataFrame, pool: pd.DataFrame, bank: dict, lq: str, p: EckerParams
+) -> pd.DataFrame:
     """Zero-shot class, SIM and mean similarities for every case.
 
     Args:
@@ -66,9 +68,16 @@ def classify(emb: np.ndarray, frame: pd.DataFrame, pool: pd.DataFrame, bank: dic
     hq_all, lq_all = bank["hq"], bank[lq]
     out = []
     for k, row in enumerate(frame.itertuples()):
-        refs = D.match_references(pool, getattr(row, "sex", None), getattr(row, "height", None),
-                                  getattr(row, "weight", None), p.n_refs, p.match_sex,
-                                  getattr(row, "site", None), p.match_site)
+        refs = D.match_references(
+            pool,
+            getattr(row, "sex", None),
+            getattr(row, "height", None),
+            getattr(row, "weight", None),
+            p.n_refs,
+            p.match_sex,
+            getattr(row, "site", None),
+            p.match_site,
+        )
         if emb.ndim == 2:  # one slice at position row.slice
             s_hq, s_lq = mean_similarities(emb[k], hq_all[refs, row.slice], lq_all[refs, row.slice])
         else:  # a volume: slices (s, d) vs references (s, m, d)
@@ -89,14 +98,20 @@ def binary_metrics(res: pd.DataFrame, prefix: str) -> dict:
     y, pred = res["label"].to_numpy(), res["pred"].to_numpy()
     sens, spec = M.sensitivity_specificity(y == "LQ", pred == "LQ")
     acc, lo, hi = M.bootstrap_ci((y == pred).astype(float), n_boot=1000)
-    return {f"{prefix}_accuracy": acc, f"{prefix}_accuracy_ci95": [lo, hi],
-            f"{prefix}_balanced_accuracy": M.balanced_accuracy(y, pred),
-            f"{prefix}_sensitivity_lq": sens, f"{prefix}_specificity_hq": spec,
-            f"{prefix}_auroc": M.auroc(y == "LQ", res["sim_lq"] - res["sim_hq"]), f"{prefix}_n": len(res)}
+    return {
+        f"{prefix}_accuracy": acc,
+        f"{prefix}_accuracy_ci95": [lo, hi],
+        f"{prefix}_balanced_accuracy": M.balanced_accuracy(y, pred),
+        f"{prefix}_sensitivity_lq": sens,
+        f"{prefix}_specificity_hq": spec,
+        f"{prefix}_auroc": M.auroc(y == "LQ", res["sim_lq"] - res["sim_hq"]),
+        f"{prefix}_n": len(res),
+    }
 
 
-def simulated_experiment(net, kind: str, images: np.ndarray, frame: pd.DataFrame, pool: pd.DataFrame,
-                         bank: dict, p: EckerParams) -> tuple[pd.DataFrame, dict, dict]:
+def simulated_experiment(
+    net, kind: str, images: np.ndarray, frame: pd.DataFrame, pool: pd.DataFrame, bank: dict, p: EckerParams
+) -> tuple[pd.DataFrame, dict, dict]:
     """Experiment 1 on the simulated ``kind`` (motion / noise) test slices ``(n, S, S)``.
 
     Returns:
@@ -109,8 +124,9 @@ def simulated_experiment(net, kind: str, images: np.ndarray, frame: pd.DataFrame
     return res, binary_metrics(res, kind), examples
 
 
-def nako_experiment(net, images: np.ndarray, frame: pd.DataFrame, pool: pd.DataFrame, bank: dict,
-                    p: EckerParams) -> tuple[dict[str, pd.DataFrame], dict, dict]:
+def nako_experiment(
+    net, images: np.ndarray, frame: pd.DataFrame, pool: pd.DataFrame, bank: dict, p: EckerParams
+) -> tuple[dict[str, pd.DataFrame], dict, dict]:
     """Experiment 2 on breath-hold / free-breathing volumes ``(n, s, S, S)``.
 
     Returns:
@@ -124,15 +140,17 @@ def nako_experiment(net, images: np.ndarray, frame: pd.DataFrame, pool: pd.DataF
     metrics = {**binary_metrics(res["nako"], "nako"), "nako_lq_references": p.nako_lq}
     for lq in ("motion", "respiratory"):
         alt = res[f"nako_refs-{lq}"] = classify(emb, frame, pool, bank, lq, p)
-        metrics.update({k: v for k, v in binary_metrics(alt, f"nako_refs_{lq}").items()
-                        if k.endswith(("_accuracy", "_auroc"))})
+        metrics.update(
+            {k: v for k, v in binary_metrics(alt, f"nako_refs_{lq}").items() if k.endswith(("_accuracy", "_auroc"))}
+        )
     mid = images.shape[1] // 2
     examples = {f"nako_{c.lower()}": images[np.flatnonzero(res["nako"]["label"] == c)[:4], mid] for c in ("HQ", "LQ")}
     return res, metrics, examples
 
 
-def continuous_experiment(net, images: np.ndarray, frame: pd.DataFrame, pool: pd.DataFrame, bank: dict,
-                          p: EckerParams) -> tuple[pd.DataFrame, dict, dict]:
+def continuous_experiment(
+    net, images: np.ndarray, frame: pd.DataFrame, pool: pd.DataFrame, bank: dict, p: EckerParams
+) -> tuple[pd.DataFrame, dict, dict]:
     """Experiment 3: how the similarity to the motion references follows the motion range.
 
     Returns:
@@ -146,9 +164,12 @@ def continuous_experiment(net, images: np.ndarray, frame: pd.DataFrame, pool: pd
     res = classify(embed(net, images), frame, pool, bank, "motion", p)
     per_level = res.groupby("level")[["sim_lq", "sim_hq"]].mean().reset_index()
     within = [M.spearman(g["level"], g["sim_lq"]) for _, g in res.groupby(["subject", "slice"])]
-    metrics = {"continuous_spearman_level_vs_sim_lq": M.spearman(res["level"], res["sim_lq"]),
-               "continuous_spearman_level_vs_sim_lq_levelmeans": M.spearman(per_level["level"], per_level["sim_lq"]),
-               "continuous_spearman_within_case_mean": float(np.nanmean(within)), "continuous_n": len(res)}
+    metrics = {
+        "continuous_spearman_level_vs_sim_lq": M.spearman(res["level"], res["sim_lq"]),
+        "continuous_spearman_level_vs_sim_lq_levelmeans": M.spearman(per_level["level"], per_level["sim_lq"]),
+        "continuous_spearman_within_case_mean": float(np.nanmean(within)),
+        "continuous_n": len(res),
+    }
     first = res.index[(res["subject"] == res["subject"].iloc[0]) & (res["slice"] == res["slice"].iloc[0])]
     examples = {"continuous": images[first], "continuous_levels": res.loc[first, "level"].to_numpy(float)}
     return res, metrics, examples

@@ -1,4 +1,5 @@
 """Zero-shot HQ/LQ decision of paper 1: cosine similarity to matched HQ and LQ references."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -6,6 +6,7 @@ pad/crop/resize); each slice is compared with the reference slices at the same p
 (HQ references and their simulated-motion LQ versions, stored by the train stage in
 ``models/ecker/references.npz``); the mean similarities are averaged over slices.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,11 +24,16 @@ from .inference import decide, mean_similarities
 class Scorer(registry.Scorer):
     """Zero-shot SimCLR quality scorer (Ecker et al.)."""
 
-    def __init__(self, net, params, refs: dict, conform_grid: bool,
-                 lq: tuple[str, ...] = ("motion", "noise")) -> None:
+    def __init__(self, net, params, refs: dict, conform_grid: bool, lq: tuple[str, ...] = ("motion", "noise")) -> None:
         self.net, self.p, self.conform_grid = net, params, conform_grid
-        self.pool = pd.DataFrame({"participant_id": refs["participant_id"], "sex": refs["sex"],
-                                  "height": refs["height"], "weight": refs["weight"]})
+        self.pool = pd.DataFrame(
+            {
+                "participant_id": refs["participant_id"],
+                "sex": refs["sex"],
+                "height": refs["height"],
+                "weight": refs["weight"],
+            }
+        )
         missing = [k for k in lq if k not in refs]
         if missing:
             raise MriqaInputError(f"reference bank has no {missing} LQ references; has {sorted(refs)}")
@@ -35,8 +41,16 @@ class Scorer(registry.Scorer):
         # the one it resembles most (the paper's test sets each used one kind).
         self.hq, self.lq_banks = refs["hq"], {k: refs[k] for k in lq}
 
-    def score(self, volume: Volume, reference: Volume | None = None, maps_dir: str | Path | None = None, *,
-              sex: str | None = None, height: float | None = None, weight: float | None = None) -> dict:
+    def score(
+        self,
+        volume: Volume,
+        reference: Volume | None = None,
+        maps_dir: str | Path | None = None,
+        *,
+        sex: str | None = None,
+        height: float | None = None,
+        weight: float | None = None,
+    ) -> dict:
         """Columns ``ecker_class`` (HQ/LQ), ``ecker_sim``, ``ecker_sim_hq``, ``ecker_sim_lq`` (the LQ
         set the scan resembles most, named in ``ecker_lq_kind``) and ``ecker_lq_margin`` =
         sim_lq - sim_hq (> 0 exactly when the class is LQ; a continuous badness).
@@ -56,13 +70,21 @@ class Scorer(registry.Scorer):
         h = embed(self.net, D.prepare_slices(slices, self.p))  # (s, d)
         n = len(self.pool) if (height is None and sex is None) else self.p.n_refs
         refs = D.match_references(self.pool, sex, height, weight, n, self.p.match_sex)
-        per_kind = {k: mean_similarities(h, self.hq[refs].transpose(1, 0, 2), bank[refs].transpose(1, 0, 2))
-                    for k, bank in self.lq_banks.items()}
+        per_kind = {
+            k: mean_similarities(h, self.hq[refs].transpose(1, 0, 2), bank[refs].transpose(1, 0, 2))
+            for k, bank in self.lq_banks.items()
+        }
         kind = max(per_kind, key=lambda k: per_kind[k][1])
         s_hq, s_lq = per_kind[kind]
         label, sim = decide(s_hq, s_lq)
-        return {"ecker_class": str(label), "ecker_sim": float(sim), "ecker_sim_hq": s_hq, "ecker_sim_lq": s_lq,
-                "ecker_lq_kind": kind, "ecker_lq_margin": float(s_lq - s_hq)}
+        return {
+            "ecker_class": str(label),
+            "ecker_sim": float(sim),
+            "ecker_sim_hq": s_hq,
+            "ecker_sim_lq": s_lq,
+            "ecker_lq_kind": kind,
+            "ecker_lq_margin": float(s_lq - s_hq),
+        }
 
 
 def load_scorer(model_dir: Path, settings=None) -> Scorer:

@@ -3,6 +3,7 @@
 No torchvision: the random resized crop is an affine resampling (``affine_grid`` +
 ``grid_sample``), one random box per image, run on the whole batch at once.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,9 +42,13 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> tor
     return F.cross_entropy(sim, target)
 
 
-def random_resized_crop(x: torch.Tensor, scale: tuple[float, float] = (0.2, 1.0),
-                        ratio: tuple[float, float] = (3 / 4, 4 / 3), generator: torch.Generator | None = None,
-                        size: int | None = None) -> torch.Tensor:
+def random_resized_crop(
+    x: torch.Tensor,
+    scale: tuple[float, float] = (0.2, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    generator: torch.Generator | None = None,
+    size: int | None = None,
+) -> torch.Tensor:
     """Random resized crop of each image of ``x`` ``(B, C, H, W)``, resized to ``(size, size)``
     (default: ``(H, W)``).
 
@@ -129,8 +134,14 @@ def train_simclr(images: np.ndarray, p: EckerParams, trainer_params, ckpt_dir) -
 
     data = TensorDataset(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None])
     bs = min(p.batch_size, len(data))
-    loader = DataLoader(data, batch_size=bs, shuffle=True, drop_last=True, num_workers=trainer_params.num_workers,
-                        generator=torch.Generator().manual_seed(p.seed))
+    loader = DataLoader(
+        data,
+        batch_size=bs,
+        shuffle=True,
+        drop_last=True,
+        num_workers=trainer_params.num_workers,
+        generator=torch.Generator().manual_seed(p.seed),
+    )
     module = SimCLRModule(p, len(loader))
     trainer = build_trainer(trainer_params, ckpt_dir, p.epochs, monitor=None)
     trainer.fit(module, loader)
@@ -144,7 +155,7 @@ def embed(net: SimCLRNet, images: np.ndarray, batch_size: int = 256) -> np.ndarr
     x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     shape = x.shape[:-2]
     x = x.reshape(-1, 1, *x.shape[-2:])
-    out = [net.encode(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    out = [net.encode(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
     h = torch.cat(out) if out else torch.zeros(0, net.feature_dim)
     return h.reshape(*shape, -1).numpy().astype(np.float32)
 

@@ -12,6 +12,7 @@ Seeds: every simulated acquisition is seeded by :func:`~mriqa_lib.methods.ecker.
 the run seed, the set and the subject, so a subject's artifact does not depend on who else is in
 the table; the balanced case lists draw from ``default_rng(seed + 1)`` (motion) and ``+ 2`` (noise).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -87,8 +88,9 @@ def subject_table(subjects: pd.DataFrame, test_idx: np.ndarray) -> pd.DataFrame:
     return subjects.drop(columns=["path"]).assign(role=role, index=np.arange(len(subjects)))
 
 
-def reference_pool(raw: dict, spacing: dict, subjects: pd.DataFrame, pool_idx: np.ndarray,
-                   p: EckerParams) -> dict[str, np.ndarray]:
+def reference_pool(
+    raw: dict, spacing: dict, subjects: pd.DataFrame, pool_idx: np.ndarray, p: EckerParams
+) -> dict[str, np.ndarray]:
     """Prepared slices of the pool subjects: ``hq`` and one LQ set per artifact, each ``(n_pool, n_slices, S, S)``."""
     pool: dict[str, list] = {"hq": [], **{k: [] for k in ARTIFACTS}}
     for i in progress(pool_idx, "references"):
@@ -110,12 +112,19 @@ def balanced_cases(test_idx: np.ndarray, n_slices: int, n_cases: int, seed: int)
     pairs = np.array([(s, j) for s in test_idx for j in range(n_slices)])
     order = np.concatenate([rng.permutation(len(pairs)) for _ in range(int(np.ceil(n_cases / len(pairs))))])[:n_cases]
     labels = np.where(rng.permutation(n_cases) < n_cases // 2, "HQ", "LQ")
-    return pd.DataFrame({"subject": pairs[order, 0], "slice": pairs[order, 1], "label": labels,
-                         "repeat": np.arange(n_cases) // len(pairs)})
+    return pd.DataFrame(
+        {
+            "subject": pairs[order, 0],
+            "slice": pairs[order, 1],
+            "label": labels,
+            "repeat": np.arange(n_cases) // len(pairs),
+        }
+    )
 
 
-def simulated_test_set(kind: str, raw: dict, spacing: dict, subjects: pd.DataFrame, test_idx: np.ndarray,
-                       p: EckerParams) -> tuple[np.ndarray, pd.DataFrame]:
+def simulated_test_set(
+    kind: str, raw: dict, spacing: dict, subjects: pd.DataFrame, test_idx: np.ndarray, p: EckerParams
+) -> tuple[np.ndarray, pd.DataFrame]:
     """The simulated ``motion`` or ``noise`` test: prepared slices ``(n, S, S)`` and their cases.
 
     LQ slices of one subject and round (``repeat``) share one simulated acquisition.
@@ -129,16 +138,18 @@ def simulated_test_set(kind: str, raw: dict, spacing: dict, subjects: pd.DataFra
             key = (row.subject, row.repeat)
             if key not in cache:
                 pid = subjects["participant_id"].iloc[row.subject]
-                cache[key] = D.degrade(raw[row.subject], kind, p, D.case_seed(p.seed, "test", kind, pid, row.repeat),
-                                       spacing[row.subject])
+                cache[key] = D.degrade(
+                    raw[row.subject], kind, p, D.case_seed(p.seed, "test", kind, pid, row.repeat), spacing[row.subject]
+                )
             img = cache[key][row.slice]
         imgs.append(img)
     ids = subjects["participant_id"].to_numpy()[cases["subject"]]
     return D.prepare_slices(np.stack(imgs), p), cases.assign(participant_id=ids)
 
 
-def nako_set(raw: dict, spacing: dict, subjects: pd.DataFrame, test_idx: np.ndarray,
-             p: EckerParams) -> tuple[np.ndarray, pd.DataFrame]:
+def nako_set(
+    raw: dict, spacing: dict, subjects: pd.DataFrame, test_idx: np.ndarray, p: EckerParams
+) -> tuple[np.ndarray, pd.DataFrame]:
     """Breath-hold (HQ) vs free-breathing (LQ) volumes: ``(n, n_slices, S, S)`` and one row each.
 
     NAKO-IQA when ``nako_dir`` is set; else NAKO-like pairs of (up to 20) test subjects, the LQ one
@@ -146,8 +157,10 @@ def nako_set(raw: dict, spacing: dict, subjects: pd.DataFrame, test_idx: np.ndar
     """
     if p.nako_dir is not None:
         nako = D.nako_subjects(p.nako_dir, p.nako_table)
-        imgs = [D.prepare_slices(D.volume_slices(load_nifti(path), p, False)[0], p)
-                for path in progress(nako["path"], "NAKO-IQA")]
+        imgs = [
+            D.prepare_slices(D.volume_slices(load_nifti(path), p, False)[0], p)
+            for path in progress(nako["path"], "NAKO-IQA")
+        ]
         return np.stack(imgs), nako.drop(columns=["path"])
     rows, imgs = [], []
     for i in test_idx[:20]:
@@ -159,8 +172,9 @@ def nako_set(raw: dict, spacing: dict, subjects: pd.DataFrame, test_idx: np.ndar
     return np.stack(imgs), pd.DataFrame(rows)
 
 
-def continuous_set(raw: dict, spacing: dict, subjects: pd.DataFrame, test_idx: np.ndarray,
-                   p: EckerParams) -> tuple[np.ndarray, pd.DataFrame]:
+def continuous_set(
+    raw: dict, spacing: dict, subjects: pd.DataFrame, test_idx: np.ndarray, p: EckerParams
+) -> tuple[np.ndarray, pd.DataFrame]:
     """The continuous motion sweep: ``continuous_cases`` slices per test subject at every rotation
     (deg) = translation (mm) range of ``continuous_levels``, one motion direction per subject."""
     rows, imgs = [], []

@@ -5,6 +5,7 @@ through :func:`prepare_volume`: ``conform`` to the 2 mm reference grid, block-av
 ``grid_mm``, scale with ``normalise`` (0.5 / 99.5 percentiles of the foreground -> 0 / 1).
 Artefacts are applied to the prepared clean image, so input and target share one scale.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,8 +17,17 @@ from mriqa_lib.data.preprocess import conform, normalise
 from mriqa_lib.data.template import REF_AFFINE, REF_SHAPE
 from mriqa_lib.io import Volume
 
-__all__ = ["grid_factor", "work_grid", "block_mean", "prepare_volume", "prepare_gm", "sample_seed",
-           "sample_corruption", "corrupt", "misalign"]
+__all__ = [
+    "grid_factor",
+    "work_grid",
+    "block_mean",
+    "prepare_volume",
+    "prepare_gm",
+    "sample_seed",
+    "sample_corruption",
+    "corrupt",
+    "misalign",
+]
 
 
 def grid_factor(grid_mm: float) -> int:
@@ -89,8 +99,13 @@ def _range_value(p: Any, name: str, u: float) -> tuple[float, dict[str, Any]]:
     return float(lo + u * (hi - lo)), {}
 
 
-def sample_corruption(p: Any, rng: np.random.Generator, scale: tuple[float, float] = (0.0, 1.0),
-                      allow_clean: bool = True, weighted: bool = True) -> dict[str, Any]:
+def sample_corruption(
+    p: Any,
+    rng: np.random.Generator,
+    scale: tuple[float, float] = (0.0, 1.0),
+    allow_clean: bool = True,
+    weighted: bool = True,
+) -> dict[str, Any]:
     """Draw an artefact name, severity and seed from the ``shaw`` params.
 
     Args:
@@ -146,4 +161,6 @@ def misalign(volume: Volume, rng: np.random.Generator, max_deg: float, max_mm: f
     offset = centre - m @ centre + mm / spacing
     data = ndimage.affine_transform(volume.data, m, offset=offset, order=1, mode="constant", cval=0.0)
     return Volume(data.astype(np.float32), volume.affine, volume.path), {
-        "misalign_deg": deg.round(3).tolist(), "misalign_mm": mm.round(3).tolist()}
+        "misalign_deg": deg.round(3).tolist(),
+        "misalign_mm": mm.round(3).tolist(),
+    }

@@ -10,6 +10,7 @@
 Each returns its table(s) and its metrics; maps (NIfTI) of the first ``p.map_cases`` cases go
 below ``maps``. :func:`claim_checks` compares the metrics with the claims' targets.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -43,26 +44,44 @@ def foreground(clean: np.ndarray, frac: float) -> np.ndarray:
     return clean > frac * float(clean.max())
 
 
-def _exp1_volume(p: Any, model: torch.nn.Module, clean: np.ndarray, t: int, levels: np.ndarray,
-                 voxel_ml: float) -> tuple[np.ndarray, dict[str, np.ndarray], list[dict[str, Any]]]:
+def _exp1_volume(
+    p: Any, model: torch.nn.Module, clean: np.ndarray, t: int, levels: np.ndarray, voxel_ml: float
+) -> tuple[np.ndarray, dict[str, np.ndarray], list[dict[str, Any]]]:
     """Test scan ``t`` at every noise level: (noisy inputs, predictions, one row per level)."""
     from mriqa_lib.artifacts import apply_artifact
 
     fg = foreground(clean, p.fg_fraction)
-    noisy = np.stack([apply_artifact("rician_noise", clean, None, seed=sample_seed(p.seed, _EXP1_KEY, t, k),
-                                     snr_db=float(db))[0] for k, db in enumerate(levels)])
+    noisy = np.stack(
+        [
+            apply_artifact("rician_noise", clean, None, seed=sample_seed(p.seed, _EXP1_KEY, t, k), snr_db=float(db))[0]
+            for k, db in enumerate(levels)
+        ]
+    )
     pred = predict(model, noisy)
     rows = []
     for k, db in enumerate(levels):
         err = (pred["recon"][k] - clean) ** 2
-        rows.append({"snr_db": float(db), "error_fg": float(err[fg].sum()), "error_all": float(err.sum()),
-                     "input_error_fg": float(((noisy[k] - clean) ** 2)[fg].sum()),
-                     **summarise(pred["sigma"][k], fg, voxel_ml)})
+        rows.append(
+            {
+                "snr_db": float(db),
+                "error_fg": float(err[fg].sum()),
+                "error_all": float(err.sum()),
+                "input_error_fg": float(((noisy[k] - clean) ** 2)[fg].sum()),
+                **summarise(pred["sigma"][k], fg, voxel_ml),
+            }
+        )
     return noisy, pred, rows
 
 
-def _exp1_maps(maps: Path, sid: str, clean: np.ndarray, noisy: np.ndarray, pred: dict[str, np.ndarray],
-               levels: np.ndarray, affine: np.ndarray) -> None:
+def _exp1_maps(
+    maps: Path,
+    sid: str,
+    clean: np.ndarray,
+    noisy: np.ndarray,
+    pred: dict[str, np.ndarray],
+    levels: np.ndarray,
+    affine: np.ndarray,
+) -> None:
     """Input, reconstruction and sigma at the highest, middle and lowest SNR, and the clean scan."""
     map_levels = {float(levels[0]), float(levels[len(levels) // 2]), float(levels[-1])}
     for k, db in enumerate(levels):
@@ -73,8 +92,9 @@ def _exp1_maps(maps: Path, sid: str, clean: np.ndarray, noisy: np.ndarray, pred:
     save_nifti(maps / "exp1" / f"{sid}_clean.nii.gz", clean, affine)
 
 
-def exp1_noise_levels(p: Any, model: torch.nn.Module, test: dict[str, np.ndarray], subjects: list[str],
-                      maps: Path, affine: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+def exp1_noise_levels(
+    p: Any, model: torch.nn.Module, test: dict[str, np.ndarray], subjects: list[str], maps: Path, affine: np.ndarray
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Experiment 1: median sigma vs reconstruction error over ``p.snr_levels`` Rician noise levels.
 
     Args:
@@ -101,24 +121,43 @@ def exp1_noise_levels(p: Any, model: torch.nn.Module, test: dict[str, np.ndarray
         if t < p.map_cases:
             _exp1_maps(maps, subjects[t], clean, noisy, pred, levels, affine)
     exp1 = pd.DataFrame(rows)
-    r2 = exp1.groupby("subject_id", sort=False).apply(
-        lambda g: pd.Series({"r2": linear_fit_r2(g["error_fg"], g["sigma_median"]),
-                             "r2_all": linear_fit_r2(g["error_all"], g["sigma_median"])}),
-        include_groups=False).reset_index()
-    metrics = dict(exp1_r2_mean=float(r2["r2"].mean()), exp1_r2_min=float(r2["r2"].min()),
-                   exp1_r2_max=float(r2["r2"].max()), exp1_r2_example=float(r2["r2"].iloc[0]),
-                   exp1_r2_all_voxels_mean=float(r2["r2_all"].mean()), exp1_levels=int(len(levels)))
+    r2 = (
+        exp1.groupby("subject_id", sort=False)
+        .apply(
+            lambda g: pd.Series(
+                {
+                    "r2": linear_fit_r2(g["error_fg"], g["sigma_median"]),
+                    "r2_all": linear_fit_r2(g["error_all"], g["sigma_median"]),
+                }
+            ),
+            include_groups=False,
+        )
+        .reset_index()
+    )
+    metrics = dict(
+        exp1_r2_mean=float(r2["r2"].mean()),
+        exp1_r2_min=float(r2["r2"].min()),
+        exp1_r2_max=float(r2["r2"].max()),
+        exp1_r2_example=float(r2["r2"].iloc[0]),
+        exp1_r2_all_voxels_mean=float(r2["r2_all"].mean()),
+        exp1_levels=int(len(levels)),
+    )
     return exp1, r2, metrics
 
 
-def _exp2_pair(p: Any, model: torch.nn.Module, rec: dict[str, Any], folder: Path, maps: Path | None,
-               voxel_ml: float) -> dict[str, Any]:
+def _exp2_pair(
+    p: Any, model: torch.nn.Module, rec: dict[str, Any], folder: Path, maps: Path | None, voxel_ml: float
+) -> dict[str, Any]:
     """Total and median sigma of both scans of one pair; their maps go to ``maps`` unless None."""
     vols = {r: load_nifti(folder / rec[f"{r}_file"]) for r in ("clean", "artefact")}
     pred = predict(model, np.stack([vols["clean"].data, vols["artefact"].data]))
     fg = foreground(vols["clean"].data, p.fg_fraction)
-    out = {"pair": rec["pair"], "subject_id": rec["subject_id"], "artefact": rec["artefact"],
-           "severity": rec.get("severity")}
+    out = {
+        "pair": rec["pair"],
+        "subject_id": rec["subject_id"],
+        "artefact": rec["artefact"],
+        "severity": rec.get("severity"),
+    }
     for j, r in enumerate(("clean", "artefact")):
         s = summarise(pred["sigma"][j], fg, voxel_ml)
         out.update({f"{r}_total_sigma": s["sigma_total"], f"{r}_median_sigma": s["sigma_median"]})
@@ -130,8 +169,9 @@ def _exp2_pair(p: Any, model: torch.nn.Module, rec: dict[str, Any], folder: Path
     return out
 
 
-def exp2_pairs(p: Any, model: torch.nn.Module, pairs: pd.DataFrame, folder: Path,
-               maps: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+def exp2_pairs(
+    p: Any, model: torch.nn.Module, pairs: pd.DataFrame, folder: Path, maps: Path
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Experiment 2: is the artefact scan of each test-retest pair more uncertain than the clean one?
 
     Args:
@@ -145,29 +185,35 @@ def exp2_pairs(p: Any, model: torch.nn.Module, pairs: pd.DataFrame, folder: Path
     from mriqa_lib.metrics import auroc
 
     voxel_ml = float(p.grid_mm) ** 3 / 1000.0
-    rows = [_exp2_pair(p, model, rec, folder, maps if k < max(p.map_cases, 4) else None, voxel_ml)
-            for k, rec in enumerate(_progress(pairs.to_dict("records"), "exp2 pairs", "pair"))]
+    rows = [
+        _exp2_pair(p, model, rec, folder, maps if k < max(p.map_cases, 4) else None, voxel_ml)
+        for k, rec in enumerate(_progress(pairs.to_dict("records"), "exp2 pairs", "pair"))
+    ]
     exp2 = pd.DataFrame(rows)
     exp2["artefact_above_clean"] = exp2["artefact_total_sigma"] > exp2["clean_total_sigma"]
     labels = [False] * len(exp2) + [True] * len(exp2)
-    metrics = dict(exp2_n_pairs=int(len(exp2)),
-                   exp2_frac_artefact_above_clean=float(exp2["artefact_above_clean"].mean()),
-                   exp2_total_sigma_clean_mean=float(exp2["clean_total_sigma"].mean()),
-                   exp2_total_sigma_artefact_mean=float(exp2["artefact_total_sigma"].mean()),
-                   exp2_auroc=auroc(labels, list(exp2["clean_total_sigma"]) + list(exp2["artefact_total_sigma"])))
+    metrics = dict(
+        exp2_n_pairs=int(len(exp2)),
+        exp2_frac_artefact_above_clean=float(exp2["artefact_above_clean"].mean()),
+        exp2_total_sigma_clean_mean=float(exp2["clean_total_sigma"].mean()),
+        exp2_total_sigma_artefact_mean=float(exp2["artefact_total_sigma"].mean()),
+        exp2_auroc=auroc(labels, list(exp2["clean_total_sigma"]) + list(exp2["artefact_total_sigma"])),
+    )
     for name, g in exp2.groupby("artefact"):
         metrics[f"exp2_frac_above_{name}"] = float(g["artefact_above_clean"].mean())
     return exp2, metrics
 
 
-def _exp3_volume(p: Any, model: torch.nn.Module, clean: np.ndarray, gm: np.ndarray, t: int,
-                 voxel_ml: float) -> tuple[np.ndarray, dict[str, np.ndarray], list[dict[str, Any]]]:
+def _exp3_volume(
+    p: Any, model: torch.nn.Module, clean: np.ndarray, gm: np.ndarray, t: int, voxel_ml: float
+) -> tuple[np.ndarray, dict[str, np.ndarray], list[dict[str, Any]]]:
     """Test scan ``t`` clean and with noise in a box: (noisy input, predictions, one row per condition)."""
     from mriqa_lib.artifacts import apply_artifact
 
     rel = 10.0 ** (-p.regional_snr_db / 20.0)
-    noisy, info = apply_artifact("regional_noise", clean, rel, seed=sample_seed(p.seed, _EXP3_KEY, t),
-                                 box_fraction=p.regional_box_fraction)
+    noisy, info = apply_artifact(
+        "regional_noise", clean, rel, seed=sample_seed(p.seed, _EXP3_KEY, t), box_fraction=p.regional_box_fraction
+    )
     pred = predict(model, np.stack([clean, noisy]))
     fg = foreground(clean, p.fg_fraction)
     region = np.zeros(clean.shape, bool)
@@ -176,16 +222,23 @@ def _exp3_volume(p: Any, model: torch.nn.Module, clean: np.ndarray, gm: np.ndarr
     for j, cond in enumerate(("clean", "partial_noise")):
         seg = pred["seg_prob"][j] > 0.5
         dice = 2 * (seg & gm).sum() / max(1, seg.sum() + gm.sum())
-        rows.append({"condition": cond, "recon_total_sigma": float(pred["sigma"][j][fg].sum() * voxel_ml),
-                     "seg_total_sigma": float(pred["seg_sigma"][j][fg].sum() * voxel_ml),
-                     "recon_sigma_in_box": float(pred["sigma"][j][region & fg].mean()),
-                     "seg_sigma_in_box": float(pred["seg_sigma"][j][region & fg].mean()),
-                     "gm_dice": float(dice), "box": str(info["box"])})
+        rows.append(
+            {
+                "condition": cond,
+                "recon_total_sigma": float(pred["sigma"][j][fg].sum() * voxel_ml),
+                "seg_total_sigma": float(pred["seg_sigma"][j][fg].sum() * voxel_ml),
+                "recon_sigma_in_box": float(pred["sigma"][j][region & fg].mean()),
+                "seg_sigma_in_box": float(pred["seg_sigma"][j][region & fg].mean()),
+                "gm_dice": float(dice),
+                "box": str(info["box"]),
+            }
+        )
     return noisy, pred, rows
 
 
-def exp3_partial_noise(p: Any, model: torch.nn.Module, test: dict[str, np.ndarray], subjects: list[str],
-                       maps: Path, affine: np.ndarray) -> tuple[pd.DataFrame, dict[str, Any]]:
+def exp3_partial_noise(
+    p: Any, model: torch.nn.Module, test: dict[str, np.ndarray], subjects: list[str], maps: Path, affine: np.ndarray
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Experiment 3: noise in a box raises the reconstruction sigma more than the segmentation sigma.
 
     Args: as :func:`exp1_noise_levels`, with the multi-task ``model`` (``test`` needs ``gm``).
@@ -202,17 +255,26 @@ def exp3_partial_noise(p: Any, model: torch.nn.Module, test: dict[str, np.ndarra
         rows += [{"subject_id": subjects[t], **r} for r in per_cond]
         for j, cond in enumerate(("clean", "partial_noise") if t < p.map_cases else ()):
             base = maps / "exp3" / f"{subjects[t]}_{cond}"
-            for name, arr in (("input", [clean, noisy][j]), ("recon", pred["recon"][j]), ("sigma", pred["sigma"][j]),
-                              ("seg", pred["seg_prob"][j]), ("segsigma", pred["seg_sigma"][j])):
+            for name, arr in (
+                ("input", [clean, noisy][j]),
+                ("recon", pred["recon"][j]),
+                ("sigma", pred["sigma"][j]),
+                ("seg", pred["seg_prob"][j]),
+                ("segsigma", pred["seg_sigma"][j]),
+            ):
                 save_nifti(f"{base}_{name}.nii.gz", arr, affine)
     exp3 = pd.DataFrame(rows)
     wide = exp3.pivot(index="subject_id", columns="condition", values=["recon_total_sigma", "seg_total_sigma"])
     rise_r = wide["recon_total_sigma"]["partial_noise"] / wide["recon_total_sigma"]["clean"] - 1
     rise_s = wide["seg_total_sigma"]["partial_noise"] / wide["seg_total_sigma"]["clean"] - 1
     dice = exp3.groupby("condition")["gm_dice"].mean()
-    metrics = dict(exp3_recon_sigma_rise=float(rise_r.mean()), exp3_seg_sigma_rise=float(rise_s.mean()),
-                   exp3_frac_recon_rise_above_seg=float((rise_r > rise_s).mean()),
-                   exp3_gm_dice_clean=float(dice["clean"]), exp3_gm_dice_partial_noise=float(dice["partial_noise"]))
+    metrics = dict(
+        exp3_recon_sigma_rise=float(rise_r.mean()),
+        exp3_seg_sigma_rise=float(rise_s.mean()),
+        exp3_frac_recon_rise_above_seg=float((rise_r > rise_s).mean()),
+        exp3_gm_dice_clean=float(dice["clean"]),
+        exp3_gm_dice_partial_noise=float(dice["partial_noise"]),
+    )
     return exp3, metrics
 
 
@@ -220,12 +282,14 @@ def claim_checks(metrics: dict[str, Any]) -> dict[str, bool]:
     """``done_*`` flags: each measured experiment against its claim's target (:func:`mriqa_lib.claims.target`)."""
     out = {"done_r2_ge_0_8": bool(metrics["exp1_r2_mean"] >= claims.target("shaw", "exp1_r2_mean"))}
     if "exp2_frac_artefact_above_clean" in metrics:
-        out["done_pairs_ge_90pct"] = bool(metrics["exp2_frac_artefact_above_clean"]
-                                          >= claims.target("shaw", "exp2_frac_artefact_above_clean"))
+        out["done_pairs_ge_90pct"] = bool(
+            metrics["exp2_frac_artefact_above_clean"] >= claims.target("shaw", "exp2_frac_artefact_above_clean")
+        )
     if "exp3_recon_sigma_rise" in metrics:
         rise = "exp3_recon_sigma_rise - exp3_seg_sigma_rise"
         out["done_recon_rise_gt_seg_rise"] = bool(
-            metrics["exp3_recon_sigma_rise"] - metrics["exp3_seg_sigma_rise"] > claims.target("shaw", rise))
+            metrics["exp3_recon_sigma_rise"] - metrics["exp3_seg_sigma_rise"] > claims.target("shaw", rise)
+        )
     return out
 
 

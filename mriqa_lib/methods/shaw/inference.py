@@ -1,4 +1,5 @@
 """Inference of paper 3: reconstruction, sigma maps and the summary uncertainties of a volume."""
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,7 @@ def predict(model: torch.nn.Module, images: np.ndarray | list[np.ndarray], batch
     pads = [(-n) % mult for n in shape]
     outs: dict[str, list[np.ndarray]] = {}
     for i in range(0, len(arr), batch):
-        x = torch.from_numpy(arr[i:i + batch])[:, None]
+        x = torch.from_numpy(arr[i : i + batch])[:, None]
         x = torch.nn.functional.pad(x, (0, pads[2], 0, pads[1], 0, pads[0]))
         res = model(x)
         crop = (slice(None), 0, slice(0, shape[0]), slice(0, shape[1]), slice(0, shape[2]))
@@ -56,9 +57,14 @@ def summarise(sigma: np.ndarray, mask: np.ndarray, voxel_ml: float) -> dict[str,
     over the whole field of view (normalised-intensity x mL: independent of the grid size)."""
     vals = sigma[mask] if mask.any() else sigma.ravel()
     q1, med, q3 = np.percentile(vals, [25, 50, 75])
-    return {"sigma_median": float(med), "sigma_q1": float(q1), "sigma_q3": float(q3),
-            "sigma_mean_fg": float(vals.mean()), "sigma_total": float(sigma.sum(dtype=np.float64) * voxel_ml),
-            "sigma_total_fg": float(vals.sum(dtype=np.float64) * voxel_ml)}
+    return {
+        "sigma_median": float(med),
+        "sigma_q1": float(q1),
+        "sigma_q3": float(q3),
+        "sigma_mean_fg": float(vals.mean()),
+        "sigma_total": float(sigma.sum(dtype=np.float64) * voxel_ml),
+        "sigma_total_fg": float(vals.sum(dtype=np.float64) * voxel_ml),
+    }
 
 
 def save_model(model: torch.nn.Module, kind: str, p: Any, path: str | Path) -> Path:
@@ -68,9 +74,16 @@ def save_model(model: torch.nn.Module, kind: str, p: Any, path: str | Path) -> P
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(model.state_dict(), tmp)
-    write_json(path.with_suffix(".json"), {"kind": kind, "features": list(p.features),
-                                           "logvar_range": list(p.logvar_range), "grid_mm": p.grid_mm,
-                                           "norm": p.norm})
+    write_json(
+        path.with_suffix(".json"),
+        {
+            "kind": kind,
+            "features": list(p.features),
+            "logvar_range": list(p.logvar_range),
+            "grid_mm": p.grid_mm,
+            "norm": p.norm,
+        },
+    )
     return path
 
 

@@ -1,4 +1,5 @@
 """Training of paper 3's networks: patch datasets and the LightningModule (Adam, batch 1 by default)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -32,8 +33,16 @@ class PatchDataset(Dataset):
     random cubic patch; the crop position comes from ``(seed, i)`` only, so runs are reproducible
     whatever the worker count. ``patch=None`` returns whole volumes."""
 
-    def __init__(self, inputs: np.ndarray, clean: np.ndarray, gm: np.ndarray, source: np.ndarray,
-                 length: int, patch: int | None, seed: int) -> None:
+    def __init__(
+        self,
+        inputs: np.ndarray,
+        clean: np.ndarray,
+        gm: np.ndarray,
+        source: np.ndarray,
+        length: int,
+        patch: int | None,
+        seed: int,
+    ) -> None:
         self.inputs, self.clean, self.gm, self.source = inputs, clean, gm, source
         self.length, self.patch, self.seed = int(length), patch, int(seed)
         self.order = seeds.rng(seed, "shaw.sample_order").permutation(len(inputs))
@@ -50,11 +59,15 @@ class PatchDataset(Dataset):
         g = self.gm[self.source[k]].astype(np.int64)
         if self.patch is not None:
             rng = seeds.rng(self.seed, "shaw.sample_draw", int(i))
-            sl = tuple(slice(s, s + self.patch) for s in
-                       (int(rng.integers(0, max(1, d - self.patch + 1))) for d in x.shape))
+            sl = tuple(
+                slice(s, s + self.patch) for s in (int(rng.integers(0, max(1, d - self.patch + 1))) for d in x.shape)
+            )
             x, y, g = x[sl], y[sl], g[sl]
-        return {"x": torch.from_numpy(np.ascontiguousarray(x))[None],
-                "y": torch.from_numpy(np.ascontiguousarray(y))[None], "gm": torch.from_numpy(np.ascontiguousarray(g))}
+        return {
+            "x": torch.from_numpy(np.ascontiguousarray(x))[None],
+            "y": torch.from_numpy(np.ascontiguousarray(y))[None],
+            "gm": torch.from_numpy(np.ascontiguousarray(g)),
+        }
 
 
 class VolumeDataset(PatchDataset):
@@ -79,16 +92,19 @@ def multitask_set(train: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def loaders(p: Any, train: dict[str, np.ndarray], val: dict[str, np.ndarray], iterations: int,
-            num_workers: int = 0) -> tuple[DataLoader, DataLoader]:
+def loaders(
+    p: Any, train: dict[str, np.ndarray], val: dict[str, np.ndarray], iterations: int, num_workers: int = 0
+) -> tuple[DataLoader, DataLoader]:
     """Training loader (``iterations`` batches of patches, or whole volumes with ``p.whole_volume``)
     and validation loader (each validation volume once)."""
     patch = None if p.whole_volume else p.patch
-    ds = PatchDataset(train["inputs"], train["clean"], train["gm"], train["source"], iterations * p.batch_size,
-                      patch, p.seed)
+    ds = PatchDataset(
+        train["inputs"], train["clean"], train["gm"], train["source"], iterations * p.batch_size, patch, p.seed
+    )
     loader = DataLoader(ds, batch_size=p.batch_size, shuffle=False, num_workers=num_workers)
-    val_loader = DataLoader(VolumeDataset(val["inputs"], val["clean"], val["gm"], val["source"]), batch_size=1,
-                            num_workers=num_workers)
+    val_loader = DataLoader(
+        VolumeDataset(val["inputs"], val["clean"], val["gm"], val["source"]), batch_size=1, num_workers=num_workers
+    )
     return loader, val_loader
 
 
@@ -108,8 +124,16 @@ class ShawModule(L.LightningModule):
     with ``ShawModule.load_from_checkpoint(path)``. :meth:`from_params` builds it from ``ShawParams``.
     """
 
-    def __init__(self, kind: str, features: Sequence[int], logvar_range: Sequence[float], norm: str,
-                 lr: float, lr_schedule: str = "cosine", total_steps: int | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        features: Sequence[int],
+        logvar_range: Sequence[float],
+        norm: str,
+        lr: float,
+        lr_schedule: str = "cosine",
+        total_steps: int | None = None,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.kind = kind
@@ -121,14 +145,22 @@ class ShawModule(L.LightningModule):
         """Load a reconstruction model's weights into the multi-task network (its ``seg_`` heads stay new)."""
         missing, unexpected = self.net.load_state_dict(state, strict=False)
         if unexpected or not all(k.startswith("seg_") for k in missing):
-            raise ValueError(f"not a reconstruction model of this architecture: missing {missing}, "
-                             f"unexpected {unexpected}")
+            raise ValueError(
+                f"not a reconstruction model of this architecture: missing {missing}, unexpected {unexpected}"
+            )
 
     @classmethod
-    def from_params(cls, kind: str, p: Any, total_steps: int | None = None) -> "ShawModule":
+    def from_params(cls, kind: str, p: Any, total_steps: int | None = None) -> ShawModule:
         """The module of ``kind`` with the network and optimiser settings of ``p`` (``ShawParams``)."""
-        return cls(kind, [int(c) for c in p.features], [float(v) for v in p.logvar_range], str(p.norm),
-                   float(p.lr), str(p.lr_schedule), None if total_steps is None else int(total_steps))
+        return cls(
+            kind,
+            [int(c) for c in p.features],
+            [float(v) for v in p.logvar_range],
+            str(p.norm),
+            float(p.lr),
+            str(p.lr_schedule),
+            None if total_steps is None else int(total_steps),
+        )
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Eq. 1 (and Eq. 2 for the multi-task model) on a batch padded to the U-Net's stride."""

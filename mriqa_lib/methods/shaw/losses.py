@@ -1,4 +1,5 @@
 """Losses of paper 3: heteroscedastic regression (Eq. 1) and uncertainty-weighted CE (Eq. 2)."""
+
 from __future__ import annotations
 
 import torch
@@ -7,8 +8,9 @@ import torch.nn.functional as F
 __all__ = ["hetero_nll", "seg_uncertainty_loss", "sigma_from_logvar"]
 
 
-def hetero_nll(mean: torch.Tensor, logvar: torch.Tensor, target: torch.Tensor,
-               mask: torch.Tensor | None = None) -> torch.Tensor:
+def hetero_nll(
+    mean: torch.Tensor, logvar: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Eq. 1, averaged over voxels: ``1 / (2 sigma^2) (y - f(x))^2 + 1/2 log sigma^2``.
 
     Equal to ``torch.nn.GaussianNLLLoss(full=False)(mean, target, exp(logvar))`` whenever

@@ -5,6 +5,7 @@ the residual heteroscedastic U-Net predicts a sigma map, and the scorer reports 
 the field of view, x mL) and its median over the foreground. With an output folder the sigma map
 is written as NIfTI on the *input's* grid (resampled back), so it overlays the scan in any viewer.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -47,11 +48,11 @@ class Scorer(registry.Scorer):
         prep = prepare_volume(volume, self.grid_mm)
         pred = predict(self.model, prep.data)
         fg = prep.data > self.p.fg_fraction * float(prep.data.max())
-        s = summarise(pred["sigma"], fg, self.grid_mm ** 3 / 1000.0)
+        s = summarise(pred["sigma"], fg, self.grid_mm**3 / 1000.0)
         out = {"shaw_total_sigma": s["sigma_total"], "shaw_median_sigma": s["sigma_median"]}
         if self.multitask is not None:
             mt = predict(self.multitask, prep.data)
-            out["shaw_seg_total_sigma"] = float(mt["seg_sigma"][fg].sum() * self.grid_mm ** 3 / 1000.0)
+            out["shaw_seg_total_sigma"] = float(mt["seg_sigma"][fg].sum() * self.grid_mm**3 / 1000.0)
         if maps_dir is not None:
             native = resample_to(pred["sigma"], prep.affine, volume.affine, volume.shape, order=1)
             path = save_nifti(Path(maps_dir) / f"{output_stem(volume.path)}_shaw_sigma.nii.gz", native, volume.affine)

@@ -6,6 +6,7 @@ The synthesize stage calls these in order: :func:`embedded_scans` or :func:`adni
 named stream of :mod:`mriqa_lib.seeds`, keyed by the scan's row in the scan table, so a set can be
 rebuilt alone.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,17 @@ from mriqa_lib.data import splits
 from mriqa_lib.io import MriqaInputError, Volume, load_nifti, read_tsv, save_nifti
 from mriqa_lib.methods.shaw.data import corrupt, misalign, prepare_gm, prepare_volume, sample_corruption, work_grid
 
-__all__ = ["embedded_scans", "adni_clean_scans", "adni_pair_subjects", "subject_splits", "prepare_scans",
-           "artefact_set", "multitask_extra", "embedded_pairs", "adni_pair_set"]
+__all__ = [
+    "embedded_scans",
+    "adni_clean_scans",
+    "adni_pair_subjects",
+    "subject_splits",
+    "prepare_scans",
+    "artefact_set",
+    "multitask_extra",
+    "embedded_pairs",
+    "adni_pair_set",
+]
 
 #: the rigid re-alignment of the embedded pairs (fewer iterations than ADNI's: same grid, small motion)
 PAIR_ALIGN = {"iterations": 30, "sampling": 0.1}
@@ -39,8 +49,14 @@ def embedded_scans(root: str | Path) -> list[dict[str, Any]]:
     scans = []
     for pid in frame["participant_id"]:
         anat = root / pid / "anat"
-        scans.append({"subject_id": pid, "image_id": pid, "path": anat / f"{pid}_T1w.nii.gz",
-                      "gm_path": anat / f"{pid}_label-GM_probseg.nii.gz"})
+        scans.append(
+            {
+                "subject_id": pid,
+                "image_id": pid,
+                "path": anat / f"{pid}_T1w.nii.gz",
+                "gm_path": anat / f"{pid}_label-GM_probseg.nii.gz",
+            }
+        )
     return scans
 
 
@@ -56,8 +72,10 @@ def adni_clean_scans(p: Any) -> list[dict[str, Any]]:
     frame = frame[frame["artefact_free"]]
     if len(frame) < 3:
         raise MriqaInputError(f"{p.adni_qc_table}: fewer than 3 artefact-free scans; cannot split 80/10/10")
-    return [{"subject_id": r["subject_id"], "image_id": r["image_id"], "path": Path(r["path"]),
-             "gm_path": r.get("gm_path")} for r in frame.to_dict("records")]
+    return [
+        {"subject_id": r["subject_id"], "image_id": r["image_id"], "path": Path(r["path"]), "gm_path": r.get("gm_path")}
+        for r in frame.to_dict("records")
+    ]
 
 
 def adni_pair_subjects(p: Any) -> set[str]:
@@ -82,8 +100,9 @@ def subject_splits(scans: list[dict[str, Any]], p: Any, held_out: set[str]) -> d
     return splits.split_subjects([s["subject_id"] for s in scans], p.split, p.seed, test=held_out)
 
 
-def prepare_scans(scans: list[dict[str, Any]], assignment: dict[str, str],
-                  grid_mm: float) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+def prepare_scans(
+    scans: list[dict[str, Any]], assignment: dict[str, str], grid_mm: float
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Every scan on the working grid: clean volumes, grey-matter labels (zeros without a map), scan table.
 
     Returns:
@@ -96,13 +115,28 @@ def prepare_scans(scans: list[dict[str, Any]], assignment: dict[str, str],
         clean.append(prepare_volume(load_nifti(s["path"]), grid_mm).data)
         has_gm = s.get("gm_path") is not None and Path(s["gm_path"]).exists()
         gm.append(prepare_gm(load_nifti(s["gm_path"]), grid_mm) if has_gm else np.zeros(shape, np.uint8))
-        rows.append({"subject_id": s["subject_id"], "image_id": s["image_id"], "split": assignment[s["subject_id"]],
-                     "path": str(s["path"]), "has_gm": has_gm})
+        rows.append(
+            {
+                "subject_id": s["subject_id"],
+                "image_id": s["image_id"],
+                "split": assignment[s["subject_id"]],
+                "path": str(s["path"]),
+                "has_gm": has_gm,
+            }
+        )
     return np.stack(clean), np.stack(gm), pd.DataFrame(rows)
 
 
-def artefact_set(p: Any, clean: np.ndarray, gm: np.ndarray, table: pd.DataFrame, split: str, per_volume: int,
-                 allow_clean: bool, stream: str) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+def artefact_set(
+    p: Any,
+    clean: np.ndarray,
+    gm: np.ndarray,
+    table: pd.DataFrame,
+    split: str,
+    per_volume: int,
+    allow_clean: bool,
+    stream: str,
+) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """``per_volume`` corrupted copies of each scan of ``split`` (:func:`sample_corruption`).
 
     Copy ``j`` of scan row ``i`` draws from stream ``stream`` (``shaw.train_artefacts`` or
@@ -121,11 +155,21 @@ def artefact_set(p: Any, clean: np.ndarray, gm: np.ndarray, table: pd.DataFrame,
             x, info = corrupt(clean[i], spec, p.grid_mm)
             inputs.append(x.astype(np.float16))
             source.append(int(np.flatnonzero(idx == i)[0]))  # index into this split's clean volumes
-            manifest.append({"subject_id": table["subject_id"].iloc[i], "artefact": spec["artefact"],
-                             "severity": float(info.get("severity", 0.0)), "snr_db": info.get("snr_db"),
-                             "seed": spec["seed"]})
-    arrays = {"inputs": np.stack(inputs), "clean": clean[idx].astype(np.float16), "gm": gm[idx],
-              "source": np.asarray(source, np.int64)}
+            manifest.append(
+                {
+                    "subject_id": table["subject_id"].iloc[i],
+                    "artefact": spec["artefact"],
+                    "severity": float(info.get("severity", 0.0)),
+                    "snr_db": info.get("snr_db"),
+                    "seed": spec["seed"],
+                }
+            )
+    arrays = {
+        "inputs": np.stack(inputs),
+        "clean": clean[idx].astype(np.float16),
+        "gm": gm[idx],
+        "source": np.asarray(source, np.int64),
+    }
     return arrays, pd.DataFrame(manifest)
 
 
@@ -145,8 +189,12 @@ def multitask_extra(p: Any, clean: np.ndarray, table: pd.DataFrame) -> dict[str,
             rng = np.random.default_rng(seeds.derive(p.seed, "shaw.multitask_extra", int(i), j))
             u = float(rng.uniform())
             lo, hi = p.noise_snr_db
-            spec = {"artefact": "regional_noise", "severity": float(10 ** (-(hi - u * (hi - lo)) / 20)),
-                    "seed": int(rng.integers(0, 2**31 - 1)), "kwargs": {}}
+            spec = {
+                "artefact": "regional_noise",
+                "severity": float(10 ** (-(hi - u * (hi - lo)) / 20)),
+                "seed": int(rng.integers(0, 2**31 - 1)),
+                "kwargs": {},
+            }
             extra.append(corrupt(clean[i], spec, p.grid_mm)[0].astype(np.float16))
             extra_src.append(k)
     return {"mt_inputs": np.stack(extra), "mt_source": np.asarray(extra_src, np.int64)}
@@ -181,11 +229,17 @@ def _embedded_pair(p: Any, fixed: Volume, k: int, folder: Path) -> dict[str, Any
     names = {r: folder / f"pair-{k:03d}_{r}.nii.gz" for r in ("clean", "artefact")}
     save_nifti(names["clean"], clean.data, fixed.affine)
     save_nifti(names["artefact"], aligned.data, fixed.affine)
-    return {"pair": f"pair-{k:03d}", "artefact": spec["artefact"], "severity": float(info.get("severity", 0.0)),
-            "snr_db": info.get("snr_db"), **{f"{r}_file": n.name for r, n in names.items()},
-            "misalign_deg": str(mis["misalign_deg"]), "misalign_mm": str(mis["misalign_mm"]),
-            "align_rotation_deg": str(np.round(reg["rotation_deg"], 3).tolist()),
-            "align_translation_mm": str(np.round(reg["translation_mm"], 3).tolist())}
+    return {
+        "pair": f"pair-{k:03d}",
+        "artefact": spec["artefact"],
+        "severity": float(info.get("severity", 0.0)),
+        "snr_db": info.get("snr_db"),
+        **{f"{r}_file": n.name for r, n in names.items()},
+        "misalign_deg": str(mis["misalign_deg"]),
+        "misalign_mm": str(mis["misalign_mm"]),
+        "align_rotation_deg": str(np.round(reg["rotation_deg"], 3).tolist()),
+        "align_translation_mm": str(np.round(reg["translation_mm"], 3).tolist()),
+    }
 
 
 def embedded_pairs(p: Any, clean: np.ndarray, table: pd.DataFrame, folder: str | Path) -> list[dict[str, Any]]:
@@ -216,7 +270,14 @@ def adni_pair_set(p: Any, folder: str | Path) -> list[dict[str, Any]]:
         names = {r: Path(folder) / f"pair-{k:03d}_{r}.nii.gz" for r in ("clean", "artefact")}
         save_nifti(names["clean"], c.data, affine)
         save_nifti(names["artefact"], a.data, affine)
-        out.append({"pair": f"pair-{k:03d}", "subject_id": pr["subject_id"], "artefact": "real",
-                    "severity": np.nan, **{f"{r}_file": n.name for r, n in names.items()},
-                    **{f"align_{key}": str(v) for key, v in pr["alignment"].items()}})
+        out.append(
+            {
+                "pair": f"pair-{k:03d}",
+                "subject_id": pr["subject_id"],
+                "artefact": "real",
+                "severity": np.nan,
+                **{f"{r}_file": n.name for r, n in names.items()},
+                **{f"align_{key}": str(v) for key, v in pr["alignment"].items()},
+            }
+        )
     return out

@@ -7,6 +7,7 @@ sensitivities (:mod:`mriqa_lib.artifacts.kspace`) -> ``data/synthetic/ssfd/fastm
 with ``kspace``, ``reconstruction_rss`` and an ISMRMRD header. Both sources then go through the
 same reader (:func:`mriqa_lib.data.fastmri.read_fastmri`) and :func:`slices_from_file`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from mriqa_lib.artifacts.kspace import fft2c, simulate_multicoil
-from mriqa_lib.data.fastmri import (centre_crop, ismrmrd_header, jsense_reconstruction, read_fastmri,
-                                    rss_reconstruction, undersample_kspace, write_fastmri)
+from mriqa_lib.data.fastmri import (
+    centre_crop,
+    ismrmrd_header,
+    jsense_reconstruction,
+    read_fastmri,
+    rss_reconstruction,
+    undersample_kspace,
+    write_fastmri,
+)
 from mriqa_lib.data.preprocess import conform, normalise
 from mriqa_lib.io import MriqaInputError, load_nifti
 from mriqa_lib.methods.ssfd.params import SsfdParams
@@ -54,8 +62,9 @@ def fastmri_source_files(root: str | Path, seed: int) -> SourceFiles:
         for f in files:
             out[assignment[f.stem]].append((f, f.stem))
     if not all(out.values()):
-        raise MriqaInputError(f"{root}: need .h5 files for train, val and test (found "
-                              f"{ {k: len(v) for k, v in out.items()} })")
+        raise MriqaInputError(
+            f"{root}: need .h5 files for train, val and test (found { {k: len(v) for k, v in out.items()} })"
+        )
     return out
 
 
@@ -76,16 +85,19 @@ def embedded_source_files(embedded: str | Path, out_dir: str | Path, params: Ssf
     out: SourceFiles = {s: [] for s in SPLITS}
     for k, row in enumerate(tqdm(list(table.itertuples()), desc="embedded -> fastMRI h5")):
         sub = row.participant_id
-        slices = embedded_slices(embedded / sub / "anat" / f"{sub}_T1w.nii.gz", params.slices_per_subject,
-                                 params.slice_step)
-        path = write_embedded_file(out_dir / row.split / f"{sub}.h5", slices, params.n_coils,
-                                   params.seed * 100000 + k, sub)
+        slices = embedded_slices(
+            embedded / sub / "anat" / f"{sub}_T1w.nii.gz", params.slices_per_subject, params.slice_step
+        )
+        path = write_embedded_file(
+            out_dir / row.split / f"{sub}.h5", slices, params.n_coils, params.seed * 100000 + k, sub
+        )
         out[row.split].append((path, sub))
     return out
 
 
-def slice_set(files: list[tuple[Path, str]], params: SsfdParams,
-              split: str) -> tuple[dict[str, np.ndarray], list[dict]]:
+def slice_set(
+    files: list[tuple[Path, str]], params: SsfdParams, split: str
+) -> tuple[dict[str, np.ndarray], list[dict]]:
     """Every slice of one split's files (:func:`slices_from_file`, file ``j`` undersampled with seed
     ``params.seed * 7919 + j``).
 
@@ -97,12 +109,16 @@ def slice_set(files: list[tuple[Path, str]], params: SsfdParams,
     for j, (path, sub) in enumerate(files):
         d = slices_from_file(path, params, seed=params.seed * 7919 + j)
         parts.append(d)
-        rows += [{"split": split, "subject": sub, "file": str(path), "slice": int(s), "scale": float(c)}
-                 for s, c in zip(d["slice"], d["scale"])]
-    arrays = {"target": np.concatenate([d["target"] for d in parts]).astype(np.float32),
-              "zero_filled": np.concatenate([d["zero_filled"] for d in parts]).astype(np.float32),
-              "subject": np.concatenate([[i] * len(d["target"]) for i, d in enumerate(parts)]).astype(np.int32),
-              "mask": parts[0]["mask"]}
+        rows += [
+            {"split": split, "subject": sub, "file": str(path), "slice": int(s), "scale": float(c)}
+            for s, c in zip(d["slice"], d["scale"])
+        ]
+    arrays = {
+        "target": np.concatenate([d["target"] for d in parts]).astype(np.float32),
+        "zero_filled": np.concatenate([d["zero_filled"] for d in parts]).astype(np.float32),
+        "subject": np.concatenate([[i] * len(d["target"]) for i, d in enumerate(parts)]).astype(np.int32),
+        "mask": parts[0]["mask"],
+    }
     return arrays, rows
 
 
@@ -121,8 +137,7 @@ def write_embedded_file(path: Path, slices: np.ndarray, n_coils: int, seed: int,
     kspace = np.stack([fft2c(simulate_multicoil(s, n_coils, seed=seed * 1000 + i)) for i, s in enumerate(slices)])
     target = rss_reconstruction(kspace)
     header = ismrmrd_header(slices.shape[-2:], slices.shape[-2:], fov_mm=(192.0, 224.0), n_coils=n_coils)
-    return write_fastmri(path, kspace, target, header,
-                         attrs={"acquisition": "AXT1_embedded", "patient_id": subject})
+    return write_fastmri(path, kspace, target, header, attrs={"acquisition": "AXT1_embedded", "patient_id": subject})
 
 
 def ground_truth(f, params: SsfdParams, crop: tuple[int, int]) -> np.ndarray:
@@ -146,13 +161,17 @@ def slices_from_file(path: Path, params: SsfdParams, seed: int) -> dict[str, np.
     f = read_fastmri(path, params.max_slices_per_file)
     crop = tuple(params.crop) if params.crop else f.recon
     gt = ground_truth(f, params, crop)
-    under, mask = undersample_kspace(f.kspace, params.acceleration, params.center_fraction,
-                                     params.mask_type, seed)
+    under, mask = undersample_kspace(f.kspace, params.acceleration, params.center_fraction, params.mask_type, seed)
     zf = rss_reconstruction(under, crop)
     scale = np.percentile(zf.reshape(len(zf), -1), 99, axis=1).astype(np.float32)
     scale = np.maximum(scale, 1e-12)
-    return {"target": gt / scale[:, None, None], "zero_filled": zf / scale[:, None, None], "scale": scale,
-            "slice": np.arange(len(gt)), "mask": mask}
+    return {
+        "target": gt / scale[:, None, None],
+        "zero_filled": zf / scale[:, None, None],
+        "scale": scale,
+        "slice": np.arange(len(gt)),
+        "mask": mask,
+    }
 
 
 def pad_to_multiple(x: np.ndarray, multiple: int = 16) -> np.ndarray:

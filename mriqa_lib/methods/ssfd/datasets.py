@@ -1,4 +1,5 @@
 """Datasets and inference helpers of paper 4 (no Lightning import, so evaluation and tests stay light)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,11 +22,13 @@ class InpaintDataset(Dataset):
     zero-filled. A pool of ``pool`` masks is drawn once (Poisson-disc sampling costs ~10 ms a mask);
     each access takes a random one from a private generator (``fixed``: mask ``i % pool``)."""
 
-    def __init__(self, images: np.ndarray, patch: int, fraction: float, seed: int, fixed: bool = False,
-                 pool: int = 64) -> None:
+    def __init__(
+        self, images: np.ndarray, patch: int, fraction: float, seed: int, fixed: bool = False, pool: int = 64
+    ) -> None:
         self.images = zscore_images(images)
-        self.masks = np.stack([inpainting_mask(self.images.shape[1:], patch, fraction, seed=seed * 10007 + k)[0]
-                               for k in range(pool)])
+        self.masks = np.stack(
+            [inpainting_mask(self.images.shape[1:], patch, fraction, seed=seed * 10007 + k)[0] for k in range(pool)]
+        )
         self.rng = np.random.default_rng(seed)
         self.fixed = fixed
 
@@ -59,6 +62,6 @@ def predict(net: torch.nn.Module, x: np.ndarray, batch_size: int = 32) -> np.nda
     out = []
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size], dtype=np.float32))[:, None]
+            batch = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], dtype=np.float32))[:, None]
             out.append(net(batch)[:, 0])
     return torch.cat(out).numpy()

@@ -11,6 +11,7 @@
 :func:`run_evaluation` runs them in that order (3 before 2, which pools its reconstructions) and
 writes every table; claims' thresholds come from :func:`mriqa_lib.claims.target`.
 """
+
 from __future__ import annotations
 
 import json
@@ -103,8 +104,11 @@ def load_models(p: SsfdParams, model_dir: Path, ref: np.ndarray) -> Models:
     recon_net.load_state_dict(torch.load(Path(model_dir) / "recon.pt", map_location="cpu", weights_only=True))
     layers = sorted(set(p.layers_compared) | {p.layer})
     # cache the reference features when they fit in ~1 GB (embedded: ~30 MB); else recompute per level
-    feat_bytes = sum(encoder.encoder.blocks[l - 1].conv2.out_channels * ref[0].size / 4 ** (l - 1)
-                     for l in layers) * 4 * len(ref)
+    feat_bytes = (
+        sum(encoder.encoder.blocks[l - 1].conv2.out_channels * ref[0].size / 4 ** (l - 1) for l in layers)
+        * 4
+        * len(ref)
+    )
     ref_feats = encoder_features(ref, layers, encoder) if feat_bytes < 1e9 else None
     return Models(encoder, recon_net, layers, ref_feats)
 
@@ -136,8 +140,16 @@ def perturbation_sweeps(p: SsfdParams, ref: np.ndarray, models: Models) -> tuple
             else:
                 d = ssfd_layers(ref, pert, layers, models.encoder, reference_features=models.ref_feats)
             for i in range(n):
-                rows.append({"kind": kind, "level": float(level), "image": i, "ssim": s[i], "psnr": ps[i],
-                             **{f"ssfd_l{l}": d[l][i] for l in layers}})
+                rows.append(
+                    {
+                        "kind": kind,
+                        "level": float(level),
+                        "image": i,
+                        "ssim": s[i],
+                        "psnr": ps[i],
+                        **{f"ssfd_l{l}": d[l][i] for l in layers},
+                    }
+                )
             examples[f"{kind}_{j}"] = pert[0]
     return pd.DataFrame(rows), examples
 
@@ -148,8 +160,18 @@ def sweep_summary(p: SsfdParams, pert_df: pd.DataFrame) -> pd.DataFrame:
     for (kind, level), g in pert_df.groupby(["kind", "level"], sort=False):
         m_s, lo_s, hi_s = bootstrap_ci(g[f"ssfd_l{p.layer}"].to_numpy(), n_boot=p.n_boot, seed=p.seed)
         m_q, lo_q, hi_q = bootstrap_ci(g["ssim"].to_numpy(), n_boot=p.n_boot, seed=p.seed)
-        summ.append({"kind": kind, "level": level, "ssfd_mean": m_s, "ssfd_lo": lo_s, "ssfd_hi": hi_s,
-                     "ssim_mean": m_q, "ssim_lo": lo_q, "ssim_hi": hi_q})
+        summ.append(
+            {
+                "kind": kind,
+                "level": level,
+                "ssfd_mean": m_s,
+                "ssfd_lo": lo_s,
+                "ssfd_hi": hi_s,
+                "ssim_mean": m_q,
+                "ssim_lo": lo_q,
+                "ssim_hi": hi_q,
+            }
+        )
     return pd.DataFrame(summ)
 
 
@@ -169,12 +191,15 @@ def sweep_metrics(p: SsfdParams, summary: pd.DataFrame, pert_df: pd.DataFrame) -
     common = ssfd_at_common_drop(summary)
     metrics.update(common)
     for other in ("blur", "noise"):
-        metrics[f"shift_claim_vs_{other}_held"] = bool(all(
-            common[f"ssfd_at_{f:g}_drop_shift"] < common[f"ssfd_at_{f:g}_drop_{other}"] for f in (0.5, 1.0)))
+        metrics[f"shift_claim_vs_{other}_held"] = bool(
+            all(common[f"ssfd_at_{f:g}_drop_shift"] < common[f"ssfd_at_{f:g}_drop_{other}"] for f in (0.5, 1.0))
+        )
     metrics["shift_claim_held"] = bool(metrics["shift_claim_vs_blur_held"] and metrics["shift_claim_vs_noise_held"])
-    metrics["shift_claim_definition"] = ("mean SSFD of the shift sweep below that of blur and noise at the same mean "
-                                         "SSIM drop (interpolated at 50 % and 100 % of the largest drop all sweeps "
-                                         "reach)")
+    metrics["shift_claim_definition"] = (
+        "mean SSFD of the shift sweep below that of blur and noise at the same mean "
+        "SSIM drop (interpolated at 50 % and 100 % of the largest drop all sweeps "
+        "reach)"
+    )
     return metrics
 
 
@@ -199,8 +224,17 @@ def reconstructions(p: SsfdParams, test: dict, models: Models) -> tuple[pd.DataF
         d = ssfd_layers(ref, imgs, layers, models.encoder, reference_features=models.ref_feats)
         v = vgg_distance(ref, imgs, vgg) if vgg is not None else np.full(len(ref), np.nan)
         for i in range(len(ref)):
-            rows.append({"recon": name, "image": i, "subject": int(test["subject"][i]), "ssim": s[i],
-                         "psnr": ps[i], "vgg": v[i], **{f"ssfd_l{l}": d[l][i] for l in layers}})
+            rows.append(
+                {
+                    "recon": name,
+                    "image": i,
+                    "subject": int(test["subject"][i]),
+                    "ssim": s[i],
+                    "psnr": ps[i],
+                    "vgg": v[i],
+                    **{f"ssfd_l{l}": d[l][i] for l in layers},
+                }
+            )
     rec = pd.DataFrame(rows)
     # disagreement: difference of the normalised ranks of badness (1 - SSIM vs SSFD)
     rec["rank_gap"] = rec[f"ssfd_l{p.layer}"].rank(pct=True) - (1 - rec.ssim).rank(pct=True)
@@ -247,10 +281,14 @@ def encoder_layers(p: SsfdParams, pert_df: pd.DataFrame, rec: pd.DataFrame) -> t
     n_pert = int((pert_df.level > 0).sum())
     layer_rows = []
     for l in p.layers_compared:
-        layer_rows.append({"layer": l,
-                           "rho_pooled": spearman(pooled.ssim, pooled[f"ssfd_l{l}"]),
-                           "rho_recon": spearman(rec.ssim, rec[f"ssfd_l{l}"]),
-                           "rho_perturbations": spearman(pooled.ssim[:n_pert], pooled[f"ssfd_l{l}"][:n_pert])})
+        layer_rows.append(
+            {
+                "layer": l,
+                "rho_pooled": spearman(pooled.ssim, pooled[f"ssfd_l{l}"]),
+                "rho_recon": spearman(rec.ssim, rec[f"ssfd_l{l}"]),
+                "rho_perturbations": spearman(pooled.ssim[:n_pert], pooled[f"ssfd_l{l}"][:n_pert]),
+            }
+        )
     layer_df = pd.DataFrame(layer_rows)
     strength = (-layer_df.rho_pooled).to_numpy()  # correlation with SSIM is negative: use |rho|
     metrics: dict = {}
@@ -259,22 +297,28 @@ def encoder_layers(p: SsfdParams, pert_df: pd.DataFrame, rec: pd.DataFrame) -> t
         metrics[f"rho_ssim_ssfd_layer{r['layer']}_recon"] = r["rho_recon"]
     metrics["layer_claim_held"] = bool(np.all(np.diff(strength) > 0))
     metrics["layer_claim_deepest_above_shallowest"] = bool(strength[-1] > strength[0])
-    metrics["layer_claim_definition"] = ("|Spearman rho(SSFD_layer, SSIM)| over all perturbed test images and test "
-                                         "reconstructions increases strictly with encoder depth")
+    metrics["layer_claim_definition"] = (
+        "|Spearman rho(SSFD_layer, SSIM)| over all perturbed test images and test "
+        "reconstructions increases strictly with encoder depth"
+    )
     return layer_df, metrics
 
 
-def write_examples(path: Path, ref: np.ndarray, examples: dict, rec: pd.DataFrame,
-                   rec_imgs: dict[str, np.ndarray], dis: int, agr: int) -> None:
+def write_examples(
+    path: Path, ref: np.ndarray, examples: dict, rec: pd.DataFrame, rec_imgs: dict[str, np.ndarray], dis: int, agr: int
+) -> None:
     """The images the notebook shows: a reference, its perturbations, the two example reconstructions."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(
-                fh, reference0=ref[0], **{f"pert_{k}": v for k, v in examples.items()},
+                fh,
+                reference0=ref[0],
+                **{f"pert_{k}": v for k, v in examples.items()},
                 disagree_ref=ref[int(rec.loc[dis, "image"])],
                 disagree_img=rec_imgs[rec.loc[dis, "recon"]][int(rec.loc[dis, "image"])],
                 agree_ref=ref[int(rec.loc[agr, "image"])],
-                agree_img=rec_imgs[rec.loc[agr, "recon"]][int(rec.loc[agr, "image"])])
+                agree_img=rec_imgs[rec.loc[agr, "recon"]][int(rec.loc[agr, "image"])],
+            )
 
 
 def run_evaluation(p: SsfdParams, test: dict, model_dir: Path, results: Path) -> dict:

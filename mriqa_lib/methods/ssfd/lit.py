@@ -4,6 +4,7 @@ loop (:func:`fit_module`) and the files they are saved to (:func:`save_models`).
 Both modules are top-level and call ``save_hyperparameters()``: a Lightning checkpoint reloads with
 ``ReconModule.load_from_checkpoint(path)`` / ``InpaintModule.load_from_checkpoint(path)``.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,8 +72,16 @@ class ReconModule(L.LightningModule):
         return [opt], [sched]
 
 
-def fit_module(module: L.LightningModule, train_ds, val_ds, trainer_params: Any, ckpt_dir: Path, epochs: int,
-               batch_size: int, seed: int) -> float:
+def fit_module(
+    module: L.LightningModule,
+    train_ds,
+    val_ds,
+    trainer_params: Any,
+    ckpt_dir: Path,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+) -> float:
     """Train ``module`` (training batches shuffled by a generator seeded with ``seed``) and load the
     weights of the epoch with the lowest ``val_loss``; returns that loss (NaN when none was logged)."""
     from torch.utils.data import DataLoader
@@ -82,8 +91,9 @@ def fit_module(module: L.LightningModule, train_ds, val_ds, trainer_params: Any,
     g = torch.Generator().manual_seed(seed)
     tl = DataLoader(train_ds, batch_size=batch_size, shuffle=True, generator=g, num_workers=trainer_params.num_workers)
     vl = DataLoader(val_ds, batch_size=batch_size, shuffle=False, num_workers=trainer_params.num_workers)
-    trainer = build_trainer(trainer_params, ckpt_dir, max_epochs=epochs, monitor="val_loss", mode="min",
-                            enable_progress_bar=True)
+    trainer = build_trainer(
+        trainer_params, ckpt_dir, max_epochs=epochs, monitor="val_loss", mode="min", enable_progress_bar=True
+    )
     trainer.fit(module, tl, vl)
     best = trainer.checkpoint_callback.best_model_path
     if best:
@@ -101,7 +111,14 @@ def save_models(recon: ReconModule, inpaint: InpaintModule, params: Any, out: Pa
     torch.save(recon.net.state_dict(), out / "recon.pt")
     (out / "recon.json").write_text(json.dumps({"channels": list(params.recon_channels)}) + "\n")
     torch.save(inpaint.net.state_dict(), out / INPAINT_FILE)
-    (out / INPAINT_CONFIG).write_text(json.dumps({"channels": list(params.encoder_channels),
-                                                   "groups": params.group_norm_groups,
-                                                   "patch_size": params.patch_size,
-                                                   "patch_fraction": params.patch_fraction}) + "\n")
+    (out / INPAINT_CONFIG).write_text(
+        json.dumps(
+            {
+                "channels": list(params.encoder_channels),
+                "groups": params.group_norm_groups,
+                "patch_size": params.patch_size,
+                "patch_fraction": params.patch_fraction,
+            }
+        )
+        + "\n"
+    )

@@ -5,6 +5,7 @@
 unit variance on its own (as the public SSFD code). One number per image pair; it is symmetric
 and ``ssfd(x, x) == 0``.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ INPAINT_CONFIG = "inpaint.json"
 DEFAULT_MODEL_DIR = Path("models/ssfd")
 
 
-def _as_batch(x) -> "torch.Tensor":  # noqa: F821
+def _as_batch(x) -> torch.Tensor:  # noqa: F821
     """(H, W) or (N, H, W) magnitude (numpy or torch; complex -> magnitude) -> float32 (N, 1, H', W'),
     z-scored per image, then zero-padded to multiples of 16."""
     import torch
@@ -90,14 +91,14 @@ def ssfd(reference, image, layer: int = 4, encoder=None, batch_size: int = 64) -
     device = next(encoder.parameters()).device
     with torch.no_grad():
         for i in range(0, len(a), batch_size):
-            fa = encoder.features(a[i:i + batch_size].to(device), int(layer))
-            fb = encoder.features(b[i:i + batch_size].to(device), int(layer))
+            fa = encoder.features(a[i : i + batch_size].to(device), int(layer))
+            fb = encoder.features(b[i : i + batch_size].to(device), int(layer))
             out.append(((fa - fb) ** 2).flatten(1).mean(dim=1).cpu())
     d = torch.cat(out).double().numpy()
     return float(d[0]) if single else d
 
 
-def encoder_features(images, layers, encoder, batch_size: int = 64) -> dict[int, "torch.Tensor"]:  # noqa: F821
+def encoder_features(images, layers, encoder, batch_size: int = 64) -> dict[int, torch.Tensor]:  # noqa: F821
     """Second-ReLU features ``{layer: (N, C, h, w)}`` of (N, H, W) images (z-scored, padded)."""
     import torch
 
@@ -107,18 +108,22 @@ def encoder_features(images, layers, encoder, batch_size: int = 64) -> dict[int,
     res: dict[int, list] = {l: [] for l in layers}
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
-            _, f = encoder.encoder(x[i:i + batch_size].to(device), upto=top)
+            _, f = encoder.encoder(x[i : i + batch_size].to(device), upto=top)
             for l in layers:
                 res[l].append(f[l - 1].cpu())
     return {l: torch.cat(v) for l, v in res.items()}
 
 
-def ssfd_layers(reference, image, layers, encoder, batch_size: int = 64,
-                reference_features: dict | None = None) -> dict[int, np.ndarray]:
+def ssfd_layers(
+    reference, image, layers, encoder, batch_size: int = 64, reference_features: dict | None = None
+) -> dict[int, np.ndarray]:
     """SSFD at several encoder levels: ``{layer: (N,) distances}``. ``reference_features`` (from
     :func:`encoder_features`) avoids recomputing the reference when it is compared many times."""
-    fa = reference_features if reference_features is not None else \
-        encoder_features(reference, layers, encoder, batch_size)
+    fa = (
+        reference_features
+        if reference_features is not None
+        else encoder_features(reference, layers, encoder, batch_size)
+    )
     fb = encoder_features(image, layers, encoder, batch_size)
     return {l: ((fa[l] - fb[l]) ** 2).flatten(1).mean(dim=1).double().numpy() for l in layers}
 
@@ -158,8 +163,10 @@ def load_vgg16(path: str | Path):
     feats = {k: v for k, v in state.items() if k in wanted}
     missing = [k for k in wanted if k not in feats]
     if missing:
-        raise MriqaInputError(f"{path}: VGG-16 state dict lacks {len(missing)} keys, e.g. {missing[:3]} "
-                              "(expected torchvision names features.N.weight)")
+        raise MriqaInputError(
+            f"{path}: VGG-16 state dict lacks {len(missing)} keys, e.g. {missing[:3]} "
+            "(expected torchvision names features.N.weight)"
+        )
     bad = [k for k in wanted if tuple(feats[k].shape) != tuple(wanted[k].shape)]
     if bad:
         raise MriqaInputError(f"{path}: mis-shaped VGG-16 weights, e.g. {bad[0]} {tuple(feats[bad[0]].shape)}")
@@ -190,6 +197,6 @@ def vgg_distance(reference, image, vgg, batch_size: int = 16) -> np.ndarray:
     out = []
     with torch.no_grad():
         for i in range(0, len(a), batch_size):
-            fa, fb = vgg.taps(a[i:i + batch_size]), vgg.taps(b[i:i + batch_size])
+            fa, fb = vgg.taps(a[i : i + batch_size]), vgg.taps(b[i : i + batch_size])
             out.append(sum(((x - y) ** 2).flatten(1).mean(1) for x, y in zip(fa, fb)))
     return torch.cat(out).double().numpy()

@@ -1,4 +1,5 @@
 """params.yaml section `ssfd`: SSFD self-supervised feature distance (Adamson et al., paper 4)."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -15,13 +16,18 @@ class SsfdParams(Section):
 
     # --- data ---------------------------------------------------------------------------------
     fastmri_dir: str | None = Field(
-        None, description="folder of fastMRI multi-coil .h5 files (train/ val/ test/ subfolders, or flat "
-        "files split by file); None = embedded cohort written in fastMRI's layout")
+        None,
+        description="folder of fastMRI multi-coil .h5 files (train/ val/ test/ subfolders, or flat "
+        "files split by file); None = embedded cohort written in fastMRI's layout",
+    )
     target: Literal["rss", "esc", "jsense"] = Field(
-        "rss", description="ground truth: RSS of the fully sampled k-space, the file's "
-        "reconstruction_esc, or a JSENSE coil combination (needs sigpy)")
-    crop: tuple[int, int] | None = Field(None, description="centre crop (rows, cols) of every image; None = "
-                                         "the header's reconSpace")
+        "rss",
+        description="ground truth: RSS of the fully sampled k-space, the file's "
+        "reconstruction_esc, or a JSENSE coil combination (needs sigpy)",
+    )
+    crop: tuple[int, int] | None = Field(
+        None, description="centre crop (rows, cols) of every image; None = the header's reconSpace"
+    )
     max_slices_per_file: int = Field(0, ge=0, le=1000, description="0 = all slices of a file")
     slices_per_subject: int = Field(8, ge=1, le=96, description="embedded: axial slices per subject")
     slice_step: int = Field(3, ge=1, le=10, description="embedded: step between those slices (voxels)")
@@ -33,8 +39,9 @@ class SsfdParams(Section):
     # --- pretext: inpainting U-Net --------------------------------------------------------------
     patch_size: int = Field(16, ge=2, le=128, description="side of the zero-filled square patches (pixels)")
     patch_fraction: float = Field(0.25, gt=0.0, lt=0.6, description="image area covered by patches")
-    encoder_channels: list[int] = Field(default_factory=lambda: [8, 16, 32, 64, 128],
-                                        description="channels of the 5 encoder levels")
+    encoder_channels: list[int] = Field(
+        default_factory=lambda: [8, 16, 32, 64, 128], description="channels of the 5 encoder levels"
+    )
     group_norm_groups: int = Field(4, ge=1, le=64)
     pretext_epochs: int = Field(5, ge=1, le=1000)
     pretext_lr: float = Field(3e-3, gt=0.0, le=1.0)
@@ -51,11 +58,16 @@ class SsfdParams(Section):
     layers_compared: list[int] = Field(default_factory=lambda: [1, 2, 3, 4])
     shift_px: list[float] = Field(default_factory=lambda: [0, 0.25, 0.5, 0.75, 1.0, 1.25])
     blur_sigma_px: list[float] = Field(default_factory=lambda: [0, 0.4, 0.8, 1.2, 1.6, 2.0])
-    noise_std: list[float] = Field(default_factory=lambda: [0, 0.01, 0.02, 0.03, 0.04, 0.05],
-                                   description="Gaussian noise std relative to the image range")
+    noise_std: list[float] = Field(
+        default_factory=lambda: [0, 0.01, 0.02, 0.03, 0.04, 0.05],
+        description="Gaussian noise std relative to the image range",
+    )
     n_boot: int = Field(1000, ge=100, le=100000)
-    vgg_weights: str | None = Field(None, description="VGG-16 state dict (torchvision key names "
-                                    "features.N.weight/bias) for the VGG perceptual baseline; None = not computed")
+    vgg_weights: str | None = Field(
+        None,
+        description="VGG-16 state dict (torchvision key names "
+        "features.N.weight/bias) for the VGG perceptual baseline; None = not computed",
+    )
 
     @field_validator("encoder_channels")
     @classmethod
@@ -89,6 +101,7 @@ class SsfdParams(Section):
     def _groups(self) -> SsfdParams:
         bad = [c for c in self.encoder_channels if c % self.group_norm_groups]
         if bad:
-            raise ValueError(f"group_norm_groups={self.group_norm_groups} must divide every encoder channel "
-                             f"count (not {bad})")
+            raise ValueError(
+                f"group_norm_groups={self.group_norm_groups} must divide every encoder channel count (not {bad})"
+            )
         return self

@@ -4,6 +4,7 @@ Both volumes go through the pipeline's preparation (``conform`` to the 2 mm grid
 the same centre axial slices as the embedded synthesis); the columns are means over those slices.
 SSFD needs a reference, so without one the scorer returns no columns.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,8 +49,11 @@ class Scorer(registry.Scorer):
         keep = [i for i, r in enumerate(ref) if r.max() > r.min()]
         s = [ssim(ref[i], img[i], data_range=float(ref[i].max() - ref[i].min())) for i in keep]
         p = [psnr(ref[i], img[i], data_range=float(ref[i].max() - ref[i].min())) for i in keep]
-        return {"ssfd_distance": float(np.mean(d)), "ssfd_ssim": float(np.mean(s)) if s else float("nan"),
-                "ssfd_psnr": float(np.mean(p)) if p else float("nan")}
+        return {
+            "ssfd_distance": float(np.mean(d)),
+            "ssfd_ssim": float(np.mean(s)) if s else float("nan"),
+            "ssfd_psnr": float(np.mean(p)) if p else float("nan"),
+        }
 
 
 def load_scorer(model_dir: Path, settings) -> Scorer:

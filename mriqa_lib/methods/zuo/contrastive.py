@@ -6,6 +6,7 @@ or motion. Loss (Eq. 1), with dot products of the 2-D features m::
 
     L = -log[ exp(m*.m+) / (exp(m*.m+) + (1/N) sum_i exp(m*.m-_i)) ]
 """
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,14 @@ import torch
 
 from mriqa_lib.methods.zuo.params import ZuoParams
 
-__all__ = ["ContrastiveSampler", "EncoderModule", "contrastive_loss", "simulate_motion", "simulate_noise",
-           "train_encoder"]
+__all__ = [
+    "ContrastiveSampler",
+    "EncoderModule",
+    "contrastive_loss",
+    "simulate_motion",
+    "simulate_noise",
+    "train_encoder",
+]
 
 
 def contrastive_loss(q: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
@@ -46,10 +53,12 @@ def simulate_noise(x: torch.Tensor, rel_sigma: torch.Tensor, gen: torch.Generato
     sigma = rel_sigma.view(-1, 1, 1, 1) * _foreground_mean(x)
     n1 = torch.randn(x.shape, generator=gen) * sigma
     n2 = torch.randn(x.shape, generator=gen) * sigma
-    return torch.sqrt((x + n1) ** 2 + n2 ** 2)
+    return torch.sqrt((x + n1) ** 2 + n2**2)
 
 
-def simulate_motion(x: torch.Tensor, max_shift: torch.Tensor, gen: torch.Generator, n_segments: int = 4) -> torch.Tensor:
+def simulate_motion(
+    x: torch.Tensor, max_shift: torch.Tensor, gen: torch.Generator, n_segments: int = 4
+) -> torch.Tensor:
     """Rigid in-plane motion during acquisition (the k-space model of TorchIO's ``Motion``, in 2-D):
     the phase-encoding lines (rows) are split into ``n_segments`` random segments; each segment
     away from the k-space centre is filled from the image moved by a random rigid pose
@@ -78,8 +87,13 @@ def simulate_motion(x: torch.Tensor, max_shift: torch.Tensor, gen: torch.Generat
     centre_seg = seg[:, h // 2]
     for s_i in range(n_segments):
         cos, sin = torch.cos(angles[:, s_i]), torch.sin(angles[:, s_i])
-        theta = torch.stack([torch.stack([cos, -sin, 2 * shifts[:, s_i, 1] / w], -1),
-                             torch.stack([sin, cos, 2 * shifts[:, s_i, 0] / h], -1)], 1)
+        theta = torch.stack(
+            [
+                torch.stack([cos, -sin, 2 * shifts[:, s_i, 1] / w], -1),
+                torch.stack([sin, cos, 2 * shifts[:, s_i, 0] / h], -1),
+            ],
+            1,
+        )
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         moved = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         rows = ((seg == s_i) & (centre_seg != s_i).view(-1, 1)).unsqueeze(-1)  # the centre segment keeps the pose 0
@@ -126,8 +140,12 @@ class ContrastiveSampler(torch.utils.data.Dataset):
         for j in range(b):
             pool = np.array([k for k in range(2 * b) if k % b != j])
             neg_idx[j] = rng.choice(pool, nv, replace=nv > len(pool))
-        return {"query": torch.stack(q).unsqueeze(1), "positive": torch.stack(pos).unsqueeze(1),
-                "neg_idx": torch.as_tensor(neg_idx), "seed": torch.tensor(int(rng.integers(2**31)))}
+        return {
+            "query": torch.stack(q).unsqueeze(1),
+            "positive": torch.stack(pos).unsqueeze(1),
+            "neg_idx": torch.as_tensor(neg_idx),
+            "seed": torch.tensor(int(rng.integers(2**31))),
+        }
 
 
 class EncoderModule(L.LightningModule):
@@ -175,12 +193,12 @@ class EncoderModule(L.LightningModule):
             sim = self.simulated_negatives(q_img, int(batch["seed"]))
             parts.append(sim.reshape(b * k, *q_img.shape[1:]))
         m = self.encoder(torch.cat(parts))
-        mq, mp = m[:b], m[b:2 * b]
+        mq, mp = m[:b], m[b : 2 * b]
         negs = []
         if self.p.n_negatives_volume:
-            negs.append(m[:2 * b][batch["neg_idx"]])  # (B, Nv, D)
+            negs.append(m[: 2 * b][batch["neg_idx"]])  # (B, Nv, D)
         if k:
-            negs.append(m[2 * b:].view(b, k, -1))
+            negs.append(m[2 * b :].view(b, k, -1))
         loss = contrastive_loss(mq, mp, torch.cat(negs, dim=1))
         self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=b)
         return loss
@@ -210,8 +228,9 @@ def train_encoder(slices: dict[str, np.ndarray], p: ZuoParams, trainer_params, c
 
     torch.manual_seed(p.seed)
     module = EncoderModule(p)
-    loader = DataLoader(ContrastiveSampler(slices, p, p.seed), batch_size=None, shuffle=False,
-                        num_workers=trainer_params.num_workers)
+    loader = DataLoader(
+        ContrastiveSampler(slices, p, p.seed), batch_size=None, shuffle=False, num_workers=trainer_params.num_workers
+    )
     trainer = build_trainer(trainer_params, ckpt_dir, max_epochs=1, monitor=None, enable_progress_bar=True)
     trainer.fit(module, loader)
     loss = float(trainer.callback_metrics.get("loss_epoch", torch.tensor(np.nan)))

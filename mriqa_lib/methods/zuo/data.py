@@ -13,6 +13,7 @@
 Artifacts are applied to the acquired volume (its own grid and voxel size), before the
 preparation of :mod:`mriqa_lib.methods.zuo.prep`, as they would be in a real scan.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -71,8 +72,16 @@ def rated_plan(n_subjects: int, p: ZuoParams) -> list[dict[str, Any]]:
             b = j % 3
             r = float(rng.uniform(edges[b], edges[b + 1]))
             name = str(kinds[j % len(kinds)])
-            plan.append({"subject": s, "variant": p.rated_clean + j, "artifact": name, "r": r,
-                         "severity": r * p.severity_max[name], "seed": int(rng.integers(2**31))})
+            plan.append(
+                {
+                    "subject": s,
+                    "variant": p.rated_clean + j,
+                    "artifact": name,
+                    "r": r,
+                    "severity": r * p.severity_max[name],
+                    "seed": int(rng.integers(2**31)),
+                }
+            )
     for row in plan:
         row["rating"] = rating_of(row["r"], p.bins)
         row["fail"] = row["rating"] != "low"
@@ -88,8 +97,9 @@ def apply_named(volume: Volume, name: str, severity: float, seed: int) -> tuple[
     if name == "motion":
         # k-space segments along the anterior-posterior axis (array axis 1), a usual phase-encoding
         # direction: the library segments the last axis, so move axis 1 there and back
-        data, info = apply_artifact(name, np.moveaxis(volume.data, 1, -1), severity=severity, seed=seed,
-                                    spacing=volume.spacing[[0, 2, 1]])
+        data, info = apply_artifact(
+            name, np.moveaxis(volume.data, 1, -1), severity=severity, seed=seed, spacing=volume.spacing[[0, 2, 1]]
+        )
         info["kspace_segment_axis"] = "anterior-posterior (array axis 1)"
         return Volume(np.ascontiguousarray(np.moveaxis(data, -1, 1)), volume.affine, volume.path), info
     data, info = apply_artifact(name, volume.data, severity=severity, seed=seed, spacing=volume.spacing)
@@ -113,7 +123,10 @@ def non_t1w_volume(t1w_path: str | Path, seed: int) -> tuple[Volume, dict]:
         tissue = tuple(wm_int * r for r in CONTRAST_TISSUE["T2w"])
         img = synthesize_contrast(vols["GM"].data, vols["WM"].data, vols["CSF"].data, tissue)
         img = rician(np.random.default_rng(seed), img, float(meta["noise_sigma"]))
-        return Volume(img.astype(np.float32), vols["GM"].affine, t1w_path), {"severity": 1.0, "source": "tissue maps, T2w"}
+        return Volume(img.astype(np.float32), vols["GM"].affine, t1w_path), {
+            "severity": 1.0,
+            "source": "tissue maps, T2w",
+        }
     return apply_named(load_nifti(t1w_path), "non_t1w_contrast", 1.0, seed)
 
 

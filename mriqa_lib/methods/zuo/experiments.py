@@ -9,6 +9,7 @@ when its log-density is below the ``tau`` percentile of the training densities.
    rating), flagged fractions per rating, AUROC of -log p; the density grid for the contours.
 3. Held-out examples A-H (Fig. 3b): A (clean) above the 5 % threshold, B-H below it.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +17,15 @@ import pandas as pd
 
 from .flow import DensityModel
 
-__all__ = ["density_grid", "example_metrics", "flags_by_type", "rated_metrics", "score_volumes", "volume_features",
-           "with_scores"]
+__all__ = [
+    "density_grid",
+    "example_metrics",
+    "flags_by_type",
+    "rated_metrics",
+    "score_volumes",
+    "volume_features",
+    "with_scores",
+]
 
 
 def volume_features(encoder, centre: np.ndarray) -> np.ndarray:
@@ -54,8 +62,13 @@ def density_grid(density: DensityModel, m: np.ndarray, n: int = 120) -> dict[str
     g2 = np.linspace(lo[1] - pad[1], hi[1] + pad[1], n)
     mesh = np.stack(np.meshgrid(g1, g2, indexing="xy"), -1).reshape(-1, 2)
     taus = list(density.thresholds)
-    return {"m1": g1, "m2": g2, "logp": density.log_density(mesh).reshape(len(g2), len(g1)),
-            "taus": np.asarray([float(t) for t in taus]), "thresholds": np.asarray([density.thresholds[t] for t in taus])}
+    return {
+        "m1": g1,
+        "m2": g2,
+        "logp": density.log_density(mesh).reshape(len(g2), len(g1)),
+        "taus": np.asarray([float(t) for t in taus]),
+        "thresholds": np.asarray([density.thresholds[t] for t in taus]),
+    }
 
 
 def rated_metrics(rated: pd.DataFrame, dens: pd.DataFrame, density: DensityModel) -> tuple[dict, pd.DataFrame]:
@@ -69,8 +82,12 @@ def rated_metrics(rated: pd.DataFrame, dens: pd.DataFrame, density: DensityModel
     from mriqa_lib.metrics import auroc, sensitivity_specificity
 
     fail = rated["fail"].astype(bool).to_numpy()
-    metrics: dict = {"n_density": len(dens), "n_rated": len(rated), "n_rated_fail": int(rated["fail"].sum()),
-                     "n_rated_pass": int((~rated["fail"].astype(bool)).sum())}
+    metrics: dict = {
+        "n_density": len(dens),
+        "n_rated": len(rated),
+        "n_rated_fail": int(rated["fail"].sum()),
+        "n_rated_pass": int((~rated["fail"].astype(bool)).sum()),
+    }
     tables = []
     for t, thr in density.thresholds.items():
         flag = rated[f"flag{t}"].astype(bool).to_numpy()
@@ -81,8 +98,9 @@ def rated_metrics(rated: pd.DataFrame, dens: pd.DataFrame, density: DensityModel
         metrics[f"density_set_flagged_fraction_tau{t}"] = round(float(dens[f"flag{t}"].mean()), 4)
         for rating in ("low", "medium", "high"):
             sel = rated["rating"] == rating
-            tables.append({"tau": float(t), "rating": rating, "flagged": int(flag[sel].sum()),
-                           "passed": int((~flag[sel]).sum())})
+            tables.append(
+                {"tau": float(t), "rating": rating, "flagged": int(flag[sel].sum()), "passed": int((~flag[sel]).sum())}
+            )
             metrics[f"flagged_fraction_{rating}_tau{t}"] = round(float(flag[sel].mean()), 4) if sel.any() else None
     metrics["auroc_neg_logp_vs_fail"] = round(float(auroc(fail, -rated["logp"].to_numpy())), 4)
     return metrics, pd.DataFrame(tables)
@@ -100,7 +118,9 @@ def example_metrics(ex: pd.DataFrame, density: DensityModel) -> dict:
     whether A is above it and B-H below it (``examples_all_as_expected_tau<t>``)."""
     t = next(iter(density.thresholds))
     thr = density.thresholds[t]
-    metrics = {f"example_{row.letter}_logp_minus_thr_tau{t}": round(float(row.logp - thr), 4) for row in ex.itertuples()}
+    metrics = {
+        f"example_{row.letter}_logp_minus_thr_tau{t}": round(float(row.logp - thr), 4) for row in ex.itertuples()
+    }
     a_above = bool(ex.loc[ex.letter == "A", "logp"].iloc[0] >= thr)
     below = [bool(v < thr) for v in ex.loc[ex.letter != "A", "logp"]]
     metrics[f"example_A_above_tau{t}"] = a_above

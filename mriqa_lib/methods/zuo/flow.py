@@ -4,6 +4,7 @@ The flow is fitted on standardised m, ``u = (m - mean) / std``; densities are re
 itself: ``log p_M(m) = log p_U(u) - sum(log std)`` (Eq. 2 plus the constant Jacobian of the
 standardisation). Flags: ``log p_M(m) <`` the ``tau`` percentile of the training log-densities.
 """
+
 from __future__ import annotations
 
 import lightning as L
@@ -18,8 +19,7 @@ __all__ = ["DensityModel", "FlowModule", "build_flow", "fit_flow", "percentile_t
 
 def build_flow(p: ZuoParams) -> zuko.flows.RealNVP:
     """RealNVP with ``flow_transforms`` affine couplings on 2-D m (paper: 6)."""
-    return zuko.flows.RealNVP(features=2, context=0, transforms=p.flow_transforms,
-                              hidden_features=tuple(p.flow_hidden))
+    return zuko.flows.RealNVP(features=2, context=0, transforms=p.flow_transforms, hidden_features=tuple(p.flow_hidden))
 
 
 class _FullBatch(torch.utils.data.Dataset):
@@ -70,8 +70,9 @@ def percentile_thresholds(train_logp: np.ndarray, taus: list[float]) -> dict[str
 class DensityModel:
     """A fitted flow + standardisation + thresholds: log p_M(m), z = f(m), flags."""
 
-    def __init__(self, flow: zuko.flows.RealNVP, mean: np.ndarray, std: np.ndarray,
-                 thresholds: dict[str, float] | None = None) -> None:
+    def __init__(
+        self, flow: zuko.flows.RealNVP, mean: np.ndarray, std: np.ndarray, thresholds: dict[str, float] | None = None
+    ) -> None:
         self.flow = flow.eval()
         self.mean, self.std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
         self.thresholds = dict(thresholds or {})
@@ -115,8 +116,7 @@ def fit_flow(m_train: np.ndarray, p: ZuoParams, trainer=None) -> DensityModel:
     flow = module.flow
     u = (m_train - mean) / std
     if trainer is not None:
-        loader = torch.utils.data.DataLoader(_FullBatch(u, p.flow_steps), batch_size=None, shuffle=False,
-                                             num_workers=0)
+        loader = torch.utils.data.DataLoader(_FullBatch(u, p.flow_steps), batch_size=None, shuffle=False, num_workers=0)
         trainer.fit(module, loader)
     else:
         opt = module.configure_optimizers()

@@ -1,4 +1,5 @@
 """Encoding slices and volumes; loading and saving the trained encoder + flow (models/zuo)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +16,18 @@ __all__ = ["encode_slices", "load_model", "save_model", "volume_m"]
 
 MODEL_JSON = "zuo_model.json"
 # params that fix the architecture and the preprocessing: stored with the weights
-_FROZEN = ("encoder", "width", "slice_size", "n_centre_slices", "template_spacing", "n4", "registration",
-           "flow_transforms", "flow_hidden", "taus")
+_FROZEN = (
+    "encoder",
+    "width",
+    "slice_size",
+    "n_centre_slices",
+    "template_spacing",
+    "n4",
+    "registration",
+    "flow_transforms",
+    "flow_hidden",
+    "taus",
+)
 
 
 @torch.no_grad()
@@ -24,7 +35,7 @@ def encode_slices(encoder: torch.nn.Module, slices: np.ndarray, batch: int = 64)
     """m for each slice: (n, S, S) -> (n, 2) float64 (encoder in eval mode)."""
     encoder.eval()
     x = torch.as_tensor(np.asarray(slices, dtype=np.float32)).unsqueeze(1)
-    return torch.cat([encoder(x[i:i + batch]) for i in range(0, len(x), batch)]).double().numpy()
+    return torch.cat([encoder(x[i : i + batch]) for i in range(0, len(x), batch)]).double().numpy()
 
 
 def volume_m(encoder: torch.nn.Module, centre: np.ndarray) -> np.ndarray:
@@ -32,7 +43,9 @@ def volume_m(encoder: torch.nn.Module, centre: np.ndarray) -> np.ndarray:
     return encode_slices(encoder, centre).mean(axis=0)
 
 
-def save_model(out: Path, encoder: torch.nn.Module, density: DensityModel, p: ZuoParams, extra: dict | None = None) -> None:
+def save_model(
+    out: Path, encoder: torch.nn.Module, density: DensityModel, p: ZuoParams, extra: dict | None = None
+) -> None:
     """encoder.pt and flow.pt (state dicts, loadable with weights_only=True) + zuo_model.json."""
     from mriqa_lib.io import atomic_path
 

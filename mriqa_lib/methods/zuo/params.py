@@ -1,4 +1,5 @@
 """params.yaml section `zuo`: contrastive artifact latent + RealNVP density (Zuo et al., paper 2)."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -10,8 +11,16 @@ from mriqa_lib.validation import Section
 # artifact names of mriqa_lib.artifacts used by the rated test set and the held-out examples
 RATED_ARTIFACTS = ("rician_noise", "motion", "ghosting", "bias_field", "wrap_around")
 # held-out examples of Fig. 3b: letter -> artifact (A clean; B non-T1w contrast from the tissue maps)
-EXAMPLES = {"A": "clean", "B": "non_t1w", "C": "bias_field", "D": "rician_noise", "E": "motion",
-            "F": "wrap_around", "G": "remove_side", "H": "registration_error"}
+EXAMPLES = {
+    "A": "clean",
+    "B": "non_t1w",
+    "C": "bias_field",
+    "D": "rician_noise",
+    "E": "motion",
+    "F": "wrap_around",
+    "G": "remove_side",
+    "H": "registration_error",
+}
 
 
 class ZuoParams(Section):
@@ -27,8 +36,10 @@ class ZuoParams(Section):
 
     # --- data and preprocessing -------------------------------------------------------------
     cohort_table: str | None = Field(
-        None, description="multi-cohort TSV (participant_id, cohort, path[, split, rating]); "
-        "None = the embedded cohort in data/embedded")
+        None,
+        description="multi-cohort TSV (participant_id, cohort, path[, split, rating]); "
+        "None = the embedded cohort in data/embedded",
+    )
     n4: bool = Field(False, description="N4 bias correction before registration (paper: yes)")
     registration: bool = Field(False, description="affine registration to the template (SimpleITK)")
     template_spacing: float = Field(2.0, ge=0.5, le=4.0, description="template grid voxel size (mm)")
@@ -43,12 +54,15 @@ class ZuoParams(Section):
     batch_volumes: int = Field(16, ge=2, le=512, description="volumes (queries) per mini-batch")
     n_negatives_volume: int = Field(8, ge=0, le=511, description="negatives from other volumes per query")
     n_negatives_simulated: int = Field(
-        4, ge=0, le=64, description="negatives = the query with simulated noise or motion")
+        4, ge=0, le=64, description="negatives = the query with simulated noise or motion"
+    )
     noise_range: tuple[float, float] = Field(
-        (0.08, 0.3), description="Rician sigma / mean foreground of simulated negatives")
+        (0.08, 0.3), description="Rician sigma / mean foreground of simulated negatives"
+    )
     motion_range_px: tuple[float, float] = Field(
-        (1.5, 4.0), description="range of the max translation (pixels) and rotation (degrees) of simulated motion "
-        "negatives")
+        (1.5, 4.0),
+        description="range of the max translation (pixels) and rotation (degrees) of simulated motion negatives",
+    )
     steps: int = Field(200, ge=1, le=1_000_000, description="encoder training iterations")
     lr: float = Field(1e-3, gt=0, le=1.0)
     weight_decay: float = Field(1e-4, ge=0, le=1.0)
@@ -58,31 +72,55 @@ class ZuoParams(Section):
     flow_hidden: tuple[int, ...] = Field((64, 64), description="hidden layers of each coupling's s, t networks")
     flow_steps: int = Field(600, ge=1, le=1_000_000, description="full-batch flow training iterations")
     flow_lr: float = Field(3e-3, gt=0, le=1.0)
-    flow_jitter: float = Field(0.1, ge=0, le=2.0, description="Gaussian jitter (in std units of m) added to "
-                               "training m each step; 0 = none (paper)")
+    flow_jitter: float = Field(
+        0.1,
+        ge=0,
+        le=2.0,
+        description="Gaussian jitter (in std units of m) added to training m each step; 0 = none (paper)",
+    )
     density_splits: list[str] = Field(default_factory=lambda: ["train"], description="splits the flow is fitted on")
     taus: list[float] = Field(
-        default_factory=lambda: [5.0, 3.0], description="flag thresholds, percentiles of training densities")
+        default_factory=lambda: [5.0, 3.0], description="flag thresholds, percentiles of training densities"
+    )
 
     # --- evaluation ------------------------------------------------------------------------
-    rated_splits: list[str] = Field(default_factory=lambda: ["val", "test"], description="splits of the rated "
-                                    "test set; must not overlap density_splits or train (the encoder's)")
+    rated_splits: list[str] = Field(
+        default_factory=lambda: ["val", "test"],
+        description="splits of the rated test set; must not overlap density_splits or train (the encoder's)",
+    )
     rated_artifacts: list[str] = Field(default_factory=lambda: list(RATED_ARTIFACTS))
     rated_variants: int = Field(9, ge=1, le=1000, description="artifact variants per test subject")
     rated_clean: int = Field(
-        1, ge=0, le=10, description="unaltered copies per test subject in the rated set (rating low)")
-    severity_max: dict[str, float] = Field(default_factory=lambda: {
-        "rician_noise": 0.15, "motion": 6.0, "ghosting": 0.45, "bias_field": 0.9, "wrap_around": 0.3},
+        1, ge=0, le=10, description="unaltered copies per test subject in the rated set (rating low)"
+    )
+    severity_max: dict[str, float] = Field(
+        default_factory=lambda: {
+            "rician_noise": 0.15,
+            "motion": 6.0,
+            "ghosting": 0.45,
+            "bias_field": 0.9,
+            "wrap_around": 0.3,
+        },
         description="severity at the top of the rated scale: realised severity = r * severity_max, r ~ U(0, 1) "
         "stratified over the three bins; chosen so that the low bin (r < 1/3) stays within the clean "
         "cohort's own variation (site noise sigma/S <= ~0.05, site bias <= 0.35) or below visibility "
-        "(motion <= 2 mm RMS, ghosts <= 0.15, wrap <= 10 % of the FOV)")
+        "(motion <= 2 mm RMS, ghosts <= 0.15, wrap <= 10 % of the FOV)",
+    )
     example_subject: int = Field(0, ge=0, description="index (within the rated splits) of the subject of examples A-H")
-    example_severity: dict[str, float] = Field(default_factory=lambda: {
-        "bias_field": 1.0, "rician_noise": 0.3, "motion": 8.0, "wrap_around": 0.3, "remove_side": 0.5,
-        "registration_error": 15.0}, description="severities of the held-out examples C-H")
+    example_severity: dict[str, float] = Field(
+        default_factory=lambda: {
+            "bias_field": 1.0,
+            "rician_noise": 0.3,
+            "motion": 8.0,
+            "wrap_around": 0.3,
+            "remove_side": 0.5,
+            "registration_error": 15.0,
+        },
+        description="severities of the held-out examples C-H",
+    )
     bins: tuple[float, float] = Field(
-        (1 / 3, 2 / 3), description="r below bins[0] = low, below bins[1] = medium, else high")
+        (1 / 3, 2 / 3), description="r below bins[0] = low, below bins[1] = medium, else high"
+    )
 
     @field_validator("noise_range", "motion_range_px", "bins")
     @classmethod

@@ -3,6 +3,7 @@
 volume -> [N4] -> [affine registration] -> template grid -> intensity scaling (0.5 / 99.5
 foreground percentiles to 0 / 1) -> slices padded to ``slice_size`` squares.
 """
+
 from __future__ import annotations
 
 import functools

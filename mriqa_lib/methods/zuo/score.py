@@ -1,4 +1,5 @@
 """Scorer for `mriqa score`: log-density of the volume's artifact features and the tau flags."""
+
 from __future__ import annotations
 
 from pathlib import Path

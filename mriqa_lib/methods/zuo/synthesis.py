@@ -6,6 +6,7 @@ the synthesize stage writes them. Volumes are prepared in ``workers`` forked pro
 What each set holds, and why the rated and example subjects are never in the first two, is in
 :mod:`mriqa_lib.methods.zuo.data`.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,6 +19,7 @@ from mriqa_lib.io import MriqaInputError, load_nifti
 from .params import EXAMPLES, ZuoParams
 
 __all__ = ["encoder_and_density_sets", "example_set", "parallel_map", "rated_set", "rated_subjects"]
+
 
 def _prep_job(args):
     """Prepare one volume: (band slices or None, centre slices or None) as float16."""
@@ -101,16 +103,35 @@ def rated_set(test, p: ZuoParams, workers: int) -> tuple[np.ndarray, np.ndarray,
     from .data import rated_plan
 
     if "rating" in test.columns and test["rating"].notna().all():
-        plan = [{"subject": i, "variant": 0, "artifact": "real", "r": np.nan, "severity": np.nan, "seed": 0,
-                 "rating": r, "fail": r != "low"} for i, r in enumerate(test["rating"])]
+        plan = [
+            {
+                "subject": i,
+                "variant": 0,
+                "artifact": "real",
+                "r": np.nan,
+                "severity": np.nan,
+                "seed": 0,
+                "rating": r,
+                "fail": r != "low",
+            }
+            for i, r in enumerate(test["rating"])
+        ]
     else:
         plan = rated_plan(len(test), p)
-    done = parallel_map(_rated_job, [("rated", test["path"][it["subject"]], p, it) for it in plan], workers,
-                        "zuo rated set")
-    rows = [{"id": f"{test['participant_id'][it['subject']]}_v{it['variant']:02d}",
-             "participant_id": test["participant_id"][it["subject"]], "cohort": test["cohort"][it["subject"]],
-             "split": test["split"][it["subject"]], **it, "realised_severity": sev}
-            for it, (_, _, sev) in zip(plan, done)]
+    done = parallel_map(
+        _rated_job, [("rated", test["path"][it["subject"]], p, it) for it in plan], workers, "zuo rated set"
+    )
+    rows = [
+        {
+            "id": f"{test['participant_id'][it['subject']]}_v{it['variant']:02d}",
+            "participant_id": test["participant_id"][it["subject"]],
+            "cohort": test["cohort"][it["subject"]],
+            "split": test["split"][it["subject"]],
+            **it,
+            "realised_severity": sev,
+        }
+        for it, (_, _, sev) in zip(plan, done)
+    ]
     return np.stack([c for c, _, _ in done]), np.stack([t for _, t, _ in done]), rows
 
 
@@ -121,8 +142,11 @@ def example_set(test, p: ZuoParams, workers: int) -> tuple[np.ndarray, np.ndarra
         ``(centre, thumb, rows)`` as :func:`rated_set`, one per letter of ``EXAMPLES``.
     """
     subj = min(p.example_subject, len(test) - 1)
-    done = parallel_map(_rated_job, [("example", test["path"][subj], p, letter) for letter in EXAMPLES], workers,
-                        "zuo examples")
-    rows = [{"letter": letter, "artifact": name, "participant_id": test["participant_id"][subj], "severity": sev}
-            for (letter, name), (_, _, sev) in zip(EXAMPLES.items(), done)]
+    done = parallel_map(
+        _rated_job, [("example", test["path"][subj], p, letter) for letter in EXAMPLES], workers, "zuo examples"
+    )
+    rows = [
+        {"letter": letter, "artifact": name, "participant_id": test["participant_id"][subj], "severity": sev}
+        for (letter, name), (_, _, sev) in zip(EXAMPLES.items(), done)
+    ]
     return np.stack([c for c, _, _ in done]), np.stack([t for _, t, _ in done]), rows
