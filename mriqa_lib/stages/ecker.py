@@ -137,6 +137,17 @@ def _test_set(syn, name: str, subjects: pd.DataFrame) -> tuple[np.ndarray, pd.Da
     return np.load(syn / f"test_{name}.npz")["images"], E.with_covariates(_read_tsv(syn / f"test_{name}.tsv"), subjects)
 
 
+def _experiment(net, kind: str, test_set: tuple, pool_tab, bank, p) -> tuple[dict, dict, dict]:
+    """Paper 1's experiment ``kind`` on its test set: ({table name: rows}, metrics, examples)."""
+    if kind == "nako":
+        return E.nako_experiment(net, *test_set, pool_tab, bank, p)
+    if kind == "continuous":
+        res, m, ex = E.continuous_experiment(net, *test_set, pool_tab, bank, p)
+    else:
+        res, m, ex = E.simulated_experiment(net, kind, *test_set, pool_tab, bank, p)
+    return {kind: res}, m, ex
+
+
 def evaluate(settings) -> None:
     """Classify every test case; write results/ecker/*.tsv, examples.npz and metrics/ecker.json."""
     p = settings.ecker
@@ -154,20 +165,12 @@ def evaluate(settings) -> None:
         f"-> {out}/"
     )
     metrics, examples = {}, {}
-    for kind in ("motion", "noise"):
-        res, m, ex = E.simulated_experiment(net, kind, *_test_set(syn, kind, subjects), pool_tab, bank, p)
-        write_tsv(out / f"{kind}.tsv", res)
+    for kind in ("motion", "noise", "nako", "continuous"):
+        tables, m, ex = _experiment(net, kind, _test_set(syn, kind, subjects), pool_tab, bank, p)
+        for name, res in tables.items():  # nako.tsv: with the configured LQ references (ecker.nako_lq)
+            write_tsv(out / f"{name}.tsv", res)
         metrics.update(m)
         examples.update(ex)
-    tables, m, ex = E.nako_experiment(net, *_test_set(syn, "nako", subjects), pool_tab, bank, p)
-    for name, res in tables.items():  # nako.tsv: with the configured LQ references (ecker.nako_lq)
-        write_tsv(out / f"{name}.tsv", res)
-    metrics.update(m)
-    examples.update(ex)
-    res, m, ex = E.continuous_experiment(net, *_test_set(syn, "continuous", subjects), pool_tab, bank, p)
-    write_tsv(out / "continuous.tsv", res)
-    metrics.update(m)
-    examples.update(ex)
     np.savez_compressed(out / "examples.npz", **examples)
     metrics.update(
         {

@@ -77,13 +77,31 @@ def _write_training_sets(p, clean: np.ndarray, gm: np.ndarray, table, staging: P
     write_tsv(staging / "test.tsv", table.iloc[test_idx])
 
 
+def _write_grid(staging: Path, grid_mm: float, source: str, table, n_pairs: int) -> None:
+    """grid.json: the working grid and what the sets hold (no timing: same data, same bytes)."""
+    from mriqa_lib.methods.shaw.data import work_grid
+
+    affine, shape = work_grid(grid_mm)
+    n_scans = {k: int(v) for k, v in table["split"].value_counts().items()}
+    write_json(
+        staging / "grid.json",
+        {
+            "grid_mm": grid_mm,
+            "shape": list(shape),
+            "affine": affine,
+            "source": source,
+            "n_scans": n_scans,
+            "n_pairs": n_pairs,
+        },
+    )
+
+
 def synthesize(settings: Settings) -> None:
     """Write the training / validation / test sets and the test-retest pairs to data/synthetic/shaw."""
     import pandas as pd
 
     from mriqa_lib.data import splits
     from mriqa_lib.methods.shaw import synthesis as S
-    from mriqa_lib.methods.shaw.data import work_grid
 
     p = settings.shaw
     start = time.perf_counter()
@@ -103,18 +121,7 @@ def synthesize(settings: Settings) -> None:
         write_tsv(staging / "pairs.tsv", pd.DataFrame(pair_rows))
     # every subject used: the split's, and ADNI pair subjects without an artefact-free scan (test only)
     splits.write_manifest(staging, {**{r["subject_id"]: "test" for r in pair_rows}, **assignment})
-    affine, shape = work_grid(p.grid_mm)
-    write_json(
-        staging / "grid.json",
-        {
-            "grid_mm": p.grid_mm,
-            "shape": list(shape),
-            "affine": affine,
-            "source": "adni" if real else "embedded",
-            "n_scans": {k: int(v) for k, v in table["split"].value_counts().items()},
-            "n_pairs": len(pair_rows),
-        },
-    )  # no timing: same data, same bytes
+    _write_grid(staging, p.grid_mm, "adni" if real else "embedded", table, len(pair_rows))
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
