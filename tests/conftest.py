@@ -20,3 +20,11 @@ def tiny_cohort(tmp_path_factory, tiny_cohort_params):
     out = tmp_path_factory.mktemp("cohort") / "embedded"
     summary = build_cohort(out, tiny_cohort_params, progress=False, log=lambda s: None)
     return out, summary
+
+
+@pytest.fixture(scope="session")
+def stage_cohort(tmp_path_factory):
+    """The 6-subject, 2-site cohort of the stage tests (tests/stage_runs.py), built once."""
+    from stage_runs import build_tiny_cohort
+
+    return build_tiny_cohort(tmp_path_factory.mktemp("stage_cohort"))

@@ -7,27 +7,12 @@ of the reference pool.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
+from stage_runs import N_SUBJECTS, claim_keys, run_stage, settings_with
 
-from mriqa_lib.config import Settings, default_cohort_params
+from mriqa_lib.config import Settings
 from mriqa_lib.methods.ecker.params import EckerParams
-
-#: 6 subjects on 2 sites: every site has >= 3 subjects, so the cohort holds out one test subject per site
-N_SUBJECTS = 6
-
-
-def build_tiny_cohort(root: Path) -> Path:
-    """A 6-subject, 2-site embedded cohort in ``root/data/embedded`` (2 held-out test subjects)."""
-    from mriqa_lib.data.cohort import build_cohort
-
-    base = default_cohort_params()
-    params = base.model_copy(update={"n_subjects": N_SUBJECTS, "workers": 1, "sites": base.sites[:2]})
-    build_cohort(root / "data" / "embedded", params, progress=False, log=lambda s: None)
-    return root / "data" / "embedded"
 
 
 def tiny_settings() -> Settings:
@@ -50,37 +35,19 @@ def tiny_settings() -> Settings:
         continuous_levels=[0.0, 2.0, 6.0],
         continuous_cases=1,
     )
-    return Settings(cohort=default_cohort_params(), ecker=p).model_copy(
-        update={"trainer": Settings.model_fields["trainer"].default_factory().model_copy(update={"threads": 1})}
-    )
-
-
-def run_pipeline(root: Path) -> dict:
-    """Run the three steps in ``root`` (the working directory) and return metrics/ecker.json."""
-    from mriqa_lib.stages import ecker as stage
-
-    settings = tiny_settings()
-    stage.synthesize(settings)
-    stage.train(settings)
-    stage.evaluate(settings)
-    return json.loads((root / "metrics" / "ecker.json").read_text())
+    return settings_with("ecker", p)
 
 
 @pytest.fixture(scope="module")
-def ecker_run(tmp_path_factory):
+def ecker_run(tmp_path_factory, stage_cohort):
     root = tmp_path_factory.mktemp("ecker_stage")
-    build_tiny_cohort(root)
     with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        metrics = run_pipeline(root)
-    return root, metrics
+        return root, run_stage(root, stage_cohort, "ecker", tiny_settings(), mp)
 
 
 def test_metrics_hold_every_key_the_claims_read(ecker_run):
-    from mriqa_lib import claims
-
     _, metrics = ecker_run
-    keys = {k.strip() for c in claims.CLAIMS if c.method == "ecker" for k in c.metric.split(" - ")}
+    keys = claim_keys("ecker")
     assert keys and keys <= set(metrics), keys - set(metrics)
     # the tiny settings' case counts reach the metrics: 8 + 8 balanced cases, 2 subjects x 2 NAKO-like volumes,
     # 2 subjects x 1 slice x 3 motion levels

@@ -6,26 +6,11 @@ cohort's held-out test subjects (the benchmark's subjects) out of training and v
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
+from stage_runs import N_SUBJECTS, claim_keys, run_stage, settings_with
 
-from mriqa_lib.config import Settings, default_cohort_params
+from mriqa_lib.config import Settings
 from mriqa_lib.methods.shaw.params import ShawParams
-
-#: 6 subjects on 2 sites: every site has >= 3 subjects, so the cohort holds out one test subject per site
-N_SUBJECTS = 6
-
-
-def build_tiny_cohort(root: Path) -> Path:
-    """A 6-subject, 2-site embedded cohort in ``root/data/embedded`` (2 held-out test subjects)."""
-    from mriqa_lib.data.cohort import build_cohort
-
-    base = default_cohort_params()
-    params = base.model_copy(update={"n_subjects": N_SUBJECTS, "workers": 1, "sites": base.sites[:2]})
-    build_cohort(root / "data" / "embedded", params, progress=False, log=lambda s: None)
-    return root / "data" / "embedded"
 
 
 def tiny_settings() -> Settings:
@@ -43,37 +28,21 @@ def tiny_settings() -> Settings:
         n_pairs=3,
         map_cases=1,
     )
-    return Settings(cohort=default_cohort_params(), shaw=p).model_copy(
-        update={"trainer": Settings.model_fields["trainer"].default_factory().model_copy(update={"threads": 1})}
-    )
-
-
-def run_pipeline(root: Path) -> dict:
-    """Run the three steps in ``root`` (the working directory) and return metrics/shaw.json."""
-    from mriqa_lib.stages import shaw as stage
-
-    settings = tiny_settings()
-    stage.synthesize(settings)
-    stage.train(settings)
-    stage.evaluate(settings)
-    return json.loads((root / "metrics" / "shaw.json").read_text())
+    return settings_with("shaw", p)
 
 
 @pytest.fixture(scope="module")
-def shaw_run(tmp_path_factory):
+def shaw_run(tmp_path_factory, stage_cohort):
     root = tmp_path_factory.mktemp("shaw_stage")
-    build_tiny_cohort(root)
     with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        metrics = run_pipeline(root)
-    return root, metrics
+        return root, run_stage(root, stage_cohort, "shaw", tiny_settings(), mp)
 
 
 def test_metrics_hold_every_key_the_claims_read(shaw_run):
     from mriqa_lib import claims
 
     _, metrics = shaw_run
-    keys = {k.strip() for c in claims.CLAIMS if c.method == "shaw" for k in c.metric.split(" - ")}
+    keys = claim_keys("shaw")
     assert keys and keys <= set(metrics), keys - set(metrics)
     assert metrics["exp1_levels"] == 3 and metrics["exp2_n_pairs"] == 3
     assert metrics["done_r2_ge_0_8"] == (metrics["exp1_r2_mean"] >= claims.target("shaw", "exp1_r2_mean"))

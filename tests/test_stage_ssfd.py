@@ -6,13 +6,10 @@ cohort's held-out test subjects (the benchmark's subjects) in SSFD's test split 
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
-from test_stage_shaw import N_SUBJECTS, build_tiny_cohort  # noqa: E402  (tests/ is on sys.path under pytest)
+from stage_runs import N_SUBJECTS, claim_keys, run_stage, settings_with
 
-from mriqa_lib.config import Settings, default_cohort_params
+from mriqa_lib.config import Settings
 from mriqa_lib.methods.ssfd.params import SsfdParams
 
 
@@ -33,37 +30,21 @@ def tiny_settings() -> Settings:
         blur_sigma_px=[0, 0.5, 1],
         noise_std=[0, 0.02, 0.04],
     )
-    return Settings(cohort=default_cohort_params(), ssfd=p).model_copy(
-        update={"trainer": Settings.model_fields["trainer"].default_factory().model_copy(update={"threads": 1})}
-    )
-
-
-def run_pipeline(root: Path) -> dict:
-    """Run the three steps in ``root`` (the working directory) and return metrics/ssfd.json."""
-    from mriqa_lib.stages import ssfd as stage
-
-    settings = tiny_settings()
-    stage.synthesize(settings)
-    stage.train(settings)
-    stage.evaluate(settings)
-    return json.loads((root / "metrics" / "ssfd.json").read_text())
+    return settings_with("ssfd", p)
 
 
 @pytest.fixture(scope="module")
-def ssfd_run(tmp_path_factory):
+def ssfd_run(tmp_path_factory, stage_cohort):
     root = tmp_path_factory.mktemp("ssfd_stage")
-    build_tiny_cohort(root)
     with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        metrics = run_pipeline(root)
-    return root, metrics
+        return root, run_stage(root, stage_cohort, "ssfd", tiny_settings(), mp)
 
 
 def test_metrics_hold_every_key_the_claims_read(ssfd_run):
     from mriqa_lib import claims
 
     _, metrics = ssfd_run
-    keys = {k.strip() for c in claims.CLAIMS if c.method == "ssfd" for k in c.metric.split(" - ")}
+    keys = claim_keys("ssfd")
     assert keys and keys <= set(metrics), keys - set(metrics)
     target = claims.target("ssfd", "rho_ssfd_strength_blur")
     assert metrics["done_rho_blur_ge_0.9"] == (metrics["rho_ssfd_strength_blur"] >= target)

@@ -7,16 +7,14 @@ training data: they are only ever rated.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: no spinning on shared cores
 
 import pytest
-from test_stage_ecker import N_SUBJECTS, build_tiny_cohort
+from stage_runs import N_SUBJECTS, claim_keys, run_stage, settings_with
 
-from mriqa_lib.config import Settings, default_cohort_params
+from mriqa_lib.config import Settings
 from mriqa_lib.methods.zuo.params import ZuoParams
 
 
@@ -38,37 +36,19 @@ def tiny_settings() -> Settings:
         flow_steps=10,
         rated_variants=3,
     )
-    return Settings(cohort=default_cohort_params(), zuo=p).model_copy(
-        update={"trainer": Settings.model_fields["trainer"].default_factory().model_copy(update={"threads": 1})}
-    )
-
-
-def run_pipeline(root: Path) -> dict:
-    """Run the three steps in ``root`` (the working directory) and return metrics/zuo.json."""
-    from mriqa_lib.stages import zuo as stage
-
-    settings = tiny_settings()
-    stage.synthesize(settings)
-    stage.train(settings)
-    stage.evaluate(settings)
-    return json.loads((root / "metrics" / "zuo.json").read_text())
+    return settings_with("zuo", p)
 
 
 @pytest.fixture(scope="module")
-def zuo_run(tmp_path_factory):
+def zuo_run(tmp_path_factory, stage_cohort):
     root = tmp_path_factory.mktemp("zuo_stage")
-    build_tiny_cohort(root)
     with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        metrics = run_pipeline(root)
-    return root, metrics
+        return root, run_stage(root, stage_cohort, "zuo", tiny_settings(), mp)
 
 
 def test_metrics_hold_every_key_the_claims_read(zuo_run):
-    from mriqa_lib import claims
-
     _, metrics = zuo_run
-    keys = {k.strip() for c in claims.CLAIMS if c.method == "zuo" for k in c.metric.split(" - ")}
+    keys = claim_keys("zuo")
     assert keys and keys <= set(metrics), keys - set(metrics)
     # 4 rated subjects (val + test) x (1 clean + 3 variants: one per severity bin, so 2 of 4 fail)
     assert (metrics["n_rated"], metrics["n_rated_fail"], metrics["n_rated_pass"]) == (16, 8, 8)
