@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from lightning_checks import fit_and_reload
 
 from mriqa_lib.config import Settings, default_cohort_params
 from mriqa_lib.data.ampscz import qc_class, read_qc_table, synthesis_eligible
@@ -258,8 +259,6 @@ def test_precise_bn_samples_the_whole_training_set():
 def test_lightning_modules_reload_from_checkpoint(tmp_path, kind):
     """Each LightningModule of paper 5 saves its hyper-parameters: a checkpoint written during fit
     rebuilds the same network with ``load_from_checkpoint`` (same weights, same outputs)."""
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from torch.utils.data import DataLoader, TensorDataset
 
     from mriqa_lib.methods.bricout.model import MotionRegressor, QCClassifier
@@ -273,24 +272,9 @@ def test_lightning_modules_reload_from_checkpoint(tmp_path, kind):
         module = QCClassifier([2, 2], 2, 16, 4, 0.5, 1e-2, 0.0, kind == "transfer", [1.0, 2.0, 0.5])
         x = torch.randn(4, 16) if kind == "transfer" else x
         y = torch.tensor([0, 1, 2, 1])
-    before = {k: v.clone() for k, v in module.state_dict().items()}
     data = DataLoader(TensorDataset(x, y), batch_size=4)
-    trainer = L.Trainer(
-        max_steps=1,
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[ModelCheckpoint(dirpath=tmp_path, filename="m")],
-    )
-    trainer.fit(module, data, data)
-    assert any(not torch.equal(before[k], v) for k, v in module.state_dict().items())  # one step was taken
-    loaded = type(module).load_from_checkpoint(tmp_path / "m.ckpt", map_location="cpu")
+    module, loaded = fit_and_reload(module, tmp_path, data, data, max_steps=1)
     assert loaded.hparams == module.hparams
-    state = loaded.state_dict()
-    assert state.keys() == module.state_dict().keys()
-    assert all(torch.equal(v, state[k]) for k, v in module.state_dict().items())
-    module.eval(), loaded.eval()
     with torch.no_grad():
         assert torch.equal(module(x), loaded(x))
 

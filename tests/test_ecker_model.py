@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from lightning_checks import fit_and_reload
 
 from mriqa_lib.models.resnet_simclr import SimCLRNet
 
@@ -70,8 +71,6 @@ def test_scorer_columns_on_tiny_bank(tmp_path):
 
 def test_simclr_module_reloads_from_its_checkpoint(tmp_path):
     """A trained SimCLRModule is rebuilt by ``load_from_checkpoint`` alone (saved hyper-parameters)."""
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from torch.utils.data import DataLoader, TensorDataset
 
     from mriqa_lib.methods.ecker.params import EckerParams
@@ -80,24 +79,9 @@ def test_simclr_module_reloads_from_its_checkpoint(tmp_path):
     p = EckerParams(img_size=16, train_size=16, width=0.125, proj_dim=8, epochs=1, warmup_epochs=0, batch_size=4)
     torch.manual_seed(0)
     module = SimCLRModule(p, steps_per_epoch=1)
-    before = {k: v.clone() for k, v in module.state_dict().items()}
     loader = DataLoader(TensorDataset(torch.rand(4, 1, 16, 16)), batch_size=4)
-    ckpt = ModelCheckpoint(dirpath=tmp_path)
-    trainer = L.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        callbacks=[ckpt],
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(module, loader)
-    assert any(not torch.equal(before[k], v) for k, v in module.state_dict().items())  # it trained
-    loaded = SimCLRModule.load_from_checkpoint(ckpt.best_model_path)
+    _, loaded = fit_and_reload(module, tmp_path, loader)
     assert loaded.p == p and loaded.steps_per_epoch == 1
-    trained = module.state_dict()
-    assert loaded.state_dict().keys() == trained.keys()
-    assert all(torch.equal(v, trained[k]) for k, v in loaded.state_dict().items())
     x = torch.rand(3, 1, 16, 16)
     h, z = module.net.eval()(x)
     h2, z2 = loaded.net.eval()(x)

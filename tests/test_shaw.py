@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lightning_checks import fit_and_reload
 
 from mriqa_lib.io import MriqaInputError, load_nifti, save_nifti
 from mriqa_lib.methods.shaw.losses import hetero_nll, seg_uncertainty_loss
@@ -286,8 +287,6 @@ def test_rigid_align_is_reproducible_with_seed_zero():
 @pytest.mark.parametrize("kind", ["recon", "multitask"])
 def test_module_checkpoint_reloads_with_load_from_checkpoint(tmp_path, kind):
     """One training step written by ModelCheckpoint reloads with the same hyper-parameters and weights."""
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
     from mriqa_lib.methods.shaw.lit import ShawModule, loaders
 
@@ -298,26 +297,9 @@ def test_module_checkpoint_reloads_with_load_from_checkpoint(tmp_path, kind):
     torch.manual_seed(0)
     module = ShawModule.from_params(kind, p, total_steps=1)
     loader, val_loader = loaders(p, data, data, iterations=1)
-    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last", save_top_k=1, monitor=None)
-    trainer = L.Trainer(
-        max_epochs=1,
-        callbacks=[ckpt],
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        accelerator="cpu",
-        deterministic=True,
-    )
-    trainer.fit(module, loader, val_loader)
-    path = tmp_path / "ckpt" / "last.ckpt"
-    assert path.exists()
-    back = ShawModule.load_from_checkpoint(path)
+    module, back = fit_and_reload(module, tmp_path / "ckpt", loader, val_loader)
     assert back.hparams.kind == kind and list(back.hparams.features) == [2, 4] and back.lr == p.lr
-    state, reloaded = module.state_dict(), back.state_dict()
-    assert state.keys() == reloaded.keys() and all(torch.equal(state[k], reloaded[k]) for k in state)
     x = torch.from_numpy(clean[:1].astype(np.float32))[:, None]
-    module.eval(), back.eval()
     with torch.no_grad():
         for a, b in zip(module.net(x), back.net(x)):
             assert torch.equal(a, b)

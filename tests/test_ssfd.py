@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from lightning_checks import fit_and_reload
 
 from mriqa_lib.io import MriqaInputError, Volume
 from mriqa_lib.methods.ssfd.experiments import perturb, shift_image, ssfd_at_common_drop
@@ -182,8 +183,6 @@ def test_run_evaluation_end_to_end_tiny(tmp_path):
 @pytest.mark.parametrize("which", ["recon", "inpaint"])
 def test_modules_reload_with_load_from_checkpoint(tmp_path, which):
     """One epoch of one step written by ModelCheckpoint reloads with the same hyper-parameters and weights."""
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from torch.utils.data import DataLoader
 
     from mriqa_lib.methods.ssfd.datasets import InpaintDataset, PairDataset
@@ -197,24 +196,9 @@ def test_modules_reload_with_load_from_checkpoint(tmp_path, which):
         cls, module = InpaintModule, InpaintModule((4, 4, 4, 4, 4), 2, 1e-3)
         ds = InpaintDataset(images, 8, 0.25, seed=0, fixed=True, pool=2)
     loader = DataLoader(ds, batch_size=2)
-    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last", save_top_k=1, monitor=None)
-    trainer = L.Trainer(
-        max_epochs=1,
-        callbacks=[ckpt],
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        accelerator="cpu",
-        deterministic=True,
-    )
-    trainer.fit(module, loader, loader)
-    back = cls.load_from_checkpoint(tmp_path / "ckpt" / "last.ckpt")
-    assert back.hparams == module.hparams and back.lr == module.lr
-    state, reloaded = module.state_dict(), back.state_dict()
-    assert state.keys() == reloaded.keys() and all(torch.equal(state[k], reloaded[k]) for k in state)
+    module, back = fit_and_reload(module, tmp_path / "ckpt", loader, loader)
+    assert type(back) is cls and back.hparams == module.hparams and back.lr == module.lr
     x = ds[0][0][None]
-    module.eval(), back.eval()
     with torch.no_grad():
         assert torch.equal(module.net(x), back.net(x))
 

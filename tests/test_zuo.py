@@ -11,6 +11,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: no sp
 import numpy as np
 import pytest
 import torch
+from lightning_checks import assert_same_weights, cpu_trainer, fit_and_reload
 
 from mriqa_lib.methods.zuo.contrastive import (
     ContrastiveSampler,
@@ -190,28 +191,6 @@ def test_encoders_map_slices_to_m_in_r2():
 
 
 # ------------------------------------------------------------------------------- Lightning modules
-def _trainer(tmp_path, steps: int):
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    ckpt = ModelCheckpoint(dirpath=tmp_path)
-    trainer = L.Trainer(
-        max_epochs=1,
-        max_steps=steps,
-        accelerator="cpu",
-        callbacks=[ckpt],
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    return trainer, ckpt
-
-
-def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
 def test_encoder_module_reloads_from_its_checkpoint(tmp_path):
     from torch.utils.data import DataLoader
 
@@ -222,15 +201,11 @@ def test_encoder_module_reloads_from_its_checkpoint(tmp_path):
     slices = {o: rng.random((3, 2, 32, 32)).astype(np.float32) for o in ("axial", "coronal", "sagittal")}
     torch.manual_seed(0)
     module = EncoderModule(p)
-    before = {k: v.clone() for k, v in module.state_dict().items()}
-    trainer, ckpt = _trainer(tmp_path, p.steps)
-    trainer.fit(module, DataLoader(ContrastiveSampler(slices, p, p.seed), batch_size=None))
-    assert any(not torch.equal(before[k], v) for k, v in module.state_dict().items())  # it trained
-    loaded = EncoderModule.load_from_checkpoint(ckpt.best_model_path)
+    loader = DataLoader(ContrastiveSampler(slices, p, p.seed), batch_size=None)
+    module, loaded = fit_and_reload(module, tmp_path, loader, max_steps=p.steps)
     assert loaded.p == p
-    _assert_same_weights(loaded, module)
     x = torch.rand(3, 1, 32, 32)
-    assert torch.equal(module.eval()(x), loaded.eval()(x))
+    assert torch.equal(module(x), loaded(x))
 
 
 def test_flow_module_reloads_from_its_checkpoint_and_lightning_fits_as_the_plain_loop(tmp_path):
@@ -240,17 +215,15 @@ def test_flow_module_reloads_from_its_checkpoint_and_lightning_fits_as_the_plain
     u = np.random.default_rng(0).normal(size=(30, 2))
     torch.manual_seed(p.seed)
     module = FlowModule(p)
-    trainer, ckpt = _trainer(tmp_path, p.flow_steps)
-    trainer.fit(module, torch.utils.data.DataLoader(_FullBatch(u, p.flow_steps), batch_size=None))
-    loaded = FlowModule.load_from_checkpoint(ckpt.best_model_path)
+    loader = torch.utils.data.DataLoader(_FullBatch(u, p.flow_steps), batch_size=None)
+    module, loaded = fit_and_reload(module, tmp_path, loader, max_steps=p.flow_steps)
     assert loaded.p == p
-    _assert_same_weights(loaded, module)
     x = torch.as_tensor(u[:5], dtype=torch.float32)
     assert torch.equal(module.flow().log_prob(x), loaded.flow().log_prob(x))
     # fit_flow's plain loop (the pipeline's path) trains the same flow as Lightning: same seed, same steps
     plain = fit_flow(u, p)
-    trained = fit_flow(u, p, trainer=_trainer(tmp_path / "again", p.flow_steps)[0])
-    _assert_same_weights(plain.flow, trained.flow)
+    trained = fit_flow(u, p, trainer=cpu_trainer(tmp_path / "again", p.flow_steps)[0])
+    assert_same_weights(plain.flow, trained.flow)
 
 
 # ------------------------------------------------------------------------- splits, plan, experiments
