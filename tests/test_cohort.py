@@ -19,11 +19,18 @@ def _digest(folder: Path) -> dict[str, str]:
     }
 
 
-def test_same_seed_same_bytes(tmp_path, tiny_cohort, tiny_cohort_params):
-    first, _ = tiny_cohort
-    again = tmp_path / "again"
-    build_cohort(again, tiny_cohort_params, progress=False, log=lambda s: None)
-    assert _digest(first) == _digest(again)
+def test_same_seed_same_bytes(tmp_path, tiny_cohort, tiny_cohort_params, monkeypatch):
+    """The DVC stage `prepare` rebuilds the same cohort byte for byte, and its metrics are the summary."""
+    from mriqa_lib.config import Settings
+    from mriqa_lib.io import read_json
+    from mriqa_lib.stages import prepare
+
+    first, summary = tiny_cohort
+    monkeypatch.chdir(tmp_path)
+    prepare.run(Settings(cohort=tiny_cohort_params))
+    assert _digest(first) == _digest(tmp_path / "data" / "embedded")
+    metrics = read_json(tmp_path / "metrics" / "cohort.json")
+    assert {k: v for k, v in metrics.items() if k != "seconds"} == {k: v for k, v in summary.items() if k != "seconds"}
 
 
 def test_other_seed_other_images(tmp_path, tiny_cohort, tiny_cohort_params):
