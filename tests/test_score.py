@@ -110,39 +110,10 @@ def test_cli_exit_status_and_report(tmp_path, inputs, monkeypatch):
     )
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "out"
-    status = main(
-        [
-            "score",
-            str(inputs / "clean.nii.gz"),
-            str(inputs / "noisy.nii.gz"),
-            "--out",
-            str(out),
-            "--methods",
-            "bricout",
-            "--params",
-            str(root / "params.yaml"),
-            "--quiet",
-            "--no-prepare",
-        ]
-    )
+    opts = ["--out", str(out), "--methods", "bricout", "--params", str(root / "params.yaml"), "--quiet", "--no-prepare"]
+    status = main(["score", str(inputs / "clean.nii.gz"), str(inputs / "noisy.nii.gz"), *opts])
     assert status == 0
-    assert (
-        main(
-            [
-                "score",
-                str(inputs),
-                "--out",
-                str(out),
-                "--methods",
-                "bricout",
-                "--params",
-                str(root / "params.yaml"),
-                "--quiet",
-                "--no-prepare",
-            ]
-        )
-        == 1
-    )
+    assert main(["score", str(inputs), *opts]) == 1
     page = (out / "report.html").read_text()
     assert page.count("<tr") == 1 + 7 and "zuo not scored" in page
     # worst first: the noisy volume's mosaic comes before the clean one's
