@@ -79,6 +79,28 @@ def test_inpaint_dataset_masks():
     assert abs(float(target.mean())) < 1e-5 and abs(float(target.std()) - 1) < 1e-3
 
 
+def test_inpaint_masks_differ_between_loader_workers_and_epochs():
+    """Two DataLoader workers must not draw the same mask sequence (each holds a copy of the dataset's
+    generator), and a new epoch draws new masks; the same loader seed gives the same masks again."""
+    from torch.utils.data import DataLoader
+
+    from mriqa_lib.methods.ssfd.datasets import InpaintDataset
+
+    images = np.random.default_rng(0).random((8, 32, 32)).astype(np.float32)
+    ds = InpaintDataset(images, patch=4, fraction=0.25, seed=0, pool=64)
+
+    def epochs(seed: int) -> list[np.ndarray]:
+        loader = DataLoader(ds, batch_size=1, num_workers=2, generator=torch.Generator().manual_seed(seed))
+        return [np.stack([m[0, 0].numpy() for _, _, m in loader]) for _ in range(2)]
+
+    first, second = epochs(1)
+    # worker 0 serves items 0, 2, 4, 6 and worker 1 items 1, 3, 5, 7: a copied generator pairs them up
+    assert not all(np.array_equal(first[k], first[k + 1]) for k in range(0, 8, 2))
+    assert not np.array_equal(first, second)
+    again = epochs(1)
+    assert np.array_equal(first, again[0]) and np.array_equal(second, again[1])
+
+
 def test_perturbations():
     rng = np.random.default_rng(5)
     x = np.zeros((32, 32), np.float32)

@@ -31,12 +31,24 @@ class InpaintDataset(Dataset):
         )
         self.rng = np.random.default_rng(seed)
         self.fixed = fixed
+        self._worker: tuple[int, np.random.Generator] | None = None
 
     def __len__(self) -> int:
         return len(self.images)
 
+    def _generator(self) -> np.random.Generator:
+        """The seeded generator in the main process; in a DataLoader worker, one seeded by the worker's
+        torch seed (distinct per worker and per epoch, set by the loader's generator): each worker holds
+        a copy of ``self.rng``, so drawing from it would repeat the same masks in every worker."""
+        info = torch.utils.data.get_worker_info()
+        if info is None:
+            return self.rng
+        if self._worker is None or self._worker[0] != info.seed:
+            self._worker = (info.seed, np.random.default_rng(info.seed))
+        return self._worker[1]
+
     def __getitem__(self, i: int):
-        mask = self.masks[i % len(self.masks) if self.fixed else int(self.rng.integers(len(self.masks)))]
+        mask = self.masks[i % len(self.masks) if self.fixed else int(self._generator().integers(len(self.masks)))]
         x = self.images[i]
         inp = np.where(mask, 0.0, x).astype(np.float32)
         return torch.from_numpy(inp)[None], torch.from_numpy(x)[None], torch.from_numpy(mask)[None]
