@@ -94,6 +94,12 @@ class MethodSpec:
         stages: the stage steps dvc.yaml runs for the method, in order.
         claims: the paper's claims the embedded default is held to (see :mod:`mriqa_lib.claims`).
         notebook: the notebook that draws the paper's figures (``notebooks/<notebook>.ipynb``).
+        calibrate: the method's own site calibration (``mriqa calibrate``), or None when the
+            site's clean-score distribution is all it needs: ``(scorer, volumes, out_dir, settings)
+            -> dict`` fits what the method refits on a site's artifact-free ``volumes`` (prepared as
+            for `mriqa score`), writes it into ``out_dir`` and returns a JSON-able summary. The
+            method's scorer then has ``use_calibration(out_dir)``, which `mriqa score --calibration`
+            calls.
     """
 
     name: str
@@ -112,6 +118,7 @@ class MethodSpec:
     map_column: str = ""
     map_label: str = ""
     motion_rms: str = ""
+    calibrate: Callable[[Scorer, list[Volume], Path, Any], dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.flag is None:  # every method gets a report entry: its badness score, no verdict
