@@ -7,6 +7,7 @@ No torchvision: the random resized crop is an affine resampling (``affine_grid``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
@@ -40,6 +41,19 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> tor
     sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
     target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
     return F.cross_entropy(sim, target)
+
+
+def nt_xent_across(
+    z1: torch.Tensor, z2: torch.Tensor, temperature: float, gather: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """NT-Xent over every process's batch: the negatives of an image are the views of all images
+    on all GPUs, as in the authors' code, not only those of this GPU's batch.
+
+    ``gather`` stacks a tensor from every process into ``(world, N, d)`` and passes gradients back
+    (Lightning's ``all_gather(t, sync_grads=True)``). Every process then computes the loss of the
+    whole batch; DDP's gradient averaging turns the gathered gradients into that loss's gradient.
+    """
+    return nt_xent(gather(z1).flatten(0, 1), gather(z2).flatten(0, 1), temperature)
 
 
 def random_resized_crop(
@@ -107,7 +121,10 @@ class SimCLRModule(L.LightningModule):
         v2 = random_resized_crop(x, self.p.crop_scale, self.p.crop_ratio, self.gen, self.p.train_size)
         _, z = self.net(torch.cat([v1, v2]))
         z1, z2 = z.chunk(2)
-        loss = nt_xent(z1, z2, self.p.temperature)
+        if self.trainer.world_size > 1:
+            loss = nt_xent_across(z1, z2, self.p.temperature, lambda t: self.all_gather(t, sync_grads=True))
+        else:
+            loss = nt_xent(z1, z2, self.p.temperature)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
         return loss
 

@@ -1,0 +1,60 @@
+"""Multi-process training on the CPU (gloo, 2 processes): what DDP must leave unchanged."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _nt_xent_rank(rank: int, world: int, port: int, x: torch.Tensor, weight: torch.Tensor, out: dict) -> None:
+    """One process: its half of the batch through a shared linear map, NT-Xent across processes, DDP's
+    gradient (all-reduce mean)."""
+    from torch.distributed.nn.functional import all_gather
+
+    from mriqa_lib.methods.ecker.simclr import nt_xent_across
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    w = weight.clone().requires_grad_(True)
+    part = x.chunk(world)[rank]  # (n, 2, d): this process's images, two views each
+    z1, z2 = part[:, 0] @ w, part[:, 1] @ w
+    loss = nt_xent_across(z1, z2, 0.5, lambda t: torch.stack(all_gather(t)))
+    loss.backward()
+    dist.all_reduce(w.grad)
+    out[rank] = (float(loss), (w.grad / world).clone())
+    dist.destroy_process_group()
+
+
+def test_nt_xent_across_processes_equals_the_single_process_loss_and_gradient():
+    from mriqa_lib.methods.ecker.simclr import nt_xent
+
+    torch.manual_seed(0)
+    x, weight = torch.randn(8, 2, 6), torch.randn(6, 4)
+    w = weight.clone().requires_grad_(True)
+    full = nt_xent(x[:, 0] @ w, x[:, 1] @ w, 0.5)
+    full.backward()
+    # a per-process loss (negatives from the own batch only) differs: the test can tell them apart
+    local = nt_xent(x[:4, 0] @ weight, x[:4, 1] @ weight, 0.5)
+    assert abs(float(local) - float(full)) > 1e-3
+
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager:
+        out = manager.dict()
+        mp.start_processes(_nt_xent_rank, args=(2, _free_port(), x, weight, out), nprocs=2, start_method="spawn")
+        results = dict(out)
+    for rank in (0, 1):
+        loss, grad = results[rank]
+        assert loss == pytest.approx(float(full), rel=1e-5)
+        assert torch.allclose(grad, w.grad, rtol=1e-4, atol=1e-6)
