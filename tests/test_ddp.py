@@ -58,3 +58,25 @@ def test_nt_xent_across_processes_equals_the_single_process_loss_and_gradient():
         loss, grad = results[rank]
         assert loss == pytest.approx(float(full), rel=1e-5)
         assert torch.allclose(grad, w.grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("whole_volume", [False, True])
+def test_shaw_makes_its_iterations_as_optimiser_steps_on_every_process(whole_volume):
+    """Paper 3 counts iterations as optimiser steps: with 2 processes DDP's sampler gives each process
+    half the samples, so the loader must hold twice as many for each to make ``iterations`` steps."""
+    import numpy as np
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    from mriqa_lib.methods.shaw.lit import loaders
+    from mriqa_lib.methods.shaw.params import ShawParams
+
+    p = ShawParams(patch=8, batch_size=3, whole_volume=whole_volume)
+    clean = np.random.default_rng(0).random((4, 12, 12, 12)).astype(np.float16)
+    data = {"inputs": clean, "clean": clean, "gm": (clean > 0.5).astype(np.uint8), "source": np.arange(4)}
+    iterations = 7
+    single, _ = loaders(p, data, data, iterations, world_size=1)
+    assert len(single) == iterations
+    loader, _ = loaders(p, data, data, iterations, world_size=2)
+    for rank in (0, 1):  # what Lightning's distributed sampler gives each process
+        sampler = DistributedSampler(loader.dataset, num_replicas=2, rank=rank, shuffle=False)
+        assert len(DataLoader(loader.dataset, batch_size=p.batch_size, sampler=sampler)) == iterations

@@ -144,7 +144,6 @@ def _fit(
     if init is not None:
         module.start_from(init)
         _log(f"{kind}: encoder and reconstruction decoder start from the reconstruction model")
-    loader, val_loader = loaders(p, train, val, iterations, settings.trainer.num_workers)
     ckpt = PATHS.models / f"ckpt_{kind}"
     if ckpt.exists():
         shutil.rmtree(ckpt)
@@ -153,6 +152,7 @@ def _fit(
         settings.trainer,
         ckpt,
         max_epochs=1,
+        max_steps=iterations,
         monitor=None,
         val_check_interval=min(p.val_every, iterations),
         num_sanity_val_steps=0,
@@ -163,6 +163,7 @@ def _fit(
         f"training the {kind} model: {iterations} steps, patch {None if p.whole_volume else p.patch}, "
         f"lr {p.lr}, features {p.features}"
     )
+    loader, val_loader = loaders(p, train, val, iterations, settings.trainer.num_workers, trainer.world_size)
     with CostMonitor() as cost:
         trainer.fit(module, loader, val_loader)
     logged = {k: float(v) for k, v in trainer.callback_metrics.items()}

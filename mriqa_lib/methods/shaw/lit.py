@@ -93,14 +93,19 @@ def multitask_set(train: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def loaders(
-    p: Any, train: dict[str, np.ndarray], val: dict[str, np.ndarray], iterations: int, num_workers: int = 0
+    p: Any,
+    train: dict[str, np.ndarray],
+    val: dict[str, np.ndarray],
+    iterations: int,
+    num_workers: int = 0,
+    world_size: int = 1,
 ) -> tuple[DataLoader, DataLoader]:
-    """Training loader (``iterations`` batches of patches, or whole volumes with ``p.whole_volume``)
-    and validation loader (each validation volume once)."""
+    """Training loader (``iterations`` batches of patches, or whole volumes with ``p.whole_volume``,
+    for each of ``world_size`` processes: DDP's sampler splits the samples between them, and the
+    paper's iterations are optimiser steps) and validation loader (each validation volume once)."""
     patch = None if p.whole_volume else p.patch
-    ds = PatchDataset(
-        train["inputs"], train["clean"], train["gm"], train["source"], iterations * p.batch_size, patch, p.seed
-    )
+    length = iterations * p.batch_size * world_size
+    ds = PatchDataset(train["inputs"], train["clean"], train["gm"], train["source"], length, patch, p.seed)
     loader = DataLoader(ds, batch_size=p.batch_size, shuffle=False, num_workers=num_workers)
     val_loader = DataLoader(
         VolumeDataset(val["inputs"], val["clean"], val["gm"], val["source"]), batch_size=1, num_workers=num_workers
