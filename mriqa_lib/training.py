@@ -147,3 +147,17 @@ def build_trainer(
     )
     kwargs.update(overrides)
     return L.Trainer(**kwargs)
+
+
+def gather_all(t: Any) -> Any:
+    """The tensor ``t`` of every DDP process, concatenated along dim 0 in rank order (``t`` itself
+    when no process group runs). Sizes may differ between processes, so that a metric of the whole
+    validation set (R^2, balanced accuracy) is computed on all of it, not averaged over processes."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return t
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, t.detach().cpu())
+    return torch.cat(parts)

@@ -80,3 +80,26 @@ def test_shaw_makes_its_iterations_as_optimiser_steps_on_every_process(whole_vol
     for rank in (0, 1):  # what Lightning's distributed sampler gives each process
         sampler = DistributedSampler(loader.dataset, num_replicas=2, rank=rank, shuffle=False)
         assert len(DataLoader(loader.dataset, batch_size=p.batch_size, sampler=sampler)) == iterations
+
+
+def _gather_rank(rank: int, world: int, port: int, out: dict) -> None:
+    from mriqa_lib.training import gather_all
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    part = torch.arange(10)[:3] if rank == 0 else torch.arange(10)[3:]  # unequal shares: 3 and 7
+    out[rank] = gather_all(part).tolist()
+    dist.destroy_process_group()
+
+
+def test_validation_metrics_see_the_whole_set_on_every_process():
+    """gather_all hands every process all validation predictions (unequal shares), in rank order, so a
+    whole-set metric such as balanced accuracy is computed once on all of them, not averaged."""
+    from mriqa_lib.training import gather_all
+
+    assert gather_all(torch.arange(4)).tolist() == [0, 1, 2, 3]  # no process group: unchanged
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager:
+        out = manager.dict()
+        mp.start_processes(_gather_rank, args=(2, _free_port(), out), nprocs=2, start_method="spawn")
+        assert dict(out) == {0: list(range(10)), 1: list(range(10))}

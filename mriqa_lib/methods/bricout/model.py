@@ -11,6 +11,7 @@ from torch import nn
 
 from mriqa_lib.metrics import balanced_accuracy, r2_score
 from mriqa_lib.models.sfcn import SFCN, SFCNClassifier, SFCNEncoder
+from mriqa_lib.training import gather_all
 
 
 def bin_centres(bin_range: Sequence[float] = (-0.8, 4.8), n_bins: int = 50) -> np.ndarray:
@@ -104,9 +105,9 @@ class MotionRegressor(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         if self._val:
-            pred = torch.cat([p for p, _ in self._val]).numpy()
-            true = torch.cat([t for _, t in self._val]).numpy()
-            self.log("val_r2", r2_score(true, pred), prog_bar=True, sync_dist=True)
+            pred = gather_all(torch.cat([p for p, _ in self._val])).numpy()  # the whole validation set
+            true = gather_all(torch.cat([t for _, t in self._val])).numpy()
+            self.log("val_r2", r2_score(true, pred), prog_bar=True)
         self._val = []
 
     def configure_optimizers(self):
@@ -163,9 +164,9 @@ class QCClassifier(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         if self._val:
-            pred = torch.cat([p for p, _ in self._val]).numpy()
-            true = torch.cat([t for _, t in self._val]).numpy()
-            self.log("val_bal_acc", balanced_accuracy(true, pred), prog_bar=True, sync_dist=True)
+            pred = gather_all(torch.cat([p for p, _ in self._val])).numpy()  # the whole validation set
+            true = gather_all(torch.cat([t for _, t in self._val])).numpy()
+            self.log("val_bal_acc", balanced_accuracy(true, pred), prog_bar=True)
         self._val = []
 
     def configure_optimizers(self):
