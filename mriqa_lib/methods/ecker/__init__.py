@@ -23,6 +23,14 @@ def load_scorer(model_dir: Path, settings: Any):
     return load(model_dir, settings)
 
 
+def calibrate(scorer, volumes, out_dir: Path, settings: Any) -> dict:
+    """`mriqa calibrate` hook: a reference bank of the site's own scans (HQ) and their simulated LQ
+    versions (see :mod:`.calibrate`)."""
+    from .calibrate import calibrate as run
+
+    return run(scorer, volumes, out_dir, settings)
+
+
 def _is_lq(row: dict[str, Any]) -> bool | None:
     return None if cell(row, "ecker_class") is None else row["ecker_class"] == "LQ"
 
@@ -34,6 +42,7 @@ SPEC = register(
         title="SimCLR zero-shot HQ/LQ classification (Ecker et al.)",
         params=EckerParams,
         load_scorer=load_scorer,
+        calibrate=calibrate,
         badness="ecker_lq_margin",
         badness_sign=1.0,
         flag=Flag("ecker_lq_margin", 0.0, "LQ: more similar to the low-quality references (margin > 0)", _is_lq),

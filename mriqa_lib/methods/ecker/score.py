@@ -26,6 +26,10 @@ class Scorer(registry.Scorer):
 
     def __init__(self, net, params, refs: dict, conform_grid: bool, lq: tuple[str, ...] = ("motion", "noise")) -> None:
         self.net, self.p, self.conform_grid = net, params, conform_grid
+        self._set_bank(refs, lq)
+
+    def _set_bank(self, refs: dict, lq: tuple[str, ...]) -> None:
+        """Use the reference bank ``refs`` (keys of ``references.npz``), comparing with the ``lq`` sets."""
         self.pool = pd.DataFrame(
             {
                 "participant_id": refs["participant_id"],
@@ -40,6 +44,18 @@ class Scorer(registry.Scorer):
         # A user's scan may carry either artifact of the paper: compare with each LQ set and keep
         # the one it resembles most (the paper's test sets each used one kind).
         self.hq, self.lq_banks = refs["hq"], {k: refs[k] for k in lq}
+
+    def use_calibration(self, folder: Path) -> None:
+        """Score against the site's reference bank that ``mriqa calibrate`` wrote into ``folder``
+        (``references.npz``: HQ = the site's scans, LQ = their simulated versions) from now on.
+
+        Raises:
+            MriqaInputError: the bank is missing, damaged or made with another model (names the file).
+        """
+        from .calibrate import load_bank
+
+        lq = tuple(self.lq_banks)
+        self._set_bank(load_bank(Path(folder), self.net.feature_dim, self.p.n_slices, lq), lq)
 
     def score(
         self,
