@@ -23,6 +23,13 @@ def load_scorer(model_dir: Path, settings: Any):
     return load(model_dir, settings)
 
 
+def calibrate(scorer, volumes, out_dir: Path, settings: Any) -> dict:
+    """`mriqa calibrate` hook: density and tau thresholds refitted on the site's latents (see :mod:`.calibrate`)."""
+    from .calibrate import calibrate as run
+
+    return run(scorer, volumes, out_dir, settings)
+
+
 def _below_tau5(row: dict[str, Any]) -> bool | None:
     return None if cell(row, "zuo_flag5") is None else str(row["zuo_flag5"]) in ("True", "true", "1")
 
@@ -34,6 +41,7 @@ SPEC = register(
         title="contrastive artifact latent and RealNVP density (Zuo et al.)",
         params=ZuoParams,
         load_scorer=load_scorer,
+        calibrate=calibrate,
         badness="zuo_logdensity",
         badness_sign=-1.0,
         flag=Flag("zuo_logdensity", "zuo_threshold5", "log-density below the 5 % tau threshold", _below_tau5),

@@ -26,13 +26,29 @@ class Scorer(registry.Scorer):
             torch.set_num_threads(trainer.threads)
         self.encoder, self.density, self.p = load_model(model_dir, p)
 
+    def latent(self, volume: Volume) -> np.ndarray:
+        """The volume-level artifact feature m, shape (2,), prepared and encoded as in the pipeline
+        (centre slices stored as float16 there)."""
+        data = prepare_volume(volume, self.p)
+        return volume_m(self.encoder, centre_axial(data, self.p).astype(np.float16).astype(np.float32))
+
+    def use_calibration(self, folder: str | Path) -> None:
+        """Score with the site's density and tau thresholds that ``mriqa calibrate`` wrote into
+        ``folder`` (``density.json``, plus ``flow.pt`` for a refitted flow) from now on.
+
+        Raises:
+            MriqaInputError: a file is missing, damaged or does not fit the model (names the file).
+        """
+        from .calibrate import load_density
+
+        self.density = load_density(Path(folder), self.p)
+
     def score(self, volume: Volume, reference: Volume | None = None, maps_dir: str | Path | None = None) -> dict:
         """Columns ``zuo_logdensity`` (natural log of p_M(m)), ``zuo_flag5`` / ``zuo_flag3`` (True:
         density below the 5 % / 3 % percentile of the training densities), ``zuo_threshold5`` /
         ``zuo_threshold3`` (those log-density thresholds), ``zuo_m1``, ``zuo_m2``.
         ``reference`` and ``maps_dir`` are unused (the method needs no reference and makes no map)."""
-        data = prepare_volume(volume, self.p)
-        m = volume_m(self.encoder, centre_axial(data, self.p).astype(np.float16).astype(np.float32))
+        m = self.latent(volume)
         logp = float(self.density.log_density(m)[0])
         out = {"zuo_logdensity": logp, "zuo_m1": float(m[0]), "zuo_m2": float(m[1])}
         for tau, thr in self.density.thresholds.items():
