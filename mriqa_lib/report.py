@@ -306,6 +306,16 @@ def summary_html(frame: Any, records: list[dict[str, Any]], unavailable: dict[st
     )
 
 
+def calibration_html(frame: Any, notes: list[str]) -> str:
+    """One line: what the scores are relative to (the ``calibration`` column), and the calibration's notes."""
+    said = [_text(v) for v in frame["calibration"]] if "calibration" in frame else []
+    said = list(dict.fromkeys(v for v in said if v))
+    if not said and not notes:
+        return ""
+    text = "; ".join(["Scores: " + " / ".join(said) if said else "Calibration"] + list(notes))
+    return f'<p id="calibration" class="muted">{_esc(text)}.</p>'
+
+
 # ---------------------------------------------------------------- strip plots
 
 
@@ -541,6 +551,10 @@ def _verdict_chip(method: str, rec: dict[str, Any]) -> str:
     else:
         cls, words = "v-none", "no verdict" if score is not None else "not scored"
     title = f"{flag.score}{value}; {flag.rule}"
+    z, pct = _num(rec.get(f"{method}_site_z")), _num(rec.get(f"{method}_site_pct"))
+    if z is not None and pct is not None:  # relative to the calibration's clean scans (line under the summary)
+        value += f" (z {z:+.1f}, pct {pct:.0f})"
+        title += "; z-score and percentile of the badness among the calibration's clean scans (larger = worse)"
     return (
         f'<span class="v {cls}" data-method="{_esc(method)}" title="{_esc(title)}">'
         f"{_esc(_label(method))}{_esc(value)}: {_esc(words)}</span>"
@@ -684,8 +698,17 @@ def table_html(frame: Any, records: list[dict[str, Any]]) -> str:
 # ---------------------------------------------------------------- page
 
 
-def write_report(frame: Any, out_dir: Path, unavailable: dict[str, str] | None = None, max_mosaics: int = 200) -> Path:
-    """Write ``out_dir/report.html`` from the scores table: summary, plots, cards worst first, table."""
+def write_report(
+    frame: Any,
+    out_dir: Path,
+    unavailable: dict[str, str] | None = None,
+    max_mosaics: int = 200,
+    calibration_notes: list[str] | None = None,
+) -> Path:
+    """Write ``out_dir/report.html`` from the scores table: summary, plots, cards worst first, table.
+
+    ``calibration_notes``: what the site calibration did not cover, said under the summary.
+    """
     frame = order_worst_first(frame)
     records = frame.to_dict("records")
     methods = methods_in(frame)
@@ -697,6 +720,7 @@ def write_report(frame: Any, out_dir: Path, unavailable: dict[str, str] | None =
 <p class="muted">Scans are ordered worst first: those with errors, then by <code>rank</code> (mean rank over
 the methods' scores, 1 = worst).</p>
 {summary_html(frame, records, dict(unavailable or {}))}
+{calibration_html(frame, list(calibration_notes or []))}
 {plots_html(frame, records)}
 {cards_html(records, methods, has_prep, max_mosaics)}
 {table_html(frame, records)}

@@ -167,17 +167,26 @@ def _write_prep(prep_dir: Path | None, volume: Volume, mask: Volume | None, imag
 
 
 def score_volume(
-    item: InputItem, run: ScoreRun, reference: Volume | None = None, maps_dir: Path | None = None, prepare: Any = None
+    item: InputItem,
+    run: ScoreRun,
+    reference: Volume | None = None,
+    maps_dir: Path | None = None,
+    prepare: Any = None,
+    calibration: Any = None,
 ) -> dict[str, Any]:
     """Score one file with every loaded method; never raises: problems go to ``error``.
 
     ``prepare``: the preparation settings (None = use the volume as is); a refused input gets
-    an error row ``preparation: <reason>`` and no method's score.
+    an error row ``preparation: <reason>`` and no method's score. ``calibration``
+    (:class:`mriqa_lib.calibration.Calibration`, already applied to ``run``): adds each calibrated
+    method's ``<m>_site_z`` / ``<m>_site_pct`` after its raw columns, and says what they are
+    relative to in ``calibration``.
     """
     from mriqa_lib.prepare import PrepareError
 
     row: dict[str, Any] = {"path": str(item.path), "subject": item.subject, "session": item.session}
-    errors = []
+    if calibration is not None:
+        row["calibration"] = calibration.label
     start = time.perf_counter()
     try:
         volume, prep = prepare_input(
@@ -190,6 +199,22 @@ def score_volume(
     except PrepareError as exc:
         row.update(exc.record, error=f"preparation: {exc}", runtime_s=round(time.perf_counter() - start, 3))
         return row
+    errors = _score_methods(row, volume, run, reference, maps_dir, calibration)
+    row["runtime_s"] = round(time.perf_counter() - start, 3)
+    row["error"] = "; ".join(errors)
+    return row
+
+
+def _score_methods(
+    row: dict[str, Any],
+    volume: Volume,
+    run: ScoreRun,
+    reference: Volume | None,
+    maps_dir: Path | None,
+    calibration: Any,
+) -> list[str]:
+    """Add every loaded method's columns (and seconds) to ``row``; returns the methods' errors."""
+    errors = []
     known = registry.methods()
     for m, scorer in run.scorers.items():
         t0 = time.perf_counter()
@@ -198,14 +223,14 @@ def score_volume(
             if maps_dir is not None and m in known and known[m].map_column:
                 kwargs["maps_dir"] = maps_dir
             row.update(scorer.score(volume, **kwargs))
+            if calibration is not None:
+                row.update(calibration.relative(m, row))
         except Exception as exc:  # noqa: BLE001 (report and go on with the other methods)
             errors.append(f"{m}: {type(exc).__name__}: {exc}")
             if not isinstance(exc, (MriqaInputError, ValueError)):
                 traceback.print_exc()
         row[f"{m}_seconds"] = round(time.perf_counter() - t0, 3)
-    row["runtime_s"] = round(time.perf_counter() - start, 3)
-    row["error"] = "; ".join(errors)
-    return row
+    return errors
 
 
 def badness_rank(frame: Any) -> Any:
@@ -229,11 +254,13 @@ def score_inputs(
     reference: Volume | None = None,
     progress: bool = True,
     prepare: Any = None,
+    calibration: Any = None,
 ) -> Any:
     """Score every item into ``out_dir/scores.tsv`` (resuming unless ``force``); return the table.
 
     ``prepare``: preparation settings (:class:`mriqa_lib.prepare.PreparationParams`) or None to
-    score the volumes as they are; the prepared files go to ``out_dir/prep``.
+    score the volumes as they are; the prepared files go to ``out_dir/prep``. ``calibration``: see
+    :func:`score_volume`; rows scored under another calibration are scored again.
     """
     import pandas as pd
     from tqdm import tqdm
@@ -247,7 +274,8 @@ def score_inputs(
             done = isinstance(rec.get("error"), float) or not rec.get("error")
             wanted = all(f"{m}_seconds" in rec and not pd.isna(rec[f"{m}_seconds"]) for m in run.scorers)
             same_prep = (str(rec.get("prep", "off")) == "off") == (prepare is None)
-            if done and wanted and same_prep:
+            same_cal = calibration is None or rec.get("calibration") == calibration.label
+            if done and wanted and same_prep and same_cal:
                 rec["error"] = ""
                 rows[rec["path"]] = rec
     todo = [i for i in items if str(i.path) not in rows]
@@ -255,7 +283,7 @@ def score_inputs(
         print(f"{len(items) - len(todo)} volume(s) already scored in {tsv} (use --force to redo)")
     maps_dir = out_dir / "maps"
     for item in tqdm(todo, desc="scoring", unit="vol", disable=not progress):
-        rows[str(item.path)] = score_volume(item, run, reference, maps_dir, prepare)
+        rows[str(item.path)] = score_volume(item, run, reference, maps_dir, prepare, calibration)
         write_tsv(tsv, _frame([rows[str(i.path)] for i in items if str(i.path) in rows]))
     frame = _frame([rows[str(i.path)] for i in items])
     write_tsv(tsv, frame)
@@ -267,7 +295,7 @@ def _frame(rows: list[dict[str, Any]]) -> Any:
 
     frame = pd.DataFrame(rows)
     first = ["path", "subject", "session"]
-    last = [c for c in frame.columns if c.endswith("_seconds")] + ["runtime_s", "error"]
+    last = [c for c in frame.columns if c.endswith("_seconds")] + ["calibration", "runtime_s", "error"]
     middle = [c for c in frame.columns if c not in first and c not in last]
     cols = [c for c in first + middle + last if c in frame.columns]
     return frame[cols]
