@@ -14,7 +14,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from mriqa_lib import __version__
 
-COMMANDS = ("cohort", "corrupt", "stage", "notebook", "profile", "check", "score", "readme")
+COMMANDS = ("cohort", "corrupt", "stage", "notebook", "profile", "check", "score", "calibrate", "readme")
 
 
 _NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")

@@ -58,6 +58,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="skip brain extraction and registration: only for inputs known to be brain-only in the "
         "template space already (as the embedded cohort is)",
     )
+    p.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="site calibration from `mriqa calibrate`: adds METHOD_site_z and METHOD_site_pct (the score "
+        "relative to the site's clean scans) and lets P1/P2-style methods use their site refit; without it "
+        "the embedded calibration CHECKPOINTS/calibration (synthetic cohort) is used when present",
+    )
     p.add_argument("--force", action="store_true", help="re-score volumes already in OUT/scores.tsv")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -89,6 +98,7 @@ def _without_full_reference(methods: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mriqa_lib.calibration import resolve_calibration
     from mriqa_lib.config import load_settings
     from mriqa_lib.report import write_report
     from mriqa_lib.scoring import discover_inputs, load_scorers, score_inputs
@@ -107,12 +117,12 @@ def run(args: argparse.Namespace) -> int:
     if not loaded.scorers:
         print("no method could be loaded: " + "; ".join(f"{m}: {w}" for m, w in loaded.unavailable.items()))
         return 1
-    print(f"scoring {len(items)} volume(s) with {', '.join(loaded.scorers)} -> {args.out}")
-    frame = score_inputs(
-        items, loaded, args.out, force=args.force, reference=reference, progress=not args.quiet, prepare=prepare
-    )
+    calibration = resolve_calibration(args.calibration, args.checkpoints, loaded)
+    print(f"scoring {len(items)} volume(s) with {', '.join(loaded.scorers)} -> {args.out}; {calibration.label}")
+    opts = {"force": args.force, "reference": reference, "progress": not args.quiet, "prepare": prepare}
+    frame = score_inputs(items, loaded, args.out, calibration=calibration, **opts)
     if not args.no_report:
-        print(f"report -> {write_report(frame, args.out, loaded.unavailable)}")
+        print(f"report -> {write_report(frame, args.out, loaded.unavailable, calibration_notes=calibration.notes)}")
     n_bad = int((frame["error"].fillna("").astype(str).str.len() > 0).sum())
     print(f"{len(frame) - n_bad} scored, {n_bad} failed -> {args.out / 'scores.tsv'}")
     return 1 if n_bad else 0
