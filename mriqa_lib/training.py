@@ -7,6 +7,7 @@ under the logger), and the best one is what the stages keep.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import sys
@@ -161,3 +162,35 @@ def gather_all(t: Any) -> Any:
     parts: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(parts, t.detach().cpu())
     return torch.cat(parts)
+
+
+#: what multi-process launchers (torchrun, SLURM's srun, Lightning's own DDP launcher) set per process
+RANK_VARIABLES = ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK", "JSM_NAMESPACE_RANK")
+#: what a stage writes (relative to the repository root); everything else at the root is input
+OUTPUT_FOLDERS = ("models", "metrics", "results", "figures")
+
+
+def is_rank_zero() -> bool:
+    """True unless this process is a DDP/SLURM process other than the first (global rank 0 has every
+    launcher rank variable unset or 0; a run launched alone has none)."""
+    return all(int(os.environ.get(k) or 0) == 0 for k in RANK_VARIABLES)
+
+
+@contextlib.contextmanager
+def scratch_outputs(root: str | os.PathLike = "."):
+    """Run the body in a throwaway copy of ``root`` whose inputs are links to ``root``'s and whose
+    output folders (``OUTPUT_FOLDERS``) are empty: what a DDP process other than rank 0 writes (its
+    ``rmtree`` included) lands there and is deleted, so the ranks leave one set of outputs."""
+    import tempfile
+
+    root = Path(root).resolve()
+    previous = Path.cwd()
+    with tempfile.TemporaryDirectory(prefix="mriqa-rank-") as tmp:
+        for entry in root.iterdir():
+            if entry.name not in OUTPUT_FOLDERS:
+                (Path(tmp) / entry.name).symlink_to(entry)
+        os.chdir(tmp)
+        try:
+            yield Path(tmp)
+        finally:
+            os.chdir(previous)

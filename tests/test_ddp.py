@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -103,3 +104,107 @@ def test_validation_metrics_see_the_whole_set_on_every_process():
         out = manager.dict()
         mp.start_processes(_gather_rank, args=(2, _free_port(), out), nprocs=2, start_method="spawn")
         assert dict(out) == {0: list(range(10)), 1: list(range(10))}
+
+
+# ------------------------------------------------------------------ one set of outputs from N processes
+CALLS: list[str] = []
+
+
+def synthesize(settings) -> None:
+    CALLS.append("synthesize")
+
+
+def train(settings) -> None:
+    """What a training step does: clear its model folder, read its inputs, write its outputs."""
+    import shutil
+
+    CALLS.append("train")
+    shutil.rmtree("models/ddptoy", ignore_errors=True)
+    Path("models/ddptoy").mkdir(parents=True)
+    Path("models/ddptoy/weights.txt").write_text(Path("data/input.txt").read_text() + f" from {os.getcwd()}")
+
+
+@pytest.fixture()
+def ddptoy(tmp_path, monkeypatch):
+    from pydantic import BaseModel
+
+    from mriqa_lib.methods import registry
+
+    class ToyParams(BaseModel):
+        seed: int = 0
+
+    registry.register(
+        registry.MethodSpec(
+            name="ddptoy", paper="P9", title="toy", params=ToyParams, load_scorer=lambda d, s: None,
+            badness="ddptoy_score", stage_module=__name__, stages=("synthesize", "train"),
+        )
+    )  # fmt: skip
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "input.txt").write_text("input")
+    (tmp_path / "models" / "ddptoy").mkdir(parents=True)
+    (tmp_path / "models" / "ddptoy" / "old.txt").write_text("previous run")
+    (tmp_path / "params.yaml").write_text((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    for k in ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK", "JSM_NAMESPACE_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.chdir(tmp_path)
+    CALLS.clear()
+    yield tmp_path
+    registry.unregister("ddptoy")
+
+
+@pytest.mark.parametrize("variable", ["RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"])
+def test_a_process_other_than_rank_zero_trains_but_writes_nothing(ddptoy, monkeypatch, variable):
+    from mriqa_lib.cli import main
+    from mriqa_lib.training import is_rank_zero
+
+    assert is_rank_zero()
+    monkeypatch.setenv(variable, "1")
+    assert not is_rank_zero()
+    assert main(["stage", "ddptoy", "synthesize"]) == 0 and CALLS == []  # only rank 0 synthesizes
+    assert main(["stage", "ddptoy", "train"]) == 0 and CALLS == ["train"]  # every rank trains
+    # its rmtree and its writes went to a throwaway folder: rank 0's outputs are untouched
+    assert sorted(p.name for p in (ddptoy / "models" / "ddptoy").iterdir()) == ["old.txt"]
+    assert Path.cwd() == ddptoy and not list(ddptoy.glob("mriqa-rank-*"))
+
+
+def test_rank_zero_writes_the_outputs(ddptoy):
+    from mriqa_lib.cli import main
+
+    assert main(["stage", "ddptoy", "synthesize"]) == 0 and main(["stage", "ddptoy", "train"]) == 0
+    assert CALLS == ["synthesize", "train"]
+    weights = ddptoy / "models" / "ddptoy" / "weights.txt"
+    assert sorted(p.name for p in weights.parent.iterdir()) == ["weights.txt"]
+    assert weights.read_text() == f"input from {ddptoy}"
+
+
+def test_a_two_process_ddp_training_leaves_one_set_of_outputs(stage_cohort, tmp_path):
+    """`mriqa stage ssfd train` with 2 CPU processes (Lightning's DDP launcher re-runs the command for
+    rank 1): both train, rank 0 writes models/ssfd, rank 1's copies vanish with its scratch folder."""
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(stage_cohort, tmp_path / "data" / "embedded")
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    raw["ssfd"].update(
+        slices_per_subject=2, n_coils=2, encoder_channels=[4] * 5, group_norm_groups=2, pretext_epochs=1,
+        recon_epochs=1, recon_channels=[4, 4], pretext_batch_size=4, recon_batch_size=4,
+    )  # fmt: skip
+    raw["trainer"].update(accelerator="cpu", devices=2, strategy="ddp", threads=1)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch), "PYTHONPATH": str(root)}
+    for k in ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK", "JSM_NAMESPACE_RANK", "SLURM_NTASKS"):
+        env.pop(k, None)
+    for step in ("synthesize", "train"):
+        run = subprocess.run([sys.executable, "-m", "mriqa_lib.cli", "stage", "ssfd", step], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.count("metrics -> metrics/ssfd_train.json") == 2  # both processes ran the whole step
+    assert {"inpaint.pt", "recon.pt"} <= {p.name for p in (tmp_path / "models" / "ssfd").iterdir()}
+    assert (tmp_path / "metrics" / "ssfd_train.json").exists()
+    assert not list(scratch.glob("mriqa-rank-*"))  # rank 1's outputs went and were removed

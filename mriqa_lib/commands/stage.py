@@ -2,6 +2,9 @@
 
 The methods and their steps come from the registry (:mod:`mriqa_lib.methods.registry`): STEP is a
 function of the method's ``stage_module`` taking the settings.
+
+Under a multi-process launch (DDP, ``srun``), only rank 0 writes: other ranks run ``train`` (they
+take part in the training) with their outputs in a throwaway folder, and skip the other steps.
 """
 
 from __future__ import annotations
@@ -41,10 +44,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mriqa_lib.config import ConfigError, load_settings
     from mriqa_lib.methods import registry
+    from mriqa_lib.training import is_rank_zero, scratch_outputs
 
     settings = load_settings(args.params)
     if args.step is None and args.name in SINGLE:
-        importlib.import_module(SINGLE[args.name]).run(settings)
+        if is_rank_zero():  # neither stage trains: other processes of a launch have nothing to do
+            importlib.import_module(SINGLE[args.name]).run(settings)
         return 0
     spec = registry.methods().get(args.name)
     if spec is None or args.step not in spec.stages:
@@ -52,5 +57,12 @@ def run(args: argparse.Namespace) -> int:
             f"unknown stage '{args.name} {args.step}'; methods: {', '.join(registry.names())}; "
             f"steps: {', '.join(spec.stages if spec else _steps())}"
         )
-    getattr(importlib.import_module(spec.stage_module), args.step)(settings)
+    step = getattr(importlib.import_module(spec.stage_module), args.step)
+    if is_rank_zero():
+        step(settings)
+    elif args.step == "train":  # every DDP process trains; only rank 0's outputs are kept
+        with scratch_outputs():
+            step(settings)
+    else:
+        print(f"{args.name} {args.step}: not rank 0 of a multi-process launch; rank 0 runs this step")
     return 0
