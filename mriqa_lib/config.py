@@ -34,6 +34,7 @@ __all__ = [
     "Settings",
     "SiteParams",
     "TrainerParams",
+    "apply_overrides",
     "deep_merge",
     "default_cohort_params",
     "format_validation_error",
@@ -281,9 +282,35 @@ def read_yaml(path: str | os.PathLike) -> Any:
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
 
 
-def load_settings(path: str | os.PathLike = PARAMS_FILE) -> Settings:
-    """Read and validate params.yaml (or another profile file)."""
-    return parse_settings(read_yaml(path), str(path))
+def load_settings(path: str | os.PathLike = PARAMS_FILE, overrides: list[str] | None = None) -> Settings:
+    """Read and validate params.yaml (or another profile file), with ``SECTION.KEY=VALUE`` overrides."""
+    raw = read_yaml(path)
+    if overrides:
+        raw = apply_overrides(raw if isinstance(raw, dict) else {}, overrides)
+    return parse_settings(raw, f"{path} + {' '.join(overrides)}" if overrides else str(path))
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """``raw`` with each ``a.b.c=VALUE`` set (VALUE read as YAML: 4 -> int, [1, 2] -> list, gpu -> str).
+
+    Raises:
+        ConfigError: an override without ``=`` or a dotted key, or one that descends into a non-mapping.
+    """
+    out = deep_merge(raw, {})
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) < 2 or not all(parts):
+            raise ConfigError(f"override '{item}': expected SECTION.KEY=VALUE, e.g. trainer.devices=4")
+        node = out
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{item}': '{part}' is a value, not a section")
+            node[part] = child = dict(child)
+            node = child
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
 
 
 def deep_merge(base: dict, overlay: dict) -> dict:

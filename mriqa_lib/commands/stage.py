@@ -38,6 +38,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", help=f"{', '.join(SINGLE)}, or a method name")
     p.add_argument("step", nargs="?", default=None, help=f"{', '.join(steps[:-1])} or {steps[-1]} (methods only)")
     p.add_argument("--params", type=Path, default=Path("params.yaml"))
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one setting for this run only, e.g. --set trainer.devices=4 (repeatable)",
+    )
     p.set_defaults(func=run)
 
 
@@ -46,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from mriqa_lib.methods import registry
     from mriqa_lib.training import is_rank_zero, scratch_outputs
 
-    settings = load_settings(args.params)
+    settings = load_settings(args.params, args.overrides)
     if args.step is None and args.name in SINGLE:
         if is_rank_zero():  # neither stage trains: other processes of a launch have nothing to do
             importlib.import_module(SINGLE[args.name]).run(settings)
