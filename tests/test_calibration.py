@@ -263,3 +263,8 @@ def test_cli_round_trip_report_and_embedded_calibration(toys, tmp_path, capsys):
     assert set(frame.calibration) == {"relative to the synthetic embedded cohort (no site calibration)"}
     assert list(frame.toyhook_sim) == pytest.approx([-m for m in _means(scans)], abs=1e-4)  # raw: no hook used
     assert "relative to the synthetic embedded cohort" in (tmp_path / "qc_embedded" / "report.html").read_text()
+    # a stale embedded calibration (the model changed since) is not used, and the report says so
+    (toys / "toyc" / "weights.bin").write_bytes(b"retrained")
+    frame = _score(scans, tmp_path / "qc_stale", toys, "--force")
+    assert set(frame.calibration) == {cal.NO_CALIBRATION} and "toyc_site_z" not in frame
+    assert "embedded calibration not used" in (tmp_path / "qc_stale" / "report.html").read_text()
