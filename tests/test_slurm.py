@@ -43,10 +43,15 @@ def test_the_script_trains_one_method_with_srun():
 @pytest.mark.parametrize("procid", [0, 5])
 def test_lightning_reads_the_allocation_and_only_rank_zero_writes(procid, monkeypatch, tmp_path):
     from lightning.fabric.plugins.environments import SLURMEnvironment
+    from lightning.fabric.utilities import rank_zero as fabric_rank_zero
+    from lightning.pytorch.utilities import rank_zero
 
     from mriqa_lib.config import load_settings
     from mriqa_lib.training import build_trainer, is_rank_zero
 
+    # the Trainer sets the process-wide rank; restore it, or later tests' loggers stay silent
+    monkeypatch.setattr(rank_zero.rank_zero_only, "rank", rank_zero.rank_zero_only.rank)
+    monkeypatch.setattr(fabric_rank_zero.rank_zero_only, "rank", fabric_rank_zero.rank_zero_only.rank)
     options, words = parse_sbatch(SCRIPT)
     env = slurm_env(options, procid)
     for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE"):
