@@ -21,8 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from mriqa_lib.io import MriqaInputError, Volume, load_nifti, read_json, write_json
+from mriqa_lib.io import MriqaInputError, Volume, atomic_dir, load_nifti, read_json, write_json
 from mriqa_lib.methods import registry
 
 __all__ = [
@@ -74,8 +72,9 @@ def site_percentile(value: float, clean: list[float], sign: float) -> float:
 
     100 = worse than every clean scan, 50 = as bad as the median clean scan.
     """
-    bad, ref = sign * value, sign * np.asarray(clean, dtype=float)
-    return float(100.0 * (np.sum(ref < bad) + 0.5 * np.sum(ref == bad)) / len(ref))
+    from scipy.stats import percentileofscore
+
+    return float(percentileofscore(sign * np.asarray(clean, dtype=float), sign * value, kind="mean"))
 
 
 def model_fingerprint(model_dir: str | Path) -> str:
@@ -286,35 +285,6 @@ def _method_entry(m: str, scorer: Any, volumes: list[Volume], folder: Path, sett
     }
 
 
-def _build_atomically(out: Path, force: bool, build: Callable[[Path], None]) -> None:
-    """Run ``build(tmp)`` on a fresh sibling folder of ``out``, then rename it to ``out``.
-
-    A failure leaves no ``out`` (and any existing one untouched); an existing non-empty ``out`` is
-    refused unless ``force``, then replaced only once the new one is complete.
-    """
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise MriqaInputError(f"{out}: exists and is not empty; use --force to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    old = out.parent / f"{tmp.name}.old"
-    try:
-        build(tmp)
-        if out.exists():
-            out.rename(old)
-        try:
-            tmp.rename(out)
-        except OSError:
-            if old.exists():
-                old.rename(out)  # put the previous calibration back
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    if old.is_dir():
-        shutil.rmtree(old)
-    elif old.exists():
-        old.unlink()
-
-
 def _skipped(run: Any) -> dict[str, str]:
     """Methods of ``run`` (a ScoreRun) not calibrated, with why: full-reference or not loaded."""
     specs = registry.methods()
@@ -375,7 +345,10 @@ def calibrate(
     if not todo:
         raise MriqaInputError("no no-reference method loaded to calibrate: " + "; ".join(manifest["skipped"].values()))
 
-    def build(tmp: Path) -> None:
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise MriqaInputError(f"{out}: exists and is not empty; use --force to replace it")
+    with atomic_dir(out) as tmp:  # a failure leaves no half-written folder and any previous one intact
         volumes = clean_volumes(items, prepare, progress)
         for m in todo:
             entry = {"model": model_fingerprint(checkpoints / m), "model_dir": str(checkpoints / m)}
@@ -383,8 +356,6 @@ def calibrate(
             clean = manifest["methods"][m]["clean_badness"]
             log(f"{m}: {len(clean)} clean scans, mean {np.mean(clean):.4g}, sd {np.std(clean, ddof=1):.2g}")
         write_json(tmp / MANIFEST, manifest)
-
-    _build_atomically(Path(out), force, build)
     if len(items) < FEW_SCANS:
         log(f"note: only {len(items)} scans; {FEW_SCANS} or more give a usable sd")
     return manifest

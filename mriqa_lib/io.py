@@ -156,6 +156,34 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             tmp_path.unlink()
 
 
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh empty folder beside ``path`` to fill; on success it replaces ``path``.
+
+    The previous ``path`` is removed only once the new one is in place; on error the new folder
+    is removed and ``path`` is left untouched. The folder gets the permissions of a plain
+    ``mkdir`` (0777 less the umask), not the temporary folder's private 0700.
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    old = tmp.with_suffix(".old")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def save_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, dtype: Any = np.float32) -> Path:
     """Write ``data`` with ``affine`` to ``path`` atomically (gzip level chosen for speed)."""
     import nibabel as nib

@@ -117,3 +117,25 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
         os.umask(old)
     mode = (tmp_path / "report.html").stat().st_mode & 0o777
     assert mode == (tmp_path / "plain.html").stat().st_mode & 0o777 == 0o644
+
+
+def test_atomic_dir_replaces_only_on_success(tmp_path):
+    import os
+
+    import pytest
+
+    from mriqa_lib.io import atomic_dir
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("previous")
+    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
+        (tmp / "half.txt").write_text("half")
+        raise RuntimeError("failed half-way")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and (out / "old.txt").read_text() == "previous"
+    with atomic_dir(out) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and [p.name for p in out.iterdir()] == ["new.txt"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -38,7 +37,7 @@ from scipy import ndimage
 from mriqa_lib.config import CohortParams, SiteParams
 from mriqa_lib.data.splits import cohort_splits
 from mriqa_lib.data.template import REF_AFFINE, REF_SHAPE, REF_SPACING, load_template
-from mriqa_lib.io import atomic_path, save_nifti, write_json, write_tsv
+from mriqa_lib.io import atomic_dir, atomic_path, save_nifti, write_json, write_tsv
 
 # Relative tissue intensities (WM, GM, CSF) of the non-T1w looks, scaled by the site's WM value.
 CONTRAST_TISSUE = {"T2w": (0.45, 0.6, 1.0), "PD": (0.7, 0.85, 0.95)}
@@ -260,15 +259,11 @@ def build_cohort(
     out = Path(out)
     start = time.time()
     load_template()  # load once in the parent so forked workers share it
-    staging = out.parent / f".{out.name}.partial"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    sites = [params.sites[i % len(params.sites)] for i in range(params.n_subjects)]
-    jobs = [(i, sites[i], params, str(staging)) for i in range(params.n_subjects)]
-    log(f"building {params.n_subjects} subjects at {len(params.sites)} sites -> {out} ({params.workers} workers)")
-    results: list[dict[str, Any]] = []
-    try:
+    with atomic_dir(out) as staging:  # a failure never leaves out half-written nor loses a previous cohort
+        sites = [params.sites[i % len(params.sites)] for i in range(params.n_subjects)]
+        jobs = [(i, sites[i], params, str(staging)) for i in range(params.n_subjects)]
+        log(f"building {params.n_subjects} subjects at {len(params.sites)} sites -> {out} ({params.workers} workers)")
+        results: list[dict[str, Any]] = []
         if params.workers > 1:
             import multiprocessing as mp
 
@@ -296,17 +291,6 @@ def build_cohort(
                 "Seed": params.seed,
             },
         )
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if out.exists():
-        trash = out.parent / f".{out.name}.old"
-        shutil.rmtree(trash, ignore_errors=True)
-        os.replace(out, trash)
-        os.replace(staging, out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(staging, out)
     means = pd.DataFrame([r["means"] for r in results])
     summary = {
         "n_subjects": int(len(frame)),
