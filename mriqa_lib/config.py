@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
 
 from mriqa_lib.prepare.params import PreparationParams
-from mriqa_lib.validation import Section, SplitFractions
+from mriqa_lib.validation import Section, SplitFractions, TrainerParams
 
 __all__ = [
     "DEFAULT_SITES",
@@ -42,6 +42,7 @@ __all__ = [
     "parse_settings",
     "read_yaml",
     "settings_model",
+    "trainer_for",
 ]
 
 PARAMS_FILE = "params.yaml"
@@ -122,19 +123,6 @@ class CohortParams(Section):
 def default_cohort_params() -> CohortParams:
     """The embedded default cohort settings (used when no params.yaml is at hand)."""
     return CohortParams()
-
-
-class TrainerParams(Section):
-    """Passed straight to ``lightning.Trainer``: scale to GPUs, DDP and SLURM by configuration."""
-
-    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "cpu"
-    devices: int | str = 1
-    strategy: str = "auto"
-    num_nodes: int = Field(1, ge=1)
-    precision: Literal["32-true", "32", "16-mixed", "bf16-mixed", "64-true"] = "32-true"
-    num_workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes")
-    deterministic: bool = True
-    threads: int = Field(2, ge=1, le=256, description="torch CPU threads")
 
 
 class BenchmarkParams(Section):
@@ -256,6 +244,21 @@ def format_validation_error(exc: ValidationError, source: str, root: type[BaseMo
     if len(got_s) > 60:
         got_s = got_s[:57] + "..."
     return f"{source}: bad value for '{key}': {err['msg']} (got {got_s}){more}"
+
+
+def trainer_for(settings: Any, method: str, step: str) -> TrainerParams:
+    """The trainer settings of one training step of ``method``: the top-level ``trainer`` section,
+    overlaid by the method's ``trainer.all`` and then its ``trainer.<step>`` (keys left unset inherit).
+
+    This is how a paper profile trains one step on 4 GPUs and another on one (paper 5), without
+    touching the other methods.
+    """
+    own = getattr(getattr(settings, method), "trainer", None) or {}
+    merged = settings.trainer.model_dump()
+    for key in ("all", step):
+        if key in own:
+            merged.update(own[key].model_dump(exclude_none=True))
+    return TrainerParams(**merged)
 
 
 def parse_settings(raw: Any, source: str = PARAMS_FILE) -> Settings:

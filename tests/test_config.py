@@ -166,7 +166,7 @@ def test_settings_keyword_construction_and_attribute_access(raw):
     section = spec.params(seed=7)
     settings = Settings(cohort=default_cohort_params(), **{name: section})
     assert getattr(settings, name) is not None and getattr(settings, name).seed == 7
-    with pytest.raises(ConfigError, match=rf"unknown key '{name}.foo'; allowed here: seed"):
+    with pytest.raises(ConfigError, match=rf"unknown key '{name}.foo'; allowed here: trainer, seed"):
         raw[name]["foo"] = 1
         parse_settings(raw)
 
@@ -265,3 +265,60 @@ def test_profile_command_names_a_broken_params_file_and_leaves_it(tmp_path, monk
     assert main(["profile", "paper"]) == 2
     assert "params.yaml: invalid YAML at line" in capsys.readouterr().err
     assert bad.read_text() == "cohort:\n  n_subjects: [\n" and not (tmp_path / "params.yaml.bak").exists()
+
+
+@pytest.mark.parametrize("method", ["ecker", "zuo", "shaw", "ssfd", "bricout"])
+def test_profile_dry_run_of_one_method_validates_and_changes_only_its_section(method, capsys, monkeypatch):
+    """`mriqa profile paper --methods m --dry-run` prints settings that validate, and every other
+    section (the shared trainer section included) is params.yaml's."""
+
+    monkeypatch.chdir(ROOT)
+    assert main(["profile", "paper", "--methods", method, "--dry-run"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    parse_settings(printed, f"dry run of {method}")
+    base = read_yaml(ROOT / "params.yaml")
+    assert set(printed) == set(base)
+    changed = {name for name in base if printed[name] != base[name]}
+    assert changed == {method}
+
+
+def test_a_profile_file_that_sets_another_section_is_refused(tmp_path):
+    from mriqa_lib.commands.profile import apply_profile, merged_profile
+
+    (tmp_path / "bricout.paper.yaml").write_text("trainer:\n  devices: 4\nbricout:\n  seed: 1\n")
+    with pytest.raises(ConfigError, match=r"bricout.paper.yaml: sets section\(s\) \['trainer'\].*bricout.trainer"):
+        apply_profile(ROOT / "params.yaml", "paper", profiles=tmp_path)
+    with pytest.raises(ConfigError, match="may only set 'bricout'"):
+        merged_profile(read_yaml(ROOT / "params.yaml"), "paper", profiles=tmp_path)
+
+
+def test_a_method_step_trainer_overlays_the_method_and_the_shared_trainer():
+    """trainer section < method `all` < method step; keys left unset inherit; other methods untouched."""
+    from mriqa_lib.config import trainer_for
+
+    settings = parse_settings(
+        {
+            "trainer": {"precision": "bf16-mixed", "num_workers": 3},
+            "bricout": {"trainer": {"all": {"accelerator": "gpu", "num_workers": 8}, "pretrain": {"devices": 4}}},
+        }
+    )
+    pre, qc = trainer_for(settings, "bricout", "pretrain"), trainer_for(settings, "bricout", "transfer")
+    assert (pre.accelerator, pre.devices, pre.num_workers, pre.precision) == ("gpu", 4, 8, "bf16-mixed")
+    assert (qc.accelerator, qc.devices, qc.num_workers) == ("gpu", 1, 8)
+    assert trainer_for(settings, "ecker", "simclr") == settings.trainer
+    with pytest.raises(ConfigError, match=r"bricout.trainer.*unknown training step\(s\) \['qc'\]"):
+        parse_settings({"bricout": {"trainer": {"qc": {"devices": 1}}}})
+    with pytest.raises(ConfigError, match="num_nodes"):
+        parse_settings({"shaw": {"trainer": {"recon": {"num_nodes": 0}}}})
+
+
+def test_paper_profile_trains_paper5_pretraining_on_four_gpus_and_qc_on_one():
+    from mriqa_lib.commands.profile import apply_profile
+    from mriqa_lib.config import trainer_for
+
+    _, settings = apply_profile(ROOT / "params.yaml", "paper", profiles=ROOT / "profiles")
+    pre = trainer_for(settings, "bricout", "pretrain")
+    assert (pre.accelerator, pre.devices, pre.strategy) == ("gpu", 4, "ddp")
+    for step in ("transfer", "scratch"):
+        assert trainer_for(settings, "bricout", step).devices == 1
+    assert settings.trainer == parse_settings({}).trainer  # no paper touches the shared section

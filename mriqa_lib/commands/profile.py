@@ -18,6 +18,20 @@ def profile_names(profiles: Path = PROFILES) -> list[str]:
     return sorted({p.name.split(".", 1)[1][: -len(".yaml")] for p in Path(profiles).glob("*.*.yaml")})
 
 
+def own_sections(path: Path, doc) -> None:
+    """A profile file ``<method>.<name>.yaml`` sets its method's section only (the method's own
+    ``trainer`` included), so that ``--methods m`` changes m's settings and nothing else."""
+    from mriqa_lib.config import ConfigError
+
+    method = Path(path).name.split(".")[0]
+    other = sorted(set(doc or {}) - {method})
+    if other:
+        raise ConfigError(
+            f"{path}: sets section(s) {other}; a profile of '{method}' may only set '{method}' "
+            f"(per-method trainer settings go under {method}.trainer)"
+        )
+
+
 def merged_profile(base: dict, name: str, methods: list[str] | None = None, profiles: Path = PROFILES) -> dict:
     """``base`` params with the profile's sections merged in as plain dicts (validated by the caller)."""
     from mriqa_lib.config import deep_merge, read_yaml
@@ -31,7 +45,9 @@ def merged_profile(base: dict, name: str, methods: list[str] | None = None, prof
     for path in files:
         if methods and path.name.split(".")[0] not in methods:
             continue
-        out = deep_merge(out, read_yaml(path) or {})
+        doc = read_yaml(path) or {}
+        own_sections(path, doc)
+        out = deep_merge(out, doc)
     return out
 
 
@@ -119,7 +135,9 @@ def apply_profile(params: Path, name: str, methods: list[str] | None = None, pro
         raise ConfigError(f"no profile '{name}' for {methods or 'any method'}: no files {profiles}/*.{name}.yaml")
     doc = _load_mapping(yaml, Path(params))
     for path in files:
-        merge_keeping_comments(doc, _load_mapping(yaml, path))
+        overlay = _load_mapping(yaml, path)
+        own_sections(path, overlay)
+        merge_keeping_comments(doc, overlay)
     settings = parse_settings(doc, f"{params} + profile '{name}'")
     return doc, settings
 

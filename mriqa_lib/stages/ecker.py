@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mriqa_lib import claims
+from mriqa_lib.config import trainer_for
 from mriqa_lib.data import splits
 from mriqa_lib.io import read_json, write_json, write_tsv
 from mriqa_lib.methods.ecker import data as D
@@ -96,7 +97,7 @@ def train(settings) -> None:
     print(f"ecker train: SimCLR on {len(images)} slices {hq.shape[-2:]} for {p.epochs} epochs -> {paths.models}/")
     shutil.rmtree(paths.models / "lightning", ignore_errors=True)  # no stale checkpoints or logs
     with CostMonitor() as cost:
-        net = train_simclr(images, p, settings.trainer, paths.models / "lightning")
+        net = train_simclr(images, p, trainer_for(settings, "ecker", "simclr"), paths.models / "lightning")
     torch.save(net.state_dict(), paths.models / "simclr.pt")
     meta = read_json(paths.synthetic / "meta.json")
     write_json(

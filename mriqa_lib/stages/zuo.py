@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from mriqa_lib import claims
+from mriqa_lib.config import trainer_for
 from mriqa_lib.data import splits
 from mriqa_lib.io import read_tsv, write_json, write_tsv
 from mriqa_lib.stages.common import (
@@ -115,7 +116,7 @@ def train(settings) -> None:
     )
     with CostMonitor() as cost:
         t_enc = time.time()
-        module, enc_loss = train_encoder(slices, p, settings.trainer, out / "ckpt_encoder")
+        module, enc_loss = train_encoder(slices, p, trainer_for(settings, "zuo", "encoder"), out / "ckpt_encoder")
         t_enc = time.time() - t_enc
         m_density = volume_features(module.encoder, centre)
         t_flow = time.time()

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mriqa_lib.validation import Section
+from mriqa_lib.validation import Section, step_trainers, trainer_field
 
 
 class EckerParams(Section):
@@ -19,6 +19,7 @@ class EckerParams(Section):
     motion simulated for the NAKO-like set).
     """
 
+    trainer: step_trainers("simclr") = trainer_field("simclr")
     seed: int = Field(0, ge=0)
     # --- data -----------------------------------------------------------------------------
     ukb_dir: str | None = Field(None, description="UK Biobank Dixon root: <dir>/<eid>/wat.nii.gz (null = embedded)")

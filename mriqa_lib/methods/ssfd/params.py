@@ -6,12 +6,13 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mriqa_lib.validation import Section
+from mriqa_lib.validation import Section, step_trainers, trainer_field
 
 
 class SsfdParams(Section):
     """Settings of the `ssfd` method (embedded default; see profiles/ssfd.paper.yaml)."""
 
+    trainer: step_trainers("inpaint", "recon") = trainer_field("inpaint", "recon")
     seed: int = Field(0, ge=0)
 
     # --- data ---------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mriqa_lib.validation import Section
+from mriqa_lib.validation import Section, step_trainers, trainer_field
 
 # artifact names of mriqa_lib.artifacts used by the rated test set and the held-out examples
 RATED_ARTIFACTS = ("rician_noise", "motion", "ghosting", "bias_field", "wrap_around")
@@ -32,6 +32,7 @@ class ZuoParams(Section):
     wrap_around: FOV fraction removed; ghosting: ghost intensity; remove_side: head fraction).
     """
 
+    trainer: step_trainers("encoder") = trainer_field("encoder")
     seed: int = Field(0, ge=0)
 
     # --- data and preprocessing -------------------------------------------------------------
