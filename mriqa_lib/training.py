@@ -28,30 +28,43 @@ def peak_rss_mb() -> float:
 class CostMonitor:
     """Measures wall time, peak memory (accelerator when present, else process RSS) and, when
     NVML is available, mean and peak GPU power and energy. Use as a context manager; ``result``
-    holds the numbers for a metrics JSON (paper 5, Table 4)."""
+    holds the numbers for a metrics JSON (paper 5, Table 4).
+
+    Every visible GPU is measured: this process's peak allocation on each (``torch.cuda``) and, with
+    NVML, each device's peak used memory (all processes, so the other DDP ranks too) and the power
+    summed over the devices.
+    """
 
     def __init__(self, poll_s: float = 0.5) -> None:
         self.poll_s = poll_s
         self.result: dict[str, Any] = {}
         self._power: list[float] = []
+        self._used_mb: list[float] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._nvml = None
+        self._n_gpus = 0
 
     def _poll(self) -> None:
-        handle = self._nvml.nvmlDeviceGetHandleByIndex(0)  # type: ignore[union-attr]
+        nvml = self._nvml
+        handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(self._n_gpus)]  # type: ignore[union-attr]
+        self._used_mb = [0.0] * len(handles)
         while not self._stop.wait(self.poll_s):
             try:
-                self._power.append(self._nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0)  # type: ignore[union-attr]
+                self._power.append(sum(nvml.nvmlDeviceGetPowerUsage(h) for h in handles) / 1000.0)  # type: ignore[union-attr]
+                for i, h in enumerate(handles):
+                    used = nvml.nvmlDeviceGetMemoryInfo(h).used / 2**20  # type: ignore[union-attr]
+                    self._used_mb[i] = max(self._used_mb[i], used)
             except Exception:
                 return
 
     def __enter__(self) -> CostMonitor:
         import torch
 
-        self._cuda = torch.cuda.is_available()
-        if self._cuda:
-            torch.cuda.reset_peak_memory_stats()
+        self._n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        for i in range(self._n_gpus):
+            torch.cuda.reset_peak_memory_stats(i)
+        if self._n_gpus:
             try:
                 import pynvml
 
@@ -72,9 +85,17 @@ class CostMonitor:
         if self._thread:
             self._thread.join(timeout=2)
         self.result = {"wall_seconds": round(seconds, 2), "peak_cpu_rss_mb": round(peak_rss_mb(), 1)}
-        if self._cuda:
-            self.result["device"] = torch.cuda.get_device_name(0)
-            self.result["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        if self._n_gpus:
+            gpus = range(self._n_gpus)
+            peaks = [round(torch.cuda.max_memory_allocated(i) / 2**20, 1) for i in gpus]
+            self.result.update(
+                device=torch.cuda.get_device_name(0),
+                n_gpus=self._n_gpus,
+                peak_gpu_memory_mb=max(peaks),
+                peak_gpu_memory_mb_per_device=peaks,
+            )
+            if any(self._used_mb):
+                self.result["peak_gpu_used_mb_per_device"] = [round(m, 1) for m in self._used_mb]
         else:
             self.result["device"] = "cpu"
         if self._power:
@@ -86,6 +107,19 @@ class CostMonitor:
             )
         else:
             self.result["power"] = "not measured (no NVML)"
+
+
+def _devices(params: TrainerParams) -> Any:
+    """``params.devices``, except for a one-GPU step inside a multi-process launch (paper 5's QC after
+    its 4-GPU pretraining, under srun): each process then takes its own GPU, not all of them GPU 0."""
+    import torch
+
+    local = os.environ.get("SLURM_LOCALID") or os.environ.get("LOCAL_RANK")
+    one = str(params.devices) == "1" and params.num_nodes == 1
+    gpu = params.accelerator in ("gpu", "cuda") or (params.accelerator == "auto" and torch.cuda.is_available())
+    if one and gpu and local is not None and int(local) < torch.cuda.device_count():
+        return [int(local)]
+    return params.devices
 
 
 def build_trainer(
@@ -135,7 +169,7 @@ def build_trainer(
         cbs.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience))
     kwargs: dict[str, Any] = dict(
         accelerator=params.accelerator,
-        devices=params.devices,
+        devices=_devices(params),
         strategy=params.strategy,
         num_nodes=params.num_nodes,
         precision=params.precision,
@@ -150,14 +184,51 @@ def build_trainer(
     return L.Trainer(**kwargs)
 
 
-def gather_all(t: Any) -> Any:
+def inference_device(params: TrainerParams) -> Any:
+    """The torch device evaluation runs on for the ``trainer`` settings ``params``: the first GPU when
+    the accelerator asks for one (``auto``: when one is visible), else the CPU.
+
+    Raises:
+        ConfigError: ``gpu``/``cuda``/``mps`` is configured and no such device is visible.
+    """
+    import torch
+
+    from mriqa_lib.config import ConfigError
+
+    acc = params.accelerator
+    if acc in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return torch.device("cuda", 0)
+    if acc == "mps" and torch.backends.mps.is_available():
+        return torch.device("mps")
+    if acc in ("gpu", "cuda", "mps"):
+        raise ConfigError(f"trainer.accelerator is '{acc}' but no such device is visible (use cpu or auto)")
+    return torch.device("cpu")
+
+
+def load_state(module: Any, ckpt_path: str | os.PathLike, prefix: str = "") -> Any:
+    """Load a Lightning checkpoint's ``state_dict`` (``weights_only=True``) into ``module`` (the keys
+    under ``prefix`` only, with the prefix removed, when one is given); returns ``module``."""
+    import torch
+
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
+    if prefix:
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    module.load_state_dict(state)
+    return module
+
+
+def gather_all(t: Any, world_size: int | None = None) -> Any:
     """The tensor ``t`` of every DDP process, concatenated along dim 0 in rank order (``t`` itself
     when no process group runs). Sizes may differ between processes, so that a metric of the whole
-    validation set (R^2, balanced accuracy) is computed on all of it, not averaged over processes."""
+    validation set (R^2, balanced accuracy) is computed on all of it, not averaged over processes.
+
+    ``world_size`` is the calling trainer's: 1 returns ``t`` even when an earlier multi-process step
+    of the same run left its process group alive (paper 5 pretrains on 4 GPUs, then trains QC on 1).
+    """
     import torch
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if world_size == 1 or not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return t
     parts: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(parts, t.detach().cpu())

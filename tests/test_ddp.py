@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -90,6 +91,7 @@ def _gather_rank(rank: int, world: int, port: int, out: dict) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world)
     part = torch.arange(10)[:3] if rank == 0 else torch.arange(10)[3:]  # unequal shares: 3 and 7
     out[rank] = gather_all(part).tolist()
+    out[f"{rank} alone"] = gather_all(part, world_size=1).tolist()  # a 1-device trainer after a DDP step
     dist.destroy_process_group()
 
 
@@ -103,7 +105,12 @@ def test_validation_metrics_see_the_whole_set_on_every_process():
     with ctx.Manager() as manager:
         out = manager.dict()
         mp.start_processes(_gather_rank, args=(2, _free_port(), out), nprocs=2, start_method="spawn")
-        assert dict(out) == {0: list(range(10)), 1: list(range(10))}
+        assert dict(out) == {
+            0: list(range(10)),
+            1: list(range(10)),
+            "0 alone": [0, 1, 2],
+            "1 alone": list(range(3, 10)),
+        }
 
 
 # ------------------------------------------------------------------ one set of outputs from N processes
@@ -208,3 +215,47 @@ def test_a_two_process_ddp_training_leaves_one_set_of_outputs(stage_cohort, tmp_
     assert {"inpaint.pt", "recon.pt"} <= {p.name for p in (tmp_path / "models" / "ssfd").iterdir()}
     assert (tmp_path / "metrics" / "ssfd_train.json").exists()
     assert not list(scratch.glob("mriqa-rank-*"))  # rank 1's outputs went and were removed
+
+
+def test_paper5_pretrains_on_two_processes_and_trains_qc_on_one(stage_cohort, tmp_path):
+    """The paper profile's shape on the CPU: ``bricout.trainer.pretrain`` on 2 DDP processes, the QC
+    transfer and scratch steps on 1 device. Lightning's launcher re-runs the command for rank 1, which
+    pretrains with rank 0 and then trains its own QC models into its throwaway folder; rank 0 writes
+    one set of outputs, and the training cost records the world size of each step."""
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(stage_cohort, tmp_path / "data" / "embedded")
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    bp = raw["bricout"]
+    bp.update(progress=False, workers=1, seeds=[0])
+    bp["data"].update(n_qc_sites=1, grid_mm=8.0, crop=[16, 16, 16], qc_split=[0.4, 0.2, 0.4])
+    bp["embedded_qc"]["sessions"] = 4
+    bp["model"].update(channels=[2, 2], latent=2)
+    bp["pretrain"].update(samples_per_volume=2, max_epochs=1, batch_size=2, precise_bn=0)
+    bp["transfer"]["max_epochs"] = bp["scratch"]["max_epochs"] = 1
+    bp["augment"]["elastic_max_displacement_mm"] = 4.0
+    bp["trainer"] = {"pretrain": {"devices": 2, "strategy": "ddp"}}
+    raw["trainer"].update(threads=1)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch), "PYTHONPATH": str(root)}
+    for k in ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK", "JSM_NAMESPACE_RANK", "SLURM_NTASKS"):
+        env.pop(k, None)
+    for step in ("synthesize", "train"):
+        run = subprocess.run([sys.executable, "-m", "mriqa_lib.cli", "stage", "bricout", step], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert run.returncode == 0, run.stderr[-3000:]
+    models = tmp_path / "models" / "bricout"
+    assert (models / "transfer" / "seed0" / "model.pt").exists() and (
+        models / "scratch" / "seed0" / "model.pt"
+    ).exists()
+    cost = json.loads((models / "cost.json").read_text())
+    assert cost["pretrain"]["world_size"] == 2
+    assert cost["transfer"]["world_size"] == cost["scratch"]["world_size"] == 1
+    assert not list(scratch.glob("mriqa-rank-*"))

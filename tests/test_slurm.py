@@ -86,3 +86,24 @@ def test_set_overrides_are_validated(tmp_path):
     trainer = load_settings(ROOT / "params.yaml", ["trainer.devices=auto", "trainer.num_nodes=3"]).trainer
     assert (trainer.devices, trainer.num_nodes) == ("auto", 3)  # values read as YAML
     assert load_settings(ROOT / "params.yaml").trainer.num_nodes == 1  # the file itself is untouched
+
+
+def test_a_one_gpu_step_under_srun_takes_the_task_gpu(monkeypatch):
+    """Paper 5's QC steps (1 GPU) run inside the same srun as its 4-GPU pretraining: each task trains
+    on its own GPU (SLURM_LOCALID), not every task on GPU 0; multi-device steps keep their settings."""
+    import torch
+
+    from mriqa_lib.config import TrainerParams
+    from mriqa_lib.training import _devices
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("SLURM_LOCALID", "2")
+    assert _devices(TrainerParams(accelerator="gpu", devices=1)) == [2]
+    assert _devices(TrainerParams(accelerator="gpu", devices=4, num_nodes=2)) == 4
+    assert _devices(TrainerParams(accelerator="cpu", devices=1)) == 1
+    monkeypatch.setenv("SLURM_LOCALID", "5")  # one GPU per task visible: its own is GPU 0
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert _devices(TrainerParams(accelerator="gpu", devices=1)) == 1
+    monkeypatch.delenv("SLURM_LOCALID")
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert _devices(TrainerParams(accelerator="gpu", devices=1)) == 1

@@ -94,22 +94,27 @@ class SFCN(nn.Module):
 
 
 class QCHead(nn.Module):
-    """Transfer MLP on the flattened latent: Linear - BN - ReLU - Dropout - Linear.
+    """Transfer MLP on the flattened latent: Linear - BN - ReLU - Dropout - Linear, or with
+    ``dropout_at="input"`` Dropout - Linear - BN - ReLU - Linear (the authors' transfer MLP).
 
     With the paper's 64 x 5 x 6 x 5 latent and ``hidden=10`` it has 96,063 parameters (96,083
     when BatchNorm's running mean/variance are counted, which matches paper Table 1).
     """
 
-    def __init__(self, in_features: int, hidden: int = 10, n_classes: int = 3, dropout: float = 0.7) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        hidden: int = 10,
+        n_classes: int = 3,
+        dropout: float = 0.7,
+        dropout_at: str = "hidden",
+    ) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(in_features, hidden),
-            nn.BatchNorm1d(hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, n_classes),
-        )
+        if dropout_at not in ("hidden", "input"):
+            raise ValueError(f"dropout_at must be 'hidden' or 'input', got {dropout_at!r}")
+        layers = [nn.Flatten(), nn.Linear(in_features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)]
+        layers.insert(1 if dropout_at == "input" else len(layers), nn.Dropout(dropout))
+        self.net = nn.Sequential(*layers, nn.Linear(hidden, n_classes))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:  # logits
         return self.net(z)
@@ -117,14 +122,28 @@ class QCHead(nn.Module):
 
 class SFCNClassifier(nn.Module):
     """SFCN encoder followed by :class:`QCHead` (the from-scratch baseline, or the transfer model
-    with a frozen pretrained encoder)."""
+    with a frozen pretrained encoder), or with ``head="sfcn"`` by the SFCN's own head (average pool,
+    dropout, 1x1x1 conv to the classes: the authors' from-scratch model); ``forward`` gives
+    logits (the SFCN head's log-softmax output is logits up to a per-sample constant)."""
 
     def __init__(
-        self, encoder: SFCNEncoder, in_features: int, hidden: int = 10, n_classes: int = 3, dropout: float = 0.7
+        self,
+        encoder: SFCNEncoder,
+        in_features: int,
+        hidden: int = 10,
+        n_classes: int = 3,
+        dropout: float = 0.7,
+        head: str = "mlp",
+        dropout_at: str = "hidden",
     ) -> None:
         super().__init__()
         self.encoder = encoder
-        self.head = QCHead(in_features, hidden, n_classes, dropout)
+        if head == "sfcn":
+            self.head = SFCNHead(encoder.latent, n_classes, dropout)
+        elif head == "mlp":
+            self.head = QCHead(in_features, hidden, n_classes, dropout, dropout_at)
+        else:
+            raise ValueError(f"head must be 'mlp' or 'sfcn', got {head!r}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x))

@@ -100,7 +100,7 @@ def augment(
     return_steps: bool = False,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """One pass through the P5 random pipeline (Fig. 2): motion to a target RMS, elastic
-    deformation, bias field, gamma contrast, sagittal flip, scaling, crop.
+    deformation, bias field, gamma contrast, sagittal flip, scaling, crop, in the order ``ap.order``.
 
     Args:
         image: normalised volume on the network grid (before cropping).
@@ -126,6 +126,8 @@ def augment(
     log_gamma = float(rng.uniform(-ap.gamma_log, ap.gamma_log))
     flip = bool(rng.random() < ap.flip_p)
     factor = float(rng.uniform(1 - ap.scale_range, 1 + ap.scale_range))
+    corrupt = bool(rng.random() < ap.corrupt_p)
+    peak = float(rng.uniform(*ap.intensity_max))
 
     def motion(x):
         if clean:
@@ -136,30 +138,38 @@ def augment(
         return y
 
     def spatial(x):
+        if ap.order == "authors":  # generate.py: the flip comes before the elastic deformation
+            x = x[::-1] if flip else x
+            steps["flip"] = x
         if do_elastic:
             deform = _elastic if mp.backend == "torchio" else elastic
             x = deform(x, spacing, elastic_rng, ap)
         steps["elastic"] = x
-        x = x[::-1] if flip else x
-        steps["flip"] = x
+        if ap.order != "authors":
+            x = x[::-1] if flip else x
+            steps["flip"] = x
         if factor != 1.0:
             x = _scale(np.ascontiguousarray(x, dtype=np.float32), factor)
         steps["scale"] = x
         return x
 
     out = image
-    if ap.order == "spatial_first":
+    if ap.order != "motion_first":
         out = spatial(out)
     out = motion(out)
     steps["motion"] = out
     if ap.order == "motion_first":
         out = spatial(out)
-    out, _ = apply_artifact("bias_field", out, severity=ap.bias_coefficients, seed=bias_seed)
+    if corrupt:
+        out, _ = apply_artifact("bias_field", out, severity=ap.bias_coefficients, seed=bias_seed)
     steps["bias"] = out
-    out = np.sign(out) * np.abs(out) ** np.exp(log_gamma)  # TorchIO RandomGamma on signed data
+    if corrupt:
+        out = np.sign(out) * np.abs(out) ** np.exp(log_gamma)  # TorchIO RandomGamma on signed data
     steps["gamma"] = out
-    info.update(log_gamma=log_gamma, flip=flip, scale=factor)
+    info.update(log_gamma=log_gamma if corrupt else 0.0, flip=flip, scale=factor, intensity_max=peak)
     out = finalize(out, crop)
+    if peak != 1.0:
+        out = (out * peak).astype(np.float32)
     steps["crop"] = out
     if return_steps:
         info["steps"] = steps

@@ -87,7 +87,9 @@ def qc_logits(kind: str, state: dict, cfg: dict, in_features: int, bp: BricoutPa
     from mriqa_lib.models.sfcn import SFCNClassifier, SFCNEncoder
 
     kc = cfg[kind]["config"]
-    model = SFCNClassifier(SFCNEncoder(bp.model.channels, bp.model.latent), in_features, kc["hidden"], 3, kc["dropout"])
+    encoder = SFCNEncoder(bp.model.channels, bp.model.latent)
+    head = (kc.get("head", "mlp"), kc.get("dropout_at", "hidden"))  # older runs saved neither
+    model = SFCNClassifier(encoder, in_features, kc["hidden"], 3, kc["dropout"], *head)
     with torch.no_grad():
         if kind == "transfer":
             model.head.load_state_dict(state)

@@ -105,8 +105,10 @@ class MotionRegressor(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         if self._val:
-            pred = gather_all(torch.cat([p for p, _ in self._val])).numpy()  # the whole validation set
-            true = gather_all(torch.cat([t for _, t in self._val])).numpy()
+            pred = gather_all(
+                torch.cat([p for p, _ in self._val]), self.trainer.world_size
+            ).numpy()  # the whole validation set
+            true = gather_all(torch.cat([t for _, t in self._val]), self.trainer.world_size).numpy()
             self.log("val_r2", r2_score(true, pred), prog_bar=True)
         self._val = []
 
@@ -134,11 +136,13 @@ class QCClassifier(L.LightningModule):
         weight_decay: float,
         frozen: bool,
         class_weights: Sequence[float] | None = None,
+        head: str = "mlp",
+        dropout_at: str = "hidden",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         encoder = SFCNEncoder(list(channels), latent)
-        self.net = SFCNClassifier(encoder, in_features, hidden, 3, dropout)
+        self.net = SFCNClassifier(encoder, in_features, hidden, 3, dropout, head, dropout_at)
         w = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else torch.ones(3)
         self.register_buffer("class_weights", w)
         self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -164,8 +168,10 @@ class QCClassifier(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         if self._val:
-            pred = gather_all(torch.cat([p for p, _ in self._val])).numpy()  # the whole validation set
-            true = gather_all(torch.cat([t for _, t in self._val])).numpy()
+            pred = gather_all(
+                torch.cat([p for p, _ in self._val]), self.trainer.world_size
+            ).numpy()  # the whole validation set
+            true = gather_all(torch.cat([t for _, t in self._val]), self.trainer.world_size).numpy()
             self.log("val_bal_acc", balanced_accuracy(true, pred), prog_bar=True)
         self._val = []
 
@@ -209,12 +215,3 @@ class PreciseBN(L.Callback):
         for b, mom in zip(bns, momenta):
             b.momentum = mom
         pl_module.train(was_training)
-
-
-def load_state(module: nn.Module, ckpt_path, prefix: str = "") -> nn.Module:
-    """Load a Lightning checkpoint's ``state_dict`` (``weights_only=True``) into ``module``."""
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
-    if prefix:
-        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    module.load_state_dict(state)
-    return module

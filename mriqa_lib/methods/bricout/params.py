@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mriqa_lib.validation import Fractions4, Section, SplitFractions
+from mriqa_lib.validation import Fractions4, Section, SplitFractions, step_trainers, trainer_field
 
 
 class DataParams(Section):
@@ -112,12 +112,25 @@ class AugmentParams(Section):
     scale_range: float = Field(
         0.05, ge=0, le=0.5, description="isotropic scaling ~ U(1 - s, 1 + s) (TorchIO default 0.1)"
     )
-    order: Literal["motion_first", "spatial_first"] = Field(
+    corrupt_p: float = Field(1.0, ge=0, le=1, description="probability of the bias field + gamma step")
+    intensity_max: tuple[float, float] = Field(
+        (1.0, 1.0),
+        description="after the crop, the normalised volume (foreground 99.5th percentile at 1) is "
+        "multiplied by U(low, high) (the authors rescale the maximum to U(0.9, 1.1))",
+    )
+    order: Literal["motion_first", "spatial_first", "authors"] = Field(
         "spatial_first",
         description="motion_first: motion, elastic, flip, scaling, bias, gamma (the paper's "
         "listing order); spatial_first: elastic, flip, scaling before the motion, so that the interpolation "
-        "blur does not wash out the k-space artifact on a coarse grid)",
+        "blur does not wash out the k-space artifact on a coarse grid); authors: flip, elastic, scaling, "
+        "motion, bias + gamma, crop, intensity scaling (the authors' generate.py)",
     )
+
+    @model_validator(mode="after")
+    def _intensity(self) -> AugmentParams:
+        if not 0 < self.intensity_max[0] <= self.intensity_max[1]:
+            raise ValueError("intensity_max must be 0 < low <= high")
+        return self
 
 
 class ModelParams(Section):
@@ -175,6 +188,14 @@ class ClassifierParams(Section):
     max_epochs: int = Field(40, ge=1, le=10000)
     patience: int | None = Field(None, ge=1, le=10000, description="early stopping on the validation loss (null: none)")
     class_weights: bool = Field(False, description="weight the cross-entropy by inverse class frequency")
+    head: Literal["mlp", "sfcn"] = Field(
+        "mlp",
+        description="mlp: Linear-BN-ReLU-Linear on the flattened latent; sfcn: the SFCN's own head "
+        "(average pool, dropout, 1x1x1 conv; scratch only, the frozen transfer reads the flattened latent)",
+    )
+    dropout_at: Literal["hidden", "input"] = Field(
+        "hidden", description="mlp head: dropout after the hidden layer or on its input"
+    )
 
 
 class SearchParams(Section):
@@ -191,6 +212,7 @@ class SearchParams(Section):
 class BricoutParams(Section):
     """Settings of the `bricout` method (embedded default; see profiles/bricout.paper.yaml)."""
 
+    trainer: step_trainers("pretrain", "transfer", "scratch") = trainer_field("pretrain", "transfer", "scratch")
     seed: int = Field(0, ge=0)
     data: DataParams = Field(default_factory=DataParams)
     embedded_qc: EmbeddedQCParams = Field(default_factory=EmbeddedQCParams)
@@ -212,4 +234,11 @@ class BricoutParams(Section):
     def _seeds(cls, v: list[int]) -> list[int]:
         if not v or any(s < 0 for s in v) or len(set(v)) != len(v):
             raise ValueError("seeds must be a non-empty list of distinct non-negative integers")
+        return v
+
+    @field_validator("transfer")
+    @classmethod
+    def _transfer_head(cls, v: ClassifierParams) -> ClassifierParams:
+        if v.head != "mlp":
+            raise ValueError("transfer.head must be 'mlp': the frozen transfer trains on the flattened latent")
         return v

@@ -69,7 +69,8 @@ def load_scorer(model_dir: Path, settings) -> BricoutScorer:
         ) from None
     tc = cfg["transfer"]
     seed = tc["selected_seed"]
-    head = QCHead(cfg["in_features"], tc["config"]["hidden"], 3, tc["config"]["dropout"])
+    kc = tc["config"]
+    head = QCHead(cfg["in_features"], kc["hidden"], 3, kc["dropout"], kc.get("dropout_at", "hidden"))
     head_file = model_dir / "transfer" / f"seed{seed}" / "model.pt"
     head.load_state_dict(torch.load(head_file, map_location="cpu", weights_only=True))
     centres = torch.from_numpy(bin_centres(bp.model.bin_range, bp.model.n_bins)).float()

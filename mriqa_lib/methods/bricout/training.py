@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mriqa_lib.config import Settings
+from mriqa_lib.config import Settings, trainer_for
 from mriqa_lib.io import MriqaInputError, load_nifti
 from mriqa_lib.methods.bricout.synthesis import progress
 
@@ -61,7 +61,7 @@ def load_split(manifest: pd.DataFrame, root: Path, split: str, label: str):
     return torch.from_numpy(x), y, sub
 
 
-def loader(x, y, batch_size: int, shuffle: bool, settings: Settings, seed: int):
+def loader(x, y, batch_size: int, shuffle: bool, workers: int, seed: int):
     """A DataLoader over ``(x, y)``; shuffled by a generator seeded with ``seed``; drops a last
     incomplete training batch (BatchNorm cannot train on one volume)."""
     import torch
@@ -73,7 +73,7 @@ def loader(x, y, batch_size: int, shuffle: bool, settings: Settings, seed: int):
         batch_size=batch_size,
         shuffle=shuffle,
         generator=gen,
-        num_workers=settings.trainer.num_workers,
+        num_workers=workers,
         drop_last=shuffle and len(y) > batch_size,
     )
 
@@ -92,10 +92,11 @@ def pretrain(settings: Settings, manifest: pd.DataFrame, root: Path, out: Path) 
     """
     from lightning.pytorch.callbacks import EarlyStopping
 
-    from mriqa_lib.methods.bricout.model import MotionRegressor, PreciseBN, load_state
-    from mriqa_lib.training import CostMonitor, build_trainer
+    from mriqa_lib.methods.bricout.model import MotionRegressor, PreciseBN
+    from mriqa_lib.training import CostMonitor, build_trainer, load_state
 
     bp, pt = settings.bricout, settings.bricout.pretrain
+    tp = trainer_for(settings, "bricout", "pretrain")
     xtr, ytr, _ = load_split(manifest, root, "train", "rms")
     xva, yva, _ = load_split(manifest, root, "val", "rms")
     if len(ytr) == 0 or len(yva) == 0:
@@ -116,7 +117,7 @@ def pretrain(settings: Settings, manifest: pd.DataFrame, root: Path, out: Path) 
     shutil.rmtree(out, ignore_errors=True)
     with CostMonitor() as mon:
         trainer = build_trainer(
-            settings.trainer,
+            tp,
             out,
             pt.max_epochs,
             monitor="val_r2",
@@ -127,14 +128,15 @@ def pretrain(settings: Settings, manifest: pd.DataFrame, root: Path, out: Path) 
         )
         trainer.fit(
             module,
-            loader(xtr, ytr.float(), pt.batch_size, True, settings, bp.seed),
-            loader(xva, yva.float(), 32, False, settings, bp.seed),
+            loader(xtr, ytr.float(), pt.batch_size, True, tp.num_workers, bp.seed),
+            loader(xva, yva.float(), 32, False, tp.num_workers, bp.seed),
         )
     load_state(module, Path(trainer.checkpoint_callback.best_model_path))
     cost = {
         **mon.result,
         "epochs": int(trainer.current_epoch),
         "best_val_r2": float(trainer.checkpoint_callback.best_model_score),
+        "world_size": int(trainer.world_size),
     }
     return module, cost
 
@@ -208,9 +210,9 @@ def fit_classifier(
     """
     from lightning.pytorch.callbacks import EarlyStopping
 
-    from mriqa_lib.methods.bricout.model import QCClassifier, load_state
+    from mriqa_lib.methods.bricout.model import QCClassifier
     from mriqa_lib.seeds import seed_everything
-    from mriqa_lib.training import build_trainer
+    from mriqa_lib.training import build_trainer, load_state
 
     bp = settings.bricout
     seed_everything(seed, settings.trainer.threads)
@@ -225,13 +227,16 @@ def fit_classifier(
         cfg["weight_decay"],
         frozen,
         weights,
+        cfg["head"],
+        cfg["dropout_at"],
     )
     if encoder_state is not None:
         module.net.encoder.load_state_dict(encoder_state)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     extra = [EarlyStopping(monitor="val_loss", mode="min", patience=cfg["patience"])] if cfg["patience"] else []
+    tp = trainer_for(settings, "bricout", "transfer" if frozen else "scratch")
     trainer = build_trainer(
-        settings.trainer,
+        tp,
         ckpt_dir,
         cfg["max_epochs"],
         monitor="val_bal_acc",
@@ -242,8 +247,8 @@ def fit_classifier(
     )
     trainer.fit(
         module,
-        loader(data["xtr"], data["ytr"], cfg["batch_size"], True, settings, seed),
-        loader(data["xva"], data["yva"], 64, False, settings, seed),
+        loader(data["xtr"], data["ytr"], cfg["batch_size"], True, tp.num_workers, seed),
+        loader(data["xva"], data["yva"], 64, False, tp.num_workers, seed),
     )
     best = Path(trainer.checkpoint_callback.best_model_path)
     load_state(module, best)
@@ -252,6 +257,7 @@ def fit_classifier(
         "val_bal_acc": float(score) if score is not None else float("nan"),
         "epochs": int(trainer.current_epoch),
         "checkpoint": str(best),
+        "world_size": int(trainer.world_size),
     }
 
 
@@ -328,6 +334,7 @@ def train_qc(
         **mon.result,
         "n_seeds": len(bp.seeds),
         "wall_seconds_per_seed": round(mon.result["wall_seconds"] / len(bp.seeds), 2),
+        "world_size": runs[0]["world_size"],
     }
     best_run = max(runs, key=lambda r: r["val_bal_acc"])
     print(f"bricout train: {kind}: val balanced accuracy per seed {[round(r['val_bal_acc'], 3) for r in runs]}")
