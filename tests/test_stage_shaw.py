@@ -82,3 +82,24 @@ def test_training_checkpoints_reload_as_the_saved_models(shaw_run):
         saved = torch.load(root / f"models/shaw/{kind}.pt", weights_only=True)
         state = module.net.state_dict()
         assert saved.keys() == state.keys() and all(torch.equal(saved[k], state[k]) for k in saved)
+
+
+def test_best_validation_checkpoint_is_the_lowest_logged_loss_and_the_saved_model(tmp_path, stage_cohort):
+    """With ``checkpoint: best_val`` (the paper profile) the kept weights are those of the validation
+    with the lowest logged loss, and they are what models/shaw/recon.pt holds."""
+    import pandas as pd
+    import torch
+
+    settings = tiny_settings()
+    settings.shaw.checkpoint, settings.shaw.iterations, settings.shaw.val_every = "best_val", 6, 1
+    with pytest.MonkeyPatch.context() as mp:
+        run_stage(tmp_path, stage_cohort, "shaw", settings, mp)
+    folder = tmp_path / "models/shaw/ckpt_recon"
+    logged = pd.read_csv(folder / "logs/metrics.csv")["val_loss"].dropna()
+    assert len(logged) == 6
+    ckpt = torch.load(folder / "checkpoints/best.ckpt", weights_only=False)
+    score = next(v["best_model_score"] for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint"))
+    assert float(score) == pytest.approx(logged.min(), abs=1e-6)
+    saved = torch.load(tmp_path / "models/shaw/recon.pt", weights_only=True)
+    kept = {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    assert saved.keys() == kept.keys() and all(torch.equal(saved[k], kept[k]) for k in saved)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from mriqa_lib.config import Settings
+from mriqa_lib.config import Settings, trainer_for
 from mriqa_lib.io import read_json, read_tsv, write_json, write_tsv
 from mriqa_lib.stages.common import EMBEDDED, MethodPaths, seed_everything, write_metrics
 
@@ -136,7 +136,7 @@ def _fit(
 ) -> tuple[Any, dict]:
     """Train one model (``iterations`` steps, last weights kept); returns (network, cost and last logs)."""
     from mriqa_lib.methods.shaw.lit import ShawModule, loaders
-    from mriqa_lib.training import CostMonitor, build_trainer
+    from mriqa_lib.training import CostMonitor, build_trainer, load_state
 
     p = settings.shaw
     seed_everything(p.seed, settings.trainer.threads)
@@ -147,13 +147,13 @@ def _fit(
     ckpt = PATHS.models / f"ckpt_{kind}"
     if ckpt.exists():
         shutil.rmtree(ckpt)
-    # the validation loss (5 volumes, one artefact each) is too noisy to pick a checkpoint: keep the last
+    tp = trainer_for(settings, "shaw", kind)
     trainer = build_trainer(
-        settings.trainer,
+        tp,
         ckpt,
         max_epochs=1,
         max_steps=iterations,
-        monitor=None,
+        monitor="val_loss" if p.checkpoint == "best_val" else None,
         val_check_interval=min(p.val_every, iterations),
         num_sanity_val_steps=0,
         enable_progress_bar=True,
@@ -163,12 +163,14 @@ def _fit(
         f"training the {kind} model: {iterations} steps, patch {None if p.whole_volume else p.patch}, "
         f"lr {p.lr}, features {p.features}"
     )
-    loader, val_loader = loaders(p, train, val, iterations, settings.trainer.num_workers, trainer.world_size)
+    loader, val_loader = loaders(p, train, val, iterations, tp.num_workers, trainer.world_size)
     with CostMonitor() as cost:
         trainer.fit(module, loader, val_loader)
     logged = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    # the checkpoint of the last validation stays in ckpt/checkpoints (ShawModule.load_from_checkpoint
-    # reloads it); the scorer reads the final weights, the plain state dict models/shaw/<kind>.pt
+    if p.checkpoint == "best_val":
+        load_state(module, trainer.checkpoint_callback.best_model_path)
+    # the kept checkpoint stays in ckpt/checkpoints (ShawModule.load_from_checkpoint reloads it); the
+    # scorer reads the kept weights, the plain state dict models/shaw/<kind>.pt
     return module.net, {**cost.result, "iterations": iterations, "last_logged": logged}
 
 
@@ -234,13 +236,13 @@ def _exp2(p, model, res: Path) -> dict[str, Any]:
     return m
 
 
-def _exp3(p, test: dict, subjects: list[str], res: Path, affine: np.ndarray) -> dict[str, Any]:
+def _exp3(p, test: dict, subjects: list[str], res: Path, affine: np.ndarray, device) -> dict[str, Any]:
     from mriqa_lib.methods.shaw import experiments as E
     from mriqa_lib.methods.shaw.inference import load_model
 
     if not (PATHS.models / "multitask.pt").exists():
         return {}
-    model, _ = load_model(PATHS.models / "multitask.pt")
+    model, _ = load_model(PATHS.models / "multitask.pt", device)
     exp3, m = E.exp3_partial_noise(p, model, test, subjects, res / "maps", affine)
     write_tsv(res / "exp3_partial_noise.tsv", exp3)
     _log(
@@ -254,6 +256,7 @@ def evaluate(settings: Settings) -> None:
     """Experiments 1-3 -> results/shaw (TSV, JSON, NIfTI maps) and metrics/shaw.json."""
     from mriqa_lib.methods.shaw.experiments import claim_checks
     from mriqa_lib.methods.shaw.inference import load_model
+    from mriqa_lib.training import inference_device
 
     p = settings.shaw
     start = time.perf_counter()
@@ -263,10 +266,11 @@ def evaluate(settings: Settings) -> None:
     test = PATHS.load_split("test")
     n_test = len(test["clean"]) if not p.max_test else min(p.max_test, len(test["clean"]))
     subjects = list(read_tsv(PATHS.synthetic / "test.tsv", required=("subject_id",))["subject_id"].iloc[:n_test])
-    recon_model, _ = load_model(PATHS.models / "recon.pt")
+    device = inference_device(trainer_for(settings, "shaw", "recon"))
+    recon_model, _ = load_model(PATHS.models / "recon.pt", device)
     metrics: dict[str, Any] = {"n_test": n_test, **_exp1(p, recon_model, test, subjects, res, affine)}
     metrics.update(_exp2(p, recon_model, res))
-    metrics.update(_exp3(p, test, subjects, res, affine))
+    metrics.update(_exp3(p, test, subjects, res, affine, device))
     metrics.update(claim_checks(metrics))
     metrics["evaluate_seconds"] = round(time.perf_counter() - start, 1)
     write_json(res / "summary.json", metrics)

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from mriqa_lib.config import Settings
+from mriqa_lib.config import Settings, trainer_for
 from mriqa_lib.io import write_json, write_tsv
 from mriqa_lib.stages.common import EMBEDDED, MethodPaths, seed_everything, write_metrics
 
@@ -81,7 +81,7 @@ def _train_recon(settings: Settings, tr: dict, va: dict):
         recon,
         PairDataset(tr["zero_filled"], tr["target"]),
         PairDataset(va["zero_filled"], va["target"]),
-        settings.trainer,
+        trainer_for(settings, "ssfd", "recon"),
         PATHS.models / "recon_ckpt",
         p.recon_epochs,
         p.recon_batch_size,
@@ -104,7 +104,7 @@ def _train_inpaint(settings: Settings, tr: dict, va: dict):
         inpaint,
         InpaintDataset(tr["target"], p.patch_size, p.patch_fraction, p.seed),
         InpaintDataset(va["target"], p.patch_size, p.patch_fraction, p.seed + 1, fixed=True),
-        settings.trainer,
+        trainer_for(settings, "ssfd", "inpaint"),
         PATHS.models / "inpaint_ckpt",
         p.pretext_epochs,
         p.pretext_batch_size,
@@ -149,11 +149,13 @@ def train(settings: Settings) -> None:
 def evaluate(settings: Settings) -> None:
     """The three experiments -> results/ssfd and metrics/ssfd.json."""
     from mriqa_lib.methods.ssfd.experiments import run_evaluation
+    from mriqa_lib.training import inference_device
 
     p = settings.ssfd
     seed_everything(p.seed, settings.trainer.threads)
     t0, c0 = time.perf_counter(), time.process_time()
-    metrics = run_evaluation(p, PATHS.load_split("test"), PATHS.models, PATHS.results)
+    device = inference_device(trainer_for(settings, "ssfd", "inpaint"))
+    metrics = run_evaluation(p, PATHS.load_split("test"), PATHS.models, PATHS.results, device)
     metrics["evaluate_seconds"] = round(time.perf_counter() - t0, 2)
     metrics["evaluate_cpu_seconds"] = round(time.process_time() - c0, 2)
     write_json(PATHS.results / "metrics.json", metrics)  # the notebook reads results/ only

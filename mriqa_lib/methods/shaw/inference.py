@@ -37,10 +37,11 @@ def predict(model: torch.nn.Module, images: np.ndarray | list[np.ndarray], batch
     shape = arr.shape[1:]
     pads = [(-n) % mult for n in shape]
     outs: dict[str, list[np.ndarray]] = {}
+    device = next(model.parameters()).device
     for i in range(0, len(arr), batch):
-        x = torch.from_numpy(arr[i : i + batch])[:, None]
+        x = torch.from_numpy(arr[i : i + batch])[:, None].to(device)
         x = torch.nn.functional.pad(x, (0, pads[2], 0, pads[1], 0, pads[0]))
-        res = model(x)
+        res = tuple(r.float().cpu() for r in model(x))
         crop = (slice(None), 0, slice(0, shape[0]), slice(0, shape[1]), slice(0, shape[2]))
         outs.setdefault("recon", []).append(res[0][crop].numpy())
         outs.setdefault("sigma", []).append(torch.exp(0.5 * res[1])[crop].numpy())
@@ -87,8 +88,9 @@ def save_model(model: torch.nn.Module, kind: str, p: Any, path: str | Path) -> P
     return path
 
 
-def load_model(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Load a model written by :func:`save_model` (architecture from the JSON beside it)."""
+def load_model(path: str | Path, device: Any = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Load a model written by :func:`save_model` (architecture from the JSON beside it) onto
+    ``device`` (:func:`predict` runs where the model is)."""
     from mriqa_lib.models.unet_hetero import HeteroUNet, MultiTaskHeteroUNet
 
     path = Path(path)
@@ -102,5 +104,5 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     except Exception as exc:
         raise MriqaInputError(f"{path}: cannot load the state dict ({type(exc).__name__}: {exc})") from None
-    model.eval()
+    model.to(device).eval()
     return model, meta

@@ -187,7 +187,7 @@ class ShawModule(L.LightningModule):
 
     def validation_step(self, batch, _):
         ls = self.losses(batch)
-        self.log_dict({f"val_{k}": v for k, v in ls.items()}, prog_bar=False, batch_size=1)
+        self.log_dict({f"val_{k}": v for k, v in ls.items()}, prog_bar=False, batch_size=1, sync_dist=True)
 
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.parameters(), lr=self.lr)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mriqa_lib.validation import Section, SplitFractions
+from mriqa_lib.validation import Section, SplitFractions, step_trainers, trainer_field
 
 ARTEFACTS = ("motion", "ghosting", "spike", "rician_noise", "regional_noise")
 
@@ -20,6 +20,7 @@ class ShawParams(Section):
     labelled "containing artefacts"). ``null`` uses the embedded cohort instead.
     """
 
+    trainer: step_trainers("recon", "multitask") = trainer_field("recon", "multitask")
     seed: int = Field(0, ge=0)
     # --- data ------------------------------------------------------------------------------------
     adni_root: str | None = Field(None, description="folder with the ADNI MPRAGE NIfTI files (null = embedded)")
@@ -93,8 +94,11 @@ class ShawParams(Section):
         "patch under a confident sigma otherwise gives a huge Eq. 1 gradient",
     )
     logvar_range: tuple[float, float] = Field((-12.0, 6.0), description="log-variance squashed into this range")
-    val_every: int = Field(
-        100, ge=1, le=1_000_000, description="validate every n steps (logged only; the last weights are kept)"
+    val_every: int = Field(100, ge=1, le=1_000_000, description="validate every n steps")
+    checkpoint: Literal["last", "best_val"] = Field(
+        "last",
+        description="weights kept: the last step's, or those of the validation with the lowest loss "
+        "(a few noisy validation volumes make the last the steadier choice on the embedded cohort)",
     )
     # --- experiments ---------------------------------------------------------------------------------
     snr_levels: int = Field(41, ge=3, le=1000, description="experiment 1: number of Rician noise levels")

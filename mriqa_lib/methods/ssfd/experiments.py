@@ -90,14 +90,13 @@ class Models:
     ref_feats: Any = None
 
 
-def load_models(p: SsfdParams, model_dir: Path, ref: np.ndarray) -> Models:
-    """Encoder (on the GPU when there is one) and reconstruction U-Net of ``model_dir``."""
+def load_models(p: SsfdParams, model_dir: Path, ref: np.ndarray, device: Any = "cpu") -> Models:
+    """Encoder (on ``device``: real fastMRI test sets are large) and reconstruction U-Net of ``model_dir``."""
     import torch
 
     from mriqa_lib.methods.ssfd.metric import encoder_features, load_encoder
     from mriqa_lib.models.ssfd_unet import ReconUNet
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"  # real fastMRI test sets are large
     encoder = load_encoder(model_dir).to(device)
     cfg = json.loads((Path(model_dir) / "recon.json").read_text())
     recon_net = ReconUNet(tuple(cfg["channels"]))
@@ -321,12 +320,12 @@ def write_examples(
             )
 
 
-def run_evaluation(p: SsfdParams, test: dict, model_dir: Path, results: Path) -> dict:
-    """All experiments; writes results/ssfd/* and returns the metrics dict."""
+def run_evaluation(p: SsfdParams, test: dict, model_dir: Path, results: Path, device: Any = "cpu") -> dict:
+    """All experiments (the encoder on ``device``); writes results/ssfd/* and returns the metrics dict."""
     results = Path(results)
     results.mkdir(parents=True, exist_ok=True)
     ref = test["target"].astype(np.float32)
-    models = load_models(p, model_dir, ref)
+    models = load_models(p, model_dir, ref, device)
     metrics: dict = {"n_test_slices": len(ref), "ssfd_layer": p.layer, "layers_compared": p.layers_compared}
     pert_df, examples = perturbation_sweeps(p, ref, models)
     write_tsv(results / "perturbations.tsv", pert_df)

@@ -86,7 +86,7 @@ def fit_module(
     weights of the epoch with the lowest ``val_loss``; returns that loss (NaN when none was logged)."""
     from torch.utils.data import DataLoader
 
-    from mriqa_lib.training import build_trainer
+    from mriqa_lib.training import build_trainer, load_state
 
     g = torch.Generator().manual_seed(seed)
     tl = DataLoader(train_ds, batch_size=batch_size, shuffle=True, generator=g, num_workers=trainer_params.num_workers)
@@ -97,8 +97,7 @@ def fit_module(
     trainer.fit(module, tl, vl)
     best = trainer.checkpoint_callback.best_model_path
     if best:
-        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state)
+        load_state(module, best)
     return float(trainer.checkpoint_callback.best_model_score or float("nan"))
 
 
