@@ -149,9 +149,43 @@ class BenchmarkParams(Section):
         return v
 
 
+class GeneralisationParams(Section):
+    """Held-out-site evaluation (stage `generalisation`): every method trained without a site of the
+    embedded cohort, then scored on that site raw, calibrated with its clean scans, and in-site."""
+
+    methods: list[str] = Field(default_factory=lambda: ["all"], description="registry names, or [all]")
+    sites: list[str] = Field(
+        default_factory=lambda: ["siteD"],
+        min_length=1,
+        description="sites held out in turn (each costs one more training of every method)",
+    )
+    n_calibration: int = Field(
+        5, ge=2, le=100, description="clean scans of the held-out site given to `mriqa calibrate`"
+    )
+    train_overrides: list[str] = Field(
+        default_factory=lambda: ["shaw.multitask_iterations=1", "bricout.seeds=[0]", "bricout.scratch.max_epochs=1"],
+        description="SECTION.KEY=VALUE settings the site-out models train with; the defaults skip what "
+        "no score of this stage reads (P3's multi-task model, P5's extra QC seeds and scratch model), "
+        "which halves its CPU cost; the in-site models are the pipeline's own",
+    )
+    seed: int = Field(0, ge=0, description="corruption seed of the scored copies")
+
+    @field_validator("train_overrides")
+    @classmethod
+    def _overrides(cls, v: list[str]) -> list[str]:
+        bad = [o for o in v if "=" not in o or "." not in o.partition("=")[0]]
+        if bad:
+            raise ValueError(f"expected SECTION.KEY=VALUE items, got {bad}")
+        return v
+
+
 #: the sections that are not methods, before and after the method sections (params.yaml's order)
 SECTIONS_BEFORE: dict[str, type[BaseModel]] = {"cohort": CohortParams, "trainer": TrainerParams}
-SECTIONS_AFTER: dict[str, type[BaseModel]] = {"benchmark": BenchmarkParams, "preparation": PreparationParams}
+SECTIONS_AFTER: dict[str, type[BaseModel]] = {
+    "benchmark": BenchmarkParams,
+    "generalisation": GeneralisationParams,
+    "preparation": PreparationParams,
+}
 
 # one Settings model per registry content: a toy method registered by a test gets its section
 _SETTINGS_MODELS: dict[tuple[tuple[str, type[BaseModel]], ...], type[Section]] = {}

@@ -49,7 +49,7 @@ def params_mismatches(path: Path) -> list[str]:
 def test_every_method_has_a_section():
     fields = list(settings_model().model_fields)
     assert registry.names(), "no method registered"
-    assert fields == ["cohort", "trainer", *registry.names(), "benchmark", "preparation"]
+    assert fields == ["cohort", "trainer", *registry.names(), "benchmark", "generalisation", "preparation"]
 
 
 def test_params_yaml_lists_every_default_with_the_same_value():

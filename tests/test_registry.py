@@ -34,7 +34,7 @@ def test_dvc_method_list_is_the_registry(dvc):
     names = list(registry.names())
     methods_var = next(v["methods"] for v in dvc["vars"] if isinstance(v, dict) and "methods" in v)
     assert methods_var == names, "dvc.yaml vars.methods differs from the registry (order: paper order)"
-    for stage in ("benchmark", "calibrate"):  # both load every method's model
+    for stage in ("benchmark", "calibrate", "generalisation"):  # each loads every method's model
         deps = {d.split("/", 1)[1] for d in dvc["stages"][stage]["deps"] if d.startswith("models/")}
         assert deps == set(names), f"dvc.yaml {stage} stage: one models/<method> dep per registered method"
     figures = dvc["stages"]["figures"]["foreach"]

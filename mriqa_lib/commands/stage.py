@@ -14,7 +14,11 @@ import importlib
 from pathlib import Path
 
 # stages without a step: name -> module with run(settings)
-SINGLE = {"prepare": "mriqa_lib.stages.prepare", "benchmark": "mriqa_lib.stages.benchmark"}
+SINGLE = {
+    "prepare": "mriqa_lib.stages.prepare",
+    "benchmark": "mriqa_lib.stages.benchmark",
+    "generalisation": "mriqa_lib.stages.generalisation",
+}
 
 
 def _steps() -> tuple[str, ...]:

@@ -1,0 +1,181 @@
+"""Held-out-site evaluation on the embedded cohort: does a method hold on a site it never saw?
+
+Every method is trained again without one site (its subjects are relabelled ``test`` in a view of
+the cohort, so the split owner keeps all of them out of training and validation), then that site's
+held-out subjects and their corrupted copies (the benchmark's artifacts and severities) are scored
+three ways: by the site-out models without calibration, by the same models calibrated with a few
+clean scans of the site (`mriqa calibrate`), and, for reference, by the pipeline's in-site models.
+Per method and way: the fraction of (clean, corrupted) pairs of a subject ranked the right way and
+the AUROC clean vs corrupted. The DVC stage (:mod:`mriqa_lib.stages.generalisation`) calls these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mriqa_lib.io import MriqaInputError, read_tsv, write_tsv
+from mriqa_lib.methods import registry
+from mriqa_lib.metrics import auroc
+
+#: the three ways a held-out site is scored, in the order the tables show them
+WAYS = ("site-out", "site-out + calibration", "in-site")
+
+
+def method_names(requested: list[str]) -> list[str]:
+    """The registered methods named in ``generalisation.methods`` (``all``: every one)."""
+    known = registry.names()
+    if "all" in requested:
+        return known
+    unknown = sorted(set(requested) - set(known))
+    if unknown:
+        raise MriqaInputError(f"generalisation.methods: unknown method(s) {unknown}; choose from {known}")
+    return [m for m in known if m in requested]
+
+
+def site_subjects(participants: Path, site: str, n_calibration: int) -> tuple[list[str], list[str]]:
+    """(calibration scans, evaluation subjects) of ``site`` in the cohort's ``participants.tsv``.
+
+    Evaluation: the site's held-out ``test`` and ``val`` subjects (the in-site models never trained
+    on them); calibration: the first ``n_calibration`` of its ``train`` subjects (clean scans a site
+    would hand over).
+
+    Raises:
+        MriqaInputError: an unknown site, or too few subjects for either role.
+    """
+    frame = read_tsv(participants, required=("participant_id", "site", "split"))
+    here = frame[frame.site.astype(str) == site]
+    if here.empty:
+        raise MriqaInputError(f"generalisation.sites: unknown site '{site}'; sites: {sorted(set(frame.site))}")
+    evaluation = here.participant_id[here.split.isin(["test", "val"])].astype(str).tolist()
+    train = here.participant_id[here.split == "train"].astype(str).tolist()
+    if not evaluation or len(train) < n_calibration:
+        raise MriqaInputError(
+            f"{participants}: site {site} has {len(evaluation)} held-out and {len(train)} training subjects; "
+            f"needs >= 1 and >= generalisation.n_calibration ({n_calibration})"
+        )
+    return train[:n_calibration], evaluation
+
+
+def site_out_settings(settings: Any) -> Any:
+    """The settings the site-out models train with: ``settings`` with ``generalisation.train_overrides``."""
+    from mriqa_lib.config import apply_overrides, parse_settings
+
+    overrides = list(settings.generalisation.train_overrides)
+    if not overrides:
+        return settings
+    raw = apply_overrides(settings.model_dump(mode="json"), overrides)
+    return parse_settings(raw, "generalisation.train_overrides")
+
+
+def site_out_view(cohort: Path, view: Path, site: str) -> None:
+    """A view of ``cohort`` at ``view`` whose ``participants.tsv`` labels every subject of ``site``
+    ``test``; everything else is a link to the cohort (nothing is copied)."""
+    cohort, view = Path(cohort).resolve(), Path(view)
+    view.mkdir(parents=True)
+    for entry in cohort.iterdir():
+        if entry.name != "participants.tsv":
+            (view / entry.name).symlink_to(entry)
+    frame = read_tsv(cohort / "participants.tsv", required=("participant_id", "site", "split"))
+    frame.loc[frame.site.astype(str) == site, "split"] = "test"
+    write_tsv(view / "participants.tsv", frame)
+
+
+def run_step(method: str, step: str, workspace: Path) -> None:
+    """``mriqa stage METHOD STEP`` in a fresh process inside ``workspace`` (with its params.yaml), as
+    DVC runs it: a stage's worker pools must not fork from a process that already trained."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "mriqa_lib.cli", "stage", method, step, "--params", "params.yaml"]
+    done = subprocess.run(cmd, cwd=workspace, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"generalisation: `mriqa stage {method} {step}` failed in {workspace} (exit {done.returncode})"
+        )
+
+
+def train_site_out(settings: Any, workspace: Path, methods: list[str], log: Callable[[str], None] = print) -> None:
+    """Run every method's steps before ``evaluate`` (synthesize, train) inside ``workspace``, whose
+    ``data/embedded`` is the site-out view, with ``settings`` (written to ``workspace/params.yaml``);
+    the models land in ``workspace/models/<m>``."""
+    import yaml
+
+    (workspace / "params.yaml").write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
+    specs = registry.methods()
+    for m in methods:
+        for step in specs[m].stages:
+            if step != "evaluate":
+                log(f"generalisation: {m} {step} without the held-out site")
+                run_step(m, step, workspace)
+
+
+def scorer_runs(
+    settings: Any,
+    site_out: Any,
+    workspace: Path,
+    methods: list[str],
+    calibration_scans: list[Path],
+    log: Callable[[str], None] = print,
+) -> Iterator[tuple[str, Any]]:
+    """(way, loaded scorers) for each of :data:`WAYS`: the site-out models (trained with the
+    settings ``site_out``) raw, the same models with a calibration made from ``calibration_scans``
+    (written to ``workspace/calibration``), and the pipeline's own models (``models/``, ``settings``)."""
+    from mriqa_lib.calibration import apply_calibration, calibrate, load_calibration
+    from mriqa_lib.scoring import InputItem, load_scorers
+
+    models = workspace / "models"
+    yield WAYS[0], load_scorers(methods, models, site_out, log)
+    run = load_scorers(methods, models, site_out, log)
+    items = [InputItem(p, p.name.split("_")[0]) for p in calibration_scans]
+    calibrate(items, run, workspace / "calibration", site_out, models, force=True, progress=False, log=log)
+    apply_calibration(load_calibration(workspace / "calibration", {m: models / m for m in run.scorers}), run, log)
+    yield WAYS[1], run
+    yield WAYS[2], load_scorers(methods, Path("models"), settings, log)
+
+
+def pair_table(scores: Any, methods: list[str], way: str, site: str, specs: Any = None) -> list[dict[str, Any]]:
+    """Per method: pairs ranked right (a corrupted copy scored worse than its subject's clean scan;
+    ties count half) and AUROC clean vs corrupted, from the benchmark's score rows (``specs``: the
+    registry's method specs, or any mapping of name -> object with ``badness`` and ``badness_sign``)."""
+    import pandas as pd
+
+    specs = specs or registry.methods()
+    rows = []
+    for m in methods:
+        col = specs[m].badness
+        if col not in scores:
+            continue
+        bad = specs[m].badness_sign * pd.to_numeric(scores[col], errors="coerce")
+        clean = dict(zip(scores.subject[scores.artifact == "clean"], bad[scores.artifact == "clean"]))
+        corrupted = scores.artifact != "clean"
+        diff = bad[corrupted].to_numpy() - scores.subject[corrupted].map(clean).to_numpy(dtype=float)
+        ok = np.isfinite(diff)
+        rows.append(
+            {
+                "site": site,
+                "method": m,
+                "way": way,
+                "pairs_right": float(np.mean((diff[ok] > 0) + 0.5 * (diff[ok] == 0))) if ok.any() else float("nan"),
+                "auroc": auroc(corrupted[bad.notna()], bad[bad.notna()]),
+                "n_pairs": int(ok.sum()),
+            }
+        )
+    return rows
+
+
+def generalisation_metrics(table: Any) -> dict[str, Any]:
+    """metrics/generalisation.json: ``<site>_<method>_<way>_{pairs_right,auroc}`` and the mean over
+    sites of each method and way (way names with spaces and ``+`` written as ``_``)."""
+    out: dict[str, Any] = {}
+    key = {w: w.replace(" + ", "_").replace("-", "_") for w in WAYS}
+    for r in table.itertuples():
+        for stat in ("pairs_right", "auroc"):
+            out[f"{r.site}_{r.method}_{key[r.way]}_{stat}"] = round(float(getattr(r, stat)), 4)
+    for (m, w), g in table.groupby(["method", "way"]):
+        out[f"{m}_{key[w]}_pairs_right"] = round(float(g.pairs_right.mean()), 4)
+        out[f"{m}_{key[w]}_auroc"] = round(float(g.auroc.mean()), 4)
+    return out

@@ -1,0 +1,172 @@
+"""Held-out-site evaluation: the site-out view keeps a whole site out of every method's training, and
+the stage's pair and AUROC tables are what the score rows say (a toy method, no paper trained)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import BaseModel
+
+from mriqa_lib import generalisation as G
+from mriqa_lib.io import MriqaInputError, save_nifti
+from mriqa_lib.methods import registry
+from mriqa_lib.methods.registry import MethodSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+SITES = {"siteA": ["test", "val", "train", "train", "train"], "siteB": ["test", "val", "train", "train", "train"]}
+
+
+class ToyParams(BaseModel):
+    seed: int = 0
+
+
+class StdScorer(registry.Scorer):
+    """Badness = the volume's standard deviation (noise raises it)."""
+
+    def score(self, volume, reference=None, maps_dir=None):
+        return {"toygen_std": float(np.std(volume.data))}
+
+
+def train(settings) -> None:
+    """The toy's training step: record which subjects the split owner lets it train on."""
+    from mriqa_lib.data.splits import held_out
+    from mriqa_lib.io import read_tsv
+
+    tsv = Path("data/embedded/participants.tsv")
+    held = held_out(tsv)
+    subjects = [s for s in read_tsv(tsv, required=("participant_id",)).participant_id if s not in held]
+    Path("models/toygen").mkdir(parents=True, exist_ok=True)
+    Path("models/toygen/train.json").write_text(json.dumps(subjects))
+
+
+def _in_process(method: str, step: str, workspace: Path) -> None:
+    """run_step without a new process: the toy is registered in this process only."""
+    import importlib
+    import os
+
+    previous = os.getcwd()
+    os.chdir(workspace)
+    try:
+        getattr(importlib.import_module(registry.methods()[method].stage_module), step)(None)
+    finally:
+        os.chdir(previous)
+
+
+@pytest.fixture()
+def toygen(monkeypatch):
+    monkeypatch.setattr(G, "run_step", _in_process)
+    spec = registry.register(
+        MethodSpec(
+            name="toygen",
+            paper="P9",
+            title="standard deviation (test)",
+            params=ToyParams,
+            load_scorer=lambda model_dir, settings: StdScorer(),
+            badness="toygen_std",
+            stage_module=__name__,
+            stages=("train", "evaluate"),
+        )
+    )
+    yield spec
+    registry.unregister("toygen")
+
+
+def _cohort(folder: Path) -> None:
+    rows, i = ["participant_id\tsite\tsplit"], 0
+    x, y, z = np.meshgrid(*[np.linspace(-1, 1, 20)] * 3, indexing="ij")
+    for site, splits in SITES.items():
+        for split in splits:
+            i += 1
+            sid = f"sub-{i:02d}"
+            rows.append(f"{sid}\t{site}\t{split}")
+            ball = (x**2 + y**2 + z**2 < 0.5) * 100.0 + np.random.default_rng(i).normal(0, 1.0, x.shape)
+            save_nifti(folder / sid / "anat" / f"{sid}_T1w.nii.gz", ball.astype(np.float32), np.diag([2.0] * 3 + [1.0]))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "participants.tsv").write_text("\n".join(rows) + "\n")
+
+
+def test_site_subjects_split_a_site_into_calibration_and_held_out(tmp_path):
+    _cohort(tmp_path)
+    calibration, evaluation = G.site_subjects(tmp_path / "participants.tsv", "siteB", 2)
+    assert calibration == ["sub-08", "sub-09"] and evaluation == ["sub-06", "sub-07"]
+    with pytest.raises(MriqaInputError, match="unknown site 'siteZ'"):
+        G.site_subjects(tmp_path / "participants.tsv", "siteZ", 2)
+    with pytest.raises(MriqaInputError, match="n_calibration"):
+        G.site_subjects(tmp_path / "participants.tsv", "siteB", 4)
+
+
+def test_no_subject_of_the_held_out_site_reaches_a_method_s_training(toygen, tmp_path):
+    """The view relabels the site `test`; the split owner then keeps all of it out of training."""
+    _cohort(tmp_path / "cohort")
+    G.site_out_view(tmp_path / "cohort", tmp_path / "ws" / "data" / "embedded", "siteA")
+    from mriqa_lib.config import load_settings
+
+    G.train_site_out(load_settings(ROOT / "params.yaml"), tmp_path / "ws", ["toygen"], log=lambda s: None)
+    trained = json.loads((tmp_path / "ws" / "models" / "toygen" / "train.json").read_text())
+    assert trained == ["sub-07", "sub-08", "sub-09", "sub-10"]  # siteB's training and validation subjects only
+    original = (tmp_path / "cohort" / "participants.tsv").read_text()
+    assert "siteA\ttrain" in original  # the cohort itself is untouched
+    assert (tmp_path / "ws" / "data" / "embedded" / "sub-01").is_symlink()
+
+
+def test_pair_table_counts_pairs_by_hand_and_auroc_is_scikit_learn():
+    from sklearn.metrics import roc_auc_score
+
+    scores = pd.DataFrame(
+        {
+            "subject": ["a", "a", "a", "b", "b", "b"],
+            "artifact": ["clean", "noise", "blur", "clean", "noise", "blur"],
+            "toy_x": [1.0, 2.0, 1.0, 5.0, 4.0, 6.0],
+        }
+    )
+
+    class Spec:
+        badness, badness_sign = "toy_x", 1.0
+
+    specs = {"toy": Spec}
+    (row,) = G.pair_table(scores, ["toy"], "site-out", "siteQ", specs)
+    # pairs: a/noise 2>1 right, a/blur tie (half), b/noise 4<5 wrong, b/blur 6>5 right -> 2.5 / 4
+    assert row["pairs_right"] == pytest.approx(2.5 / 4) and row["n_pairs"] == 4
+    assert row["auroc"] == pytest.approx(roc_auc_score(scores.artifact != "clean", scores.toy_x))
+
+
+def test_the_stage_scores_the_held_out_site_three_ways(toygen, tmp_path, monkeypatch):
+    from mriqa_lib.config import load_settings
+    from mriqa_lib.io import read_json
+    from mriqa_lib.stages import generalisation as stage
+
+    monkeypatch.chdir(tmp_path)
+    _cohort(tmp_path / "data" / "embedded")
+    train(None)  # the "in-site" model: trained on the whole cohort's training subjects
+    settings = load_settings(ROOT / "params.yaml")
+    settings.generalisation = settings.generalisation.model_copy(
+        update={"methods": ["toygen"], "sites": ["siteB"], "n_calibration": 3}
+    )
+    settings.benchmark = settings.benchmark.model_copy(update={"artifacts": ["rician_noise"], "levels": [0.5, 1.0]})
+    settings.trainer.threads = 1
+    stage.run(settings)
+
+    scores = pd.read_csv("results/generalisation/scores.tsv", sep="\t")
+    summary = pd.read_csv("results/generalisation/summary.tsv", sep="\t")
+    assert list(summary.way) == list(G.WAYS) and set(scores.subject) == {"sub-06", "sub-07"}
+    for way, rows in scores.groupby("way"):
+        clean = rows[rows.artifact == "clean"].set_index("subject").toygen_std
+        corrupted = rows[rows.artifact != "clean"]
+        right = np.mean(corrupted.toygen_std.to_numpy() > corrupted.subject.map(clean).to_numpy())
+        assert summary.set_index("way").loc[way, "pairs_right"] == pytest.approx(right)
+    metrics = read_json("metrics/generalisation.json")
+    assert metrics["toygen_site_out_calibration_pairs_right"] == pytest.approx(
+        summary.set_index("way").loc["site-out + calibration", "pairs_right"]
+    )
+    assert metrics["sites"] == ["siteB"]
+
+
+def test_a_failing_step_names_the_method_step_and_workspace(tmp_path):
+    """run_step runs `mriqa stage` in a fresh process; its failure is an error naming the step."""
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    with pytest.raises(RuntimeError, match=r"`mriqa stage nosuchmethod train` failed in .* \(exit 2\)"):
+        G.run_step("nosuchmethod", "train", tmp_path)
