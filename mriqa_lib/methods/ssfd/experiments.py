@@ -81,20 +81,23 @@ def ssfd_at_common_drop(summary: pd.DataFrame, fractions=(0.5, 1.0)) -> dict:
 
 @dataclass
 class Models:
-    """What the experiments run: SSFD's encoder, the reconstruction U-Net, the compared layers, and
-    the reference slices' features when they fit in memory (None: recomputed per level)."""
+    """What the experiments run: SSFD's encoder, the reconstruction U-Net and the compared layers.
+
+    No features are cached: :func:`~mriqa_lib.methods.ssfd.metric.ssfd_layers` encodes each batch
+    of references with its images and drops both, so memory does not grow with the test set."""
 
     encoder: Any
     recon_net: Any
     layers: list[int]
-    ref_feats: Any = None
 
 
 def load_models(p: SsfdParams, model_dir: Path, ref: np.ndarray, device: Any = "cpu") -> Models:
-    """Encoder (on ``device``: real fastMRI test sets are large) and reconstruction U-Net of ``model_dir``."""
+    """Encoder (on ``device``: real fastMRI test sets are large) and reconstruction U-Net of ``model_dir``.
+
+    ``ref`` (the test slices) is unused since SSFD streams (kept for the callers' signature)."""
     import torch
 
-    from mriqa_lib.methods.ssfd.metric import encoder_features, load_encoder
+    from mriqa_lib.methods.ssfd.metric import load_encoder
     from mriqa_lib.models.ssfd_unet import ReconUNet
 
     encoder = load_encoder(model_dir).to(device)
@@ -102,14 +105,7 @@ def load_models(p: SsfdParams, model_dir: Path, ref: np.ndarray, device: Any = "
     recon_net = ReconUNet(tuple(cfg["channels"]))
     recon_net.load_state_dict(torch.load(Path(model_dir) / "recon.pt", map_location="cpu", weights_only=True))
     layers = sorted(set(p.layers_compared) | {p.layer})
-    # cache the reference features when they fit in ~1 GB (embedded: ~30 MB); else recompute per level
-    feat_bytes = (
-        sum(encoder.encoder.blocks[l - 1].conv2.out_channels * ref[0].size / 4 ** (l - 1) for l in layers)
-        * 4
-        * len(ref)
-    )
-    ref_feats = encoder_features(ref, layers, encoder) if feat_bytes < 1e9 else None
-    return Models(encoder, recon_net, layers, ref_feats)
+    return Models(encoder, recon_net, layers)
 
 
 def sweep_levels(p: SsfdParams) -> dict[str, list[float]]:
@@ -137,7 +133,7 @@ def perturbation_sweeps(p: SsfdParams, ref: np.ndarray, models: Models) -> tuple
             if level == 0:  # an exact copy: distance 0 without a forward pass
                 d = {l: np.zeros(n) for l in layers}
             else:
-                d = ssfd_layers(ref, pert, layers, models.encoder, reference_features=models.ref_feats)
+                d = ssfd_layers(ref, pert, layers, models.encoder)
             for i in range(n):
                 rows.append(
                     {
@@ -220,7 +216,7 @@ def reconstructions(p: SsfdParams, test: dict, models: Models) -> tuple[pd.DataF
     rows = []
     for name, imgs in rec_imgs.items():
         s, ps = _quality(ref, imgs)
-        d = ssfd_layers(ref, imgs, layers, models.encoder, reference_features=models.ref_feats)
+        d = ssfd_layers(ref, imgs, layers, models.encoder)
         v = vgg_distance(ref, imgs, vgg) if vgg is not None else np.full(len(ref), np.nan)
         for i in range(len(ref)):
             rows.append(
