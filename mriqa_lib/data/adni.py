@@ -16,7 +16,8 @@ delivers it, from paths in params.yaml (``shaw.adni_root``, ``shaw.adni_qc_table
   test-retest pairs in which one scan was labelled "containing artefacts".
 
 Subjects are split by :mod:`mriqa_lib.data.splits` (the one owner of splits); paper 3 forces the
-subjects of the test-retest pairs into its test split (:mod:`mriqa_lib.methods.shaw.synthesis`).
+subjects of the test-retest pairs (:func:`pair_subjects`: the pairs table's subject ids and the QC
+table's subject of every pair image) into its test split (:mod:`mriqa_lib.methods.shaw.synthesis`).
 
 The scans must already be affinely registered to MNI space (e.g. Clinica ``t1-linear``), as
 :func:`mriqa_lib.data.preprocess.conform` assumes. Pairs are aligned rigidly (SimpleITK, Mattes
@@ -34,7 +35,16 @@ import numpy as np
 
 from mriqa_lib.io import MriqaInputError, Volume, load_nifti
 
-__all__ = ["read_table", "read_qc_table", "read_pairs_table", "find_images", "adni_scans", "adni_pairs", "rigid_align"]
+__all__ = [
+    "read_table",
+    "read_qc_table",
+    "read_pairs_table",
+    "pair_subjects",
+    "find_images",
+    "adni_scans",
+    "adni_pairs",
+    "rigid_align",
+]
 
 _ID = ("image_id", "ImageUID", "LONIUID", "Image Data ID", "image_uid")
 _SUBJECT = ("subject_id", "PTID", "Subject", "subject")
@@ -108,8 +118,26 @@ def read_pairs_table(path: str | os.PathLike) -> Any:
         if col not in raw.columns:
             raise MriqaInputError(f"{path}: missing column {col!r}; found {list(raw.columns)}")
     out = raw.copy()
+    out["subject_id"] = raw["subject_id"].astype(str).str.strip()
     out["clean_image_id"] = raw["clean_image_id"].map(_clean_id)
     out["artefact_image_id"] = raw["artefact_image_id"].map(_clean_id)
+    return out
+
+
+def pair_subjects(pairs_table: str | os.PathLike, qc_table: str | os.PathLike | None = None) -> set[str]:
+    """Every subject of the test-retest pairs: the pairs table's ``subject_id`` and, through the QC
+    table, the subject each pair's clean and artefact image is filed under there.
+
+    The second set matters when the two tables name a subject differently (e.g. RID ``295`` vs
+    PTID ``002_S_0295``): the pair's clean scan is then still recognised as that subject's, so
+    neither it nor any other scan of the subject can reach training or validation.
+    """
+    pairs = read_pairs_table(pairs_table)
+    out = set(pairs["subject_id"])
+    if qc_table is not None:
+        qc = read_qc_table(qc_table)
+        images = set(pairs["clean_image_id"]) | set(pairs["artefact_image_id"])
+        out |= set(qc.loc[qc["image_id"].isin(images), "subject_id"])
     return out
 
 

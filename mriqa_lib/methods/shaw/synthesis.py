@@ -79,12 +79,14 @@ def adni_clean_scans(p: Any) -> list[dict[str, Any]]:
 
 
 def adni_pair_subjects(p: Any) -> set[str]:
-    """Subjects of ADNI's test-retest pairs (none without ``p.adni_pairs_table``)."""
-    from mriqa_lib.data.adni import read_pairs_table
+    """Subjects of ADNI's test-retest pairs (none without ``p.adni_pairs_table``): the pairs table's
+    and, through ``p.adni_qc_table``, those the pair images belong to (:func:`~mriqa_lib.data.adni.pair_subjects`),
+    so a pair's clean scan is held out even where the two tables spell its subject differently."""
+    from mriqa_lib.data.adni import pair_subjects
 
     if not p.adni_pairs_table:
         return set()
-    return set(read_pairs_table(p.adni_pairs_table)["subject_id"].astype(str).str.strip())
+    return pair_subjects(p.adni_pairs_table, p.adni_qc_table)
 
 
 def subject_splits(scans: list[dict[str, Any]], p: Any, held_out: set[str]) -> dict[str, str]:
