@@ -68,6 +68,11 @@ print("z mean", density[["z1", "z2"]].mean().round(2).tolist(), "z sd", density[
 
 # %% [markdown]
 # ## Fig. 3b — density contours of m with the held-out examples A-H
+#
+# C (bias field) and H (15 mm RMS misalignment) stand for a failed bias correction and a failed
+# registration. Where the preparation runs N4 / registration (the paper profile), they are applied
+# after that step, on the template grid, since it would otherwise remove them; with both steps off
+# (the embedded default) they are applied to the acquired scan like every other artifact.
 
 # %%
 fig = plt.figure(figsize=(10, 4.2))

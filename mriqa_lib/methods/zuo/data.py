@@ -11,7 +11,10 @@
 * held-out examples A-H (Fig. 3b) from one rated-set subject.
 
 Artifacts are applied to the acquired volume (its own grid and voxel size), before the
-preparation of :mod:`mriqa_lib.methods.zuo.prep`, as they would be in a real scan.
+preparation of :mod:`mriqa_lib.methods.zuo.prep`, as they would be in a real scan. Two examples
+stand for a failed preparation step instead, and would be removed by it (``UNDONE_BY``): C's bias
+field by N4, H's misalignment by registration. When that step is on, :func:`prepared_example`
+applies them after it (see there).
 """
 
 from __future__ import annotations
@@ -25,7 +28,19 @@ from mriqa_lib import seeds
 from mriqa_lib.io import MriqaInputError, Volume, load_nifti, read_json
 from mriqa_lib.methods.zuo.params import EXAMPLES, ZuoParams
 
-__all__ = ["apply_named", "make_example", "non_t1w_volume", "rated_plan", "rating_of", "subject_splits"]
+__all__ = [
+    "UNDONE_BY",
+    "apply_named",
+    "make_example",
+    "non_t1w_volume",
+    "prepared_example",
+    "rated_plan",
+    "rating_of",
+    "subject_splits",
+]
+
+#: held-out examples a preparation step would remove: artifact -> the ``ZuoParams`` switch of that step
+UNDONE_BY = {"bias_field": "n4", "registration_error": "registration"}
 
 
 def subject_splits(table, p: ZuoParams) -> dict[str, str]:
@@ -130,12 +145,42 @@ def non_t1w_volume(t1w_path: str | Path, seed: int) -> tuple[Volume, dict]:
     return apply_named(load_nifti(t1w_path), "non_t1w_contrast", 1.0, seed)
 
 
+def _example_seed(p: ZuoParams, letter: str) -> int:
+    return p.seed * 1000 + ord(letter)
+
+
 def make_example(letter: str, t1w_path: str | Path, p: ZuoParams) -> tuple[Volume, dict]:
-    """Held-out example ``letter`` (A-H, see ``EXAMPLES``) built from one T1w volume."""
+    """Held-out example ``letter`` (A-H, see ``EXAMPLES``) built from one T1w volume (acquired grid)."""
     name = EXAMPLES[letter]
-    seed = p.seed * 1000 + ord(letter)
+    seed = _example_seed(p, letter)
     if name == "clean":
         return load_nifti(t1w_path), {"severity": 0.0}
     if name == "non_t1w":
         return non_t1w_volume(t1w_path, seed)
     return apply_named(load_nifti(t1w_path), name, p.example_severity[name], seed)
+
+
+def prepared_example(letter: str, t1w_path: str | Path, p: ZuoParams) -> tuple[np.ndarray, dict]:
+    """Held-out example ``letter`` prepared (:func:`~mriqa_lib.methods.zuo.prep.prepare_volume`).
+
+    An example whose artifact a switched-on preparation step would remove (``UNDONE_BY``: C's bias
+    field under ``n4``, H's misalignment under ``registration``) gets it after N4 and registration,
+    on the template grid, before the intensity scaling: the example is then a scan whose bias
+    correction or registration failed, as in the paper, and keeps the injected field or shift.
+    Otherwise (every other example; C and H when those steps are off, the embedded default) the
+    artifact is applied to the acquired volume by :func:`make_example`.
+
+    Returns:
+        the prepared volume (template grid, float32) and the artifact's realised parameters.
+    """
+    from .prep import prepare_volume, scale_intensity, to_template
+
+    name, step = EXAMPLES[letter], UNDONE_BY.get(EXAMPLES[letter])
+    if step is None or not getattr(p, step):
+        vol, info = make_example(letter, t1w_path, p)
+        return prepare_volume(vol, p), info
+    vol, info = apply_named(
+        to_template(load_nifti(t1w_path), p), name, p.example_severity[name], _example_seed(p, letter)
+    )
+    info["applied"] = f"after the preparation (its {step} step would remove it), on the template grid"
+    return scale_intensity(vol), info

@@ -20,7 +20,7 @@ from mriqa_lib.data.preprocess import normalise
 from mriqa_lib.io import Volume
 from mriqa_lib.methods.zuo.params import ZuoParams
 
-__all__ = ["band_slices", "centre_axial", "centre_indices", "prepare_volume"]
+__all__ = ["band_slices", "centre_axial", "centre_indices", "prepare_volume", "scale_intensity", "to_template"]
 
 
 @functools.lru_cache(maxsize=4)
@@ -29,15 +29,24 @@ def _template(spacing: float) -> Volume:
 
 
 def prepare_volume(volume: Volume, p: ZuoParams) -> np.ndarray:
-    """A T1w volume on the template grid, intensities scaled to about [0, 1] (float32, x y z).
+    """A T1w volume on the template grid, intensities scaled to about [0, 1] (float32, x y z):
+    :func:`to_template` then :func:`scale_intensity`.
 
     Args:
         volume: input volume (world frame in mm).
         p: the ``zuo`` params (n4, registration, template_spacing).
     """
-    vol = preprocess_t1w(volume, _template(p.template_spacing), n4=p.n4, register=p.registration)
-    data = np.clip(vol.data, 0, None)
-    return normalise(data)
+    return scale_intensity(to_template(volume, p))
+
+
+def to_template(volume: Volume, p: ZuoParams) -> Volume:
+    """The first half of :func:`prepare_volume`: [N4] -> [affine registration] -> template grid."""
+    return preprocess_t1w(volume, _template(p.template_spacing), n4=p.n4, register=p.registration)
+
+
+def scale_intensity(volume: Volume) -> np.ndarray:
+    """The second half of :func:`prepare_volume`: negatives to 0, foreground percentiles to 0 / 1."""
+    return normalise(np.clip(volume.data, 0, None))
 
 
 def centre_indices(size: int, n: int, step: int = 1) -> np.ndarray:

@@ -33,21 +33,24 @@ def _prep_job(args):
 
 
 def _rated_job(args):
-    """One rated-set (or example) volume: artifact on the acquired volume, then preparation.
+    """One rated-set (or example) volume: artifact on the acquired volume, then preparation (the
+    examples' order: :func:`~mriqa_lib.methods.zuo.data.prepared_example`).
 
     Returns the centre slices, the middle one (thumbnail), both float16, and the realised severity.
     """
-    from .data import apply_named, make_example
+    from .data import apply_named, prepared_example
     from .prep import centre_axial, prepare_volume
 
     kind, path, p, item = args
     if kind == "example":
-        vol, info = make_example(item, path, p)
-    elif item["artifact"] == "real":
-        vol, info = load_nifti(path), {}
+        data, info = prepared_example(item, path, p)
     else:
-        vol, info = apply_named(load_nifti(path), item["artifact"], item["severity"], item["seed"])
-    c = centre_axial(prepare_volume(vol, p), p)
+        if item["artifact"] == "real":
+            vol, info = load_nifti(path), {}
+        else:
+            vol, info = apply_named(load_nifti(path), item["artifact"], item["severity"], item["seed"])
+        data = prepare_volume(vol, p)
+    c = centre_axial(data, p)
     return c.astype(np.float16), c[len(c) // 2].astype(np.float16), info.get("severity", np.nan)
 
 
