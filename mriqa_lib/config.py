@@ -163,10 +163,10 @@ class GeneralisationParams(Section):
         5, ge=2, le=100, description="clean scans of the held-out site given to `mriqa calibrate`"
     )
     train_overrides: list[str] = Field(
-        default_factory=lambda: ["shaw.multitask_iterations=1", "bricout.seeds=[0]", "bricout.scratch.max_epochs=1"],
-        description="SECTION.KEY=VALUE settings the site-out models train with; the defaults skip what "
-        "no score of this stage reads (P3's multi-task model, P5's extra QC seeds and scratch model), "
-        "which halves its CPU cost; the in-site models are the pipeline's own",
+        default_factory=list,
+        description="SECTION.KEY=VALUE settings the site-out models train with, after each method's "
+        "own `badness_only` ones (which skip the training no badness score reads); the in-site "
+        "models are the pipeline's own",
     )
     seed: int = Field(0, ge=0, description="corruption seed of the scored copies")
 

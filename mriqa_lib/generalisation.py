@@ -60,11 +60,14 @@ def site_subjects(participants: Path, site: str, n_calibration: int) -> tuple[li
     return train[:n_calibration], evaluation
 
 
-def site_out_settings(settings: Any) -> Any:
-    """The settings the site-out models train with: ``settings`` with ``generalisation.train_overrides``."""
+def site_out_settings(settings: Any, methods: list[str]) -> Any:
+    """The settings the site-out models train with: ``settings`` with each method's ``badness_only``
+    overrides (the stage compares badness scores only), then ``generalisation.train_overrides``."""
     from mriqa_lib.config import apply_overrides, parse_settings
 
-    overrides = list(settings.generalisation.train_overrides)
+    specs = registry.methods()
+    own = [o for m in methods for o in specs[m].badness_only]
+    overrides = own + list(settings.generalisation.train_overrides)
     if not overrides:
         return settings
     raw = apply_overrides(settings.model_dump(mode="json"), overrides)

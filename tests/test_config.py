@@ -194,7 +194,7 @@ def test_a_registered_toy_method_gets_a_validated_section(raw):
         )
     )
     try:
-        assert list(settings_model().model_fields)[-3:] == ["toy", "benchmark", "preparation"]
+        assert list(settings_model().model_fields)[-4:] == ["toy", "benchmark", "generalisation", "preparation"]
         assert parse_settings(raw).toy == ToyParams()
         assert parse_settings({**raw, "toy": {"size": 5}}).toy.size == 5
         with pytest.raises(ConfigError, match=r"unknown key 'toy.foo'; allowed here: seed, size"):

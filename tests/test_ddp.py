@@ -6,6 +6,7 @@ import json
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -184,12 +185,29 @@ def test_rank_zero_writes_the_outputs(ddptoy):
     assert weights.read_text() == f"input from {ddptoy}"
 
 
+def _launch(folder: Path, method: str) -> tuple[Any, Path]:
+    """`mriqa stage METHOD synthesize` then `train` in ``folder`` (its params.yaml), launched alone
+    (no launcher variables), with a private TMPDIR; returns (the train run, that TMPDIR)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    scratch = folder / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch), "PYTHONPATH": str(root)}
+    for k in ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK", "JSM_NAMESPACE_RANK", "SLURM_NTASKS"):
+        env.pop(k, None)
+    for step in ("synthesize", "train"):
+        run = subprocess.run([sys.executable, "-m", "mriqa_lib.cli", "stage", method, step], cwd=folder, env=env,
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert run.returncode == 0, run.stderr[-3000:]
+    return run, scratch
+
+
 def test_a_two_process_ddp_training_leaves_one_set_of_outputs(stage_cohort, tmp_path):
     """`mriqa stage ssfd train` with 2 CPU processes (Lightning's DDP launcher re-runs the command for
     rank 1): both train, rank 0 writes models/ssfd, rank 1's copies vanish with its scratch folder."""
     import shutil
-    import subprocess
-    import sys
 
     import yaml
 
@@ -202,15 +220,7 @@ def test_a_two_process_ddp_training_leaves_one_set_of_outputs(stage_cohort, tmp_
     )  # fmt: skip
     raw["trainer"].update(accelerator="cpu", devices=2, strategy="ddp", threads=1)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    env = {**os.environ, "TMPDIR": str(scratch), "PYTHONPATH": str(root)}
-    for k in ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK", "JSM_NAMESPACE_RANK", "SLURM_NTASKS"):
-        env.pop(k, None)
-    for step in ("synthesize", "train"):
-        run = subprocess.run([sys.executable, "-m", "mriqa_lib.cli", "stage", "ssfd", step], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=300)  # fmt: skip
-        assert run.returncode == 0, run.stderr[-2000:]
+    run, scratch = _launch(tmp_path, "ssfd")
     assert run.stdout.count("metrics -> metrics/ssfd_train.json") == 2  # both processes ran the whole step
     assert {"inpaint.pt", "recon.pt"} <= {p.name for p in (tmp_path / "models" / "ssfd").iterdir()}
     assert (tmp_path / "metrics" / "ssfd_train.json").exists()
@@ -223,8 +233,6 @@ def test_paper5_pretrains_on_two_processes_and_trains_qc_on_one(stage_cohort, tm
     pretrains with rank 0 and then trains its own QC models into its throwaway folder; rank 0 writes
     one set of outputs, and the training cost records the world size of each step."""
     import shutil
-    import subprocess
-    import sys
 
     import yaml
 
@@ -242,15 +250,7 @@ def test_paper5_pretrains_on_two_processes_and_trains_qc_on_one(stage_cohort, tm
     bp["trainer"] = {"pretrain": {"devices": 2, "strategy": "ddp"}}
     raw["trainer"].update(threads=1)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    env = {**os.environ, "TMPDIR": str(scratch), "PYTHONPATH": str(root)}
-    for k in ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK", "JSM_NAMESPACE_RANK", "SLURM_NTASKS"):
-        env.pop(k, None)
-    for step in ("synthesize", "train"):
-        run = subprocess.run([sys.executable, "-m", "mriqa_lib.cli", "stage", "bricout", step], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=300)  # fmt: skip
-        assert run.returncode == 0, run.stderr[-3000:]
+    _, scratch = _launch(tmp_path, "bricout")
     models = tmp_path / "models" / "bricout"
     assert (models / "transfer" / "seed0" / "model.pt").exists() and (
         models / "scratch" / "seed0" / "model.pt"

@@ -170,3 +170,20 @@ def test_a_failing_step_names_the_method_step_and_workspace(tmp_path):
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     with pytest.raises(RuntimeError, match=r"`mriqa stage nosuchmethod train` failed in .* \(exit 2\)"):
         G.run_step("nosuchmethod", "train", tmp_path)
+
+
+def test_site_out_settings_apply_each_method_s_badness_only_then_the_user_s():
+    from mriqa_lib.config import load_settings
+
+    settings = load_settings(ROOT / "params.yaml")
+    settings.generalisation = settings.generalisation.model_copy(
+        update={"train_overrides": ["bricout.seeds=[3]", "shaw.iterations=7"]}
+    )
+    out = G.site_out_settings(settings, registry.names())
+    assert out.shaw.multitask_iterations == 1 and out.bricout.scratch.max_epochs == 1  # the methods' own
+    assert out.bricout.seeds == [3] and out.shaw.iterations == 7  # the user's, applied last
+    assert settings.shaw.multitask_iterations != 1  # the pipeline's settings are untouched
+    only_ecker = G.site_out_settings(settings, ["ecker"])
+    assert only_ecker.shaw.multitask_iterations == settings.shaw.multitask_iterations
+    for spec in registry.methods().values():  # every method's own overrides name real settings
+        G.site_out_settings(load_settings(ROOT / "params.yaml"), [spec.name])

@@ -100,6 +100,9 @@ class MethodSpec:
             for `mriqa score`), writes it into ``out_dir`` and returns a JSON-able summary. The
             method's scorer then has ``use_calibration(out_dir)``, which `mriqa score --calibration`
             calls.
+        badness_only: ``SECTION.KEY=VALUE`` settings that skip the training no badness score reads
+            (P3's multi-task model, P5's extra QC seeds), for runs that compare only the badness
+            (the held-out-site evaluation).
     """
 
     name: str
@@ -119,12 +122,14 @@ class MethodSpec:
     map_label: str = ""
     motion_rms: str = ""
     calibrate: Callable[[Scorer, list[Volume], Path, Any], dict[str, Any]] | None = None
+    badness_only: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.flag is None:  # every method gets a report entry: its badness score, no verdict
             object.__setattr__(self, "flag", Flag(self.badness, None, "no threshold", _no_verdict))
         object.__setattr__(self, "claims", tuple(self.claims))
         object.__setattr__(self, "stages", tuple(self.stages))
+        object.__setattr__(self, "badness_only", tuple(self.badness_only))
 
     @property
     def label(self) -> str:

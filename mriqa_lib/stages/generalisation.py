@@ -28,11 +28,11 @@ def score_site(settings: Settings, site: str) -> tuple[list, list]:
     """Train every method without ``site`` (in a throwaway workspace) and score the site three ways;
     returns (score frames, pair-table rows)."""
     p, bench = settings.generalisation, settings.benchmark
-    site_out = G.site_out_settings(settings)
     scans, subjects = G.site_subjects(EMBEDDED / "participants.tsv", site, p.n_calibration)
     calibration = [EMBEDDED / s / "anat" / f"{s}_T1w.nii.gz" for s in scans]
     jobs = benchmark_jobs(subjects, artifact_names(bench.artifacts), bench.levels, bench.design)
     methods, frames, rows = G.method_names(p.methods), [], []
+    site_out = G.site_out_settings(settings, methods)
     with tempfile.TemporaryDirectory(prefix=f"mriqa-without-{site}-") as tmp:
         workspace = Path(tmp)
         G.site_out_view(EMBEDDED, workspace / "data" / "embedded", site)

@@ -39,6 +39,7 @@ SPEC = register(
         flag=Flag("bricout_motion_rms", None, "predicted QC score 1/2 (poor or fair)", _poor_or_fair),
         motion_rms="bricout_motion_rms",
         stage_module="mriqa_lib.stages.bricout",
+        badness_only=("bricout.seeds=[0]", "bricout.scratch.max_epochs=1"),  # the RMS is the pretrained SFCN's
         notebook="05_bricout",
         claims=(
             Claim(NAME, PAPER, "R^2, synthetic-motion test set", "synth_test_r2", ">=", 0.7),
