@@ -14,7 +14,18 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from mriqa_lib import __version__
 
-COMMANDS = ("cohort", "corrupt", "stage", "notebook", "profile", "check", "score", "calibrate", "readme")
+COMMANDS = (
+    "cohort",
+    "corrupt",
+    "stage",
+    "notebook",
+    "profile",
+    "check",
+    "score",
+    "calibrate",
+    "readme",
+    "replica",
+)
 
 
 _NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
