@@ -10,6 +10,16 @@ A cohort table is a TSV with one row per T1w volume::
 train); ``rating`` (low / medium / high) is only needed for the rated test set.
 :func:`embedded_table` gives the same table for the embedded cohort (``data/embedded``).
 
+Public cohorts can also be read as they are downloaded, without a table (:func:`folder_table`):
+
+- ``ixi``: the IXI-T1 tarball unpacked, ``IXI<nnn>-<site>-<nnnn>-T1.nii.gz`` (cohort ``IXI-<site>``:
+  Guys, HH and IOP are different scanners);
+- ``bids``: a BIDS data set, e.g. OASIS-3 converted with its ``BIDS`` scripts,
+  ``sub-<id>/[ses-<ses>/]anat/sub-<id>[_ses-<ses>]_T1w.nii.gz``. Two T1w files of one session
+  (``run-1``/``run-2``, ``acq-``) are an error naming both: which run was rated cannot be guessed.
+
+Their subjects are split by the split owner (:func:`mriqa_lib.data.splits.split_subjects`).
+
 Preprocessing (paper 2, Sec. 3.1): N4 inhomogeneity correction (SimpleITK ``N4BiasField``), affine
 registration to the template (SimpleITK, Mattes mutual information), resampling onto the
 template grid, intensity scaling, and axial / coronal / sagittal slices padded to a square
@@ -20,6 +30,7 @@ already in template space, so N4 and registration are off there).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +41,8 @@ __all__ = [
     "ORIENTATIONS",
     "read_cohort_table",
     "embedded_table",
+    "folder_table",
+    "cohort_sources",
     "n4_correct",
     "register_affine",
     "template_volume",
@@ -82,6 +95,87 @@ def embedded_table(root: str | os.PathLike = "data/embedded") -> object:
     missing = [p for p in frame["path"] if not Path(p).exists()]
     if missing:
         raise MriqaInputError(f"{missing[0]}: file not found ({len(missing)} T1w images missing in {root})")
+    return frame
+
+
+_IXI = re.compile(r"^(IXI\d{3})-([A-Za-z]+)-\d+-T1\.nii(\.gz)?$")
+_BIDS = re.compile(r"^(sub-[A-Za-z0-9]+)(_ses-[A-Za-z0-9]+)?(_[a-z]+-[A-Za-z0-9]+)*_T1w\.nii(\.gz)?$")
+
+
+def ixi_rows(root: Path) -> list[dict[str, str]]:
+    """IXI-T1 as unpacked: one row per ``IXI<nnn>-<site>-<nnnn>-T1.nii.gz`` (cohort IXI-<site>)."""
+    rows = []
+    for path in sorted(root.rglob("IXI*-T1.nii*")):
+        match = _IXI.match(path.name)
+        if match:
+            rows.append({"participant_id": match[1], "cohort": f"IXI-{match[2]}", "path": str(path)})
+    return rows
+
+
+def bids_rows(root: Path, cohort: str) -> list[dict[str, str]]:
+    """A BIDS data set: one row per session's T1w; two T1w files of one session are an error."""
+    found: dict[str, list[Path]] = {}
+    for path in sorted(root.rglob("sub-*_T1w.nii*")):
+        match = _BIDS.match(path.name)
+        if match and path.parent.name == "anat":
+            found.setdefault(match[1] + (match[2] or ""), []).append(path)
+    for key, paths in found.items():
+        if len(paths) > 1:
+            raise MriqaInputError(
+                f"{root}: {key} has {len(paths)} T1w files ({paths[0].name} and {paths[1].name}); "
+                "keep one, or list the chosen one in a cohort table (zuo.cohort_table)"
+            )
+    return [{"participant_id": key, "cohort": cohort, "path": str(paths[0])} for key, paths in found.items()]
+
+
+def folder_table(folders: dict[str, str], fractions: tuple[float, ...] = (0.8, 0.1, 0.1), seed: int = 0) -> object:
+    """A cohort table from downloaded folders, ``{cohort name: folder}``; the name ``IXI`` (any case)
+    reads the IXI layout, any other name a BIDS data set. Subjects (not sessions) are split by the
+    split owner, so the sessions of one subject stay together.
+
+    Raises:
+        MriqaInputError: a missing folder, a folder with no T1w image, ambiguous BIDS runs, or one
+            participant id in two cohorts.
+    """
+    import pandas as pd
+
+    from mriqa_lib.data.splits import split_subjects
+
+    rows: list[dict[str, str]] = []
+    for name, folder in folders.items():
+        root = Path(folder)
+        if not root.is_dir():
+            raise MriqaInputError(f"{root}: cohort folder of '{name}' not found (params key zuo.cohort_dirs)")
+        found = ixi_rows(root) if name.lower() == "ixi" else bids_rows(root, name)
+        if not found:
+            layout = "IXI<nnn>-<site>-<nnnn>-T1.nii.gz" if name.lower() == "ixi" else "sub-*/[ses-*/]anat/*_T1w.nii.gz"
+            raise MriqaInputError(f"{root}: no T1w image in the {layout} layout (cohort '{name}')")
+        rows.extend(found)
+    frame = pd.DataFrame(rows)
+    if frame["participant_id"].duplicated().any():
+        dup = frame.loc[frame["participant_id"].duplicated(), "participant_id"].tolist()
+        raise MriqaInputError(f"zuo.cohort_dirs: participant id(s) {dup[:5]} appear in two folders")
+    subject = frame["participant_id"].str.split("_ses-").str[0]
+    split = split_subjects(subject, fractions, seed)
+    frame["split"] = [split[s] for s in subject]
+    return frame
+
+
+def cohort_sources(
+    table: str | None, folders: dict[str, str], fractions: tuple[float, ...], seed: int, embedded: str | os.PathLike
+) -> object:
+    """Paper 2's volumes: the cohort table's rows plus the downloaded folders' (``zuo.cohort_table``,
+    ``zuo.cohort_dirs``), or the embedded cohort when neither is set."""
+    import pandas as pd
+
+    if not table and not folders:
+        return embedded_table(embedded)
+    parts = [read_cohort_table(table)] if table else []
+    parts += [folder_table(folders, fractions, seed)] if folders else []
+    frame = pd.concat(parts, ignore_index=True)
+    if frame["participant_id"].duplicated().any():
+        dup = frame.loc[frame["participant_id"].duplicated(), "participant_id"].tolist()
+        raise MriqaInputError(f"{table}: participant id(s) {dup[:5]} also come from zuo.cohort_dirs")
     return frame
 
 

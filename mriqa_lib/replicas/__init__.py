@@ -56,9 +56,9 @@ def build_source_cohort(out: Path, seed: int = 0, n_subjects: int = N_SUBJECTS) 
 
 def workspace_params(base: dict, keys: dict[str, Any]) -> dict:
     """``base`` params with the dotted ``keys`` set (validated: a bad key is a ConfigError)."""
-    from mriqa_lib.config import apply_overrides, parse_settings
-
     import yaml
+
+    from mriqa_lib.config import apply_overrides, parse_settings
 
     raw = apply_overrides(base, [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}" for k, v in keys.items()])
     parse_settings(raw, "replica params")
@@ -66,7 +66,12 @@ def workspace_params(base: dict, keys: dict[str, Any]) -> dict:
 
 
 def _relative(value: Any, root: Path) -> Any:
-    """A path under ``root`` as a path relative to it (the workspace can be moved), else unchanged."""
+    """A path under ``root`` as a path relative to it (the workspace can be moved), else unchanged;
+    mappings and lists are walked."""
+    if isinstance(value, dict):
+        return {k: _relative(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relative(v, root) for v in value]
     if isinstance(value, (str, Path)) and Path(value).is_absolute() and Path(value).is_relative_to(root.resolve()):
         return str(Path(value).relative_to(root.resolve()))
     return str(value) if isinstance(value, Path) else value

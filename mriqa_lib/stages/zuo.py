@@ -1,6 +1,6 @@
 """DVC stages of paper 2 (Zuo et al.): contrastive 2-D artifact latent + RealNVP density.
 
-synthesize: data/embedded (or ``zuo.cohort_table``) -> data/synthetic/zuo
+synthesize: data/embedded (or ``zuo.cohort_table`` / ``zuo.cohort_dirs``) -> data/synthetic/zuo
     train_slices.npz (encoder set), density.npz, rated.npz, examples.npz + TSV manifests, and
     subjects.tsv (who trained, who was rated: the cohort's held-out test subjects are only rated)
 train:      -> models/zuo (encoder.pt, flow.pt, zuo_model.json, Lightning checkpoints),
@@ -42,9 +42,9 @@ PATHS = MethodPaths(NAME)
 
 
 def _table(p):
-    from mriqa_lib.data.multicohort import embedded_table, read_cohort_table
+    from mriqa_lib.data.multicohort import cohort_sources
 
-    return read_cohort_table(p.cohort_table) if p.cohort_table else embedded_table(EMBEDDED)
+    return cohort_sources(p.cohort_table, p.cohort_dirs, p.split, p.seed, EMBEDDED)
 
 
 def _save_npz(path: Path, **arrays) -> None:
@@ -81,7 +81,7 @@ def synthesize(settings) -> None:
     _save_npz(out / "density.npz", centre=centre)
     write_tsv(out / "train.tsv", train_rows)
     write_tsv(out / "density.tsv", dens_rows)
-    test = Z.rated_subjects(table, p, str(p.cohort_table or EMBEDDED))
+    test = Z.rated_subjects(table, p, str(p.cohort_table or ("zuo.cohort_dirs" if p.cohort_dirs else EMBEDDED)))
     counts = {"n_train": len(train_rows), "n_density": len(dens_rows)}
     for name, build in (("rated", Z.rated_set), ("examples", Z.example_set)):
         centre, thumb, rows = build(test, p, workers)

@@ -41,6 +41,14 @@ class ZuoParams(Section):
         description="multi-cohort TSV (participant_id, cohort, path[, split, rating]); "
         "None = the embedded cohort in data/embedded",
     )
+    cohort_dirs: dict[str, str] = Field(
+        default_factory=dict,
+        description="downloaded cohorts read without a table, {name: folder}: the name IXI reads the "
+        "IXI-T1 layout, any other a BIDS data set (e.g. OASIS-3); added to cohort_table's rows",
+    )
+    split: tuple[float, float, float] = Field(
+        (0.8, 0.1, 0.1), description="train/val/test fractions of the cohort_dirs subjects (the table has its own)"
+    )
     n4: bool = Field(False, description="N4 bias correction before registration (paper: yes)")
     registration: bool = Field(False, description="affine registration to the template (SimpleITK)")
     template_spacing: float = Field(2.0, ge=0.5, le=4.0, description="template grid voxel size (mm)")
