@@ -53,6 +53,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("name", help="notebook name, e.g. 01_ecker (with or without .ipynb)")
     p.add_argument(
+        "--notebooks",
+        type=Path,
+        default=Path("notebooks"),
+        help="folder holding the notebooks (default notebooks/; from a `mriqa replica` workspace: the "
+        "repository's notebooks/); figures still go to ./figures/<name>/",
+    )
+    p.add_argument(
         "-p",
         "--parameter",
         nargs=2,
@@ -71,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mriqa_lib.io import MriqaInputError, atomic_path
 
-    src = Path("notebooks") / (Path(args.name).stem + ".ipynb")
+    src = Path(args.notebooks) / (Path(args.name).stem + ".ipynb")
     if not src.exists():
         raise MriqaInputError(f"{src}: notebook not found")
     problems = pair_problems(src)
