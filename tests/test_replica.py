@@ -118,3 +118,24 @@ def test_paper2_pipeline_runs_through_the_folder_adapter_on_native_space_scans(r
     # every rated volume: 1 clean copy + 3 variants
     n_rated_volumes = len(rated)
     assert metrics["n_rated"] == 4 * n_rated_volumes
+
+
+def test_replica_command_writes_a_workspace_whose_params_point_into_it(tmp_path, capsys):
+    from mriqa_lib.cli import main
+    from mriqa_lib.config import load_settings
+
+    assert main(["replica", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in DATASETS if _importable(name))
+    assert main(["replica", "nosuchset", "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()
+
+    ws = tmp_path / "ws"
+    assert main(["replica", "multicohort", "--out", str(ws), "--params", str(tmp_path / "absent.yaml")]) == 0
+    assert "mriqa stage zuo synthesize" in capsys.readouterr().out
+    settings = load_settings(ws / "params.yaml")
+    folders = settings.zuo.cohort_dirs
+    assert set(folders) == {"IXI", "OASIS3"}
+    assert all(not os.path.isabs(f) and (ws / f).is_dir() for f in folders.values())  # the workspace can move
+    assert settings.zuo.steps == R.TINY["zuo.steps"] and settings.zuo.registration
+    assert (ws / "data/embedded/participants.tsv").exists()
