@@ -25,6 +25,7 @@ COMMANDS = (
     "calibrate",
     "readme",
     "replica",
+    "convert",
 )
 
 

@@ -107,8 +107,11 @@ def test_match_references_same_sex_then_nearest_height_weight():
     assert D.match_references(pool, "F", 160.0, 60.0, 3).tolist()[:2] == [1, 3]
     # without sex matching the nearest subject of any sex comes first
     assert D.match_references(pool, "F", 181.0, 95.0, 1, match_sex=False).tolist() == [4]
-    # unknown metadata: every subject is equally close (pool order)
-    assert D.match_references(pool, None, None, None, 4).tolist() == [0, 1, 2, 3]
+    # nothing to match on (NAKO-IQA without a table): every pool subject, not the first n_refs
+    assert D.match_references(pool, None, None, None, 4).tolist() == list(range(len(pool)))
+    assert D.match_references(pool, None, float("nan"), float("nan"), 4).tolist() == list(range(len(pool)))
+    # sex known, height/weight unknown: the same-sex subjects first, n_refs of them
+    assert D.match_references(pool, "F", None, None, 2).tolist() == [1, 3]
 
 
 def test_match_references_by_site_first():
@@ -207,18 +210,24 @@ def test_ukb_and_nako_adapters(tmp_path):
     vol = np.random.default_rng(0).random((8, 8, 6)).astype(np.float32)
     for eid in ("1001", "1002"):
         save_nifti(tmp_path / "ukb" / eid / "wat.nii.gz", vol, np.eye(4))
-    (tmp_path / "ukb.csv").write_text("eid,sex,height,weight\n1001,1,180,80\n1002,0,165,60\n")
+    # a basket table: every participant (1003 has no imaging), UKB field ids, blanks where unmeasured
+    (tmp_path / "ukb.csv").write_text(
+        "eid,31-0.0,12144-2.0,21002-2.0\n1001,1,180,80\n1002,0,165,\n1003,1,,\n"
+    )
     frame = D.ukb_subjects(tmp_path / "ukb", tmp_path / "ukb.csv")
+    assert frame["participant_id"].tolist() == ["1001", "1002"]
     assert frame["sex"].tolist() == ["M", "F"] and frame["height"].tolist() == [180.0, 165.0]
-    (tmp_path / "bad.csv").write_text("eid,sex,height,weight\n1003,1,170,70\n")
-    with pytest.raises(MriqaInputError, match="wat.nii.gz"):
+    assert frame["weight"].iloc[0] == 80.0 and np.isnan(frame["weight"].iloc[1])
+    (tmp_path / "bad.csv").write_text("eid,sex,height,weight\n1001,1,170,70\n")
+    with pytest.raises(MriqaInputError, match="no row for eid 1002"):
         D.ukb_subjects(tmp_path / "ukb", tmp_path / "bad.csv")
-    save_nifti(tmp_path / "nako" / "v01" / "breathhold.nii.gz", vol, np.eye(4))
-    save_nifti(tmp_path / "nako" / "v01" / "fb.nii.gz", vol, np.eye(4))
+    for stem, v in (("bh", vol), ("fb_deep", vol[::-1])):
+        save_nifti(tmp_path / "nako" / "Q1" / "dixon" / f"dicom_3D_GRE_TRA_{stem}_W_COMPOSED.nii", v, np.eye(4))
     nako = D.nako_subjects(tmp_path / "nako")
-    assert nako["label"].tolist() == ["HQ", "LQ"] and nako["path"].str.endswith("fb.nii.gz").tolist() == [False, True]
-    save_nifti(tmp_path / "nako" / "v02" / "breathhold.nii.gz", vol, np.eye(4))
-    with pytest.raises(MriqaInputError, match="v02"):
+    assert nako["label"].tolist() == ["HQ", "LQ"]
+    assert nako["path"].str.endswith("fb_deep_W_COMPOSED.nii").tolist() == [False, True]
+    save_nifti(tmp_path / "nako" / "Q2" / "dixon" / "dicom_3D_GRE_TRA_bh_W_COMPOSED.nii", vol, np.eye(4))
+    with pytest.raises(MriqaInputError, match="Q2.*fb_deep_W_COMPOSED"):
         D.nako_subjects(tmp_path / "nako")
 
 

@@ -20,51 +20,77 @@ from mriqa_lib.io import MriqaInputError, Volume, read_tsv
 
 from .params import EckerParams
 
-NAKO_NAMES = {
-    "HQ": ("breathhold", "bh", "breath-hold", "breath_hold"),
-    "LQ": ("freebreathing", "fb", "free-breathing", "free_breathing"),
+#: NAKO-IQA water images as paper 1's authors read them (st166250/MA simclr/dataset.py, NakoIQADataset;
+#: QualityControlExperiments/inference_global_IQA.py): ``<id>/dixon/dicom_3D_GRE_TRA_<suffix>.nii``,
+#: breath-hold ``bh_W_COMPOSED`` (HQ) and deep free-breathing ``fb_deep_W_COMPOSED`` (LQ)
+NAKO_FILES = {"HQ": "dicom_3D_GRE_TRA_bh_W_COMPOSED", "LQ": "dicom_3D_GRE_TRA_fb_deep_W_COMPOSED"}
+
+#: subject-table columns: the literal name, then UK Biobank field 31 (sex, 0 female / 1 male), 12144
+#: (height, cm) and 21002 (weight, kg) at instance 2 (the first imaging visit, the Dixon zips' visit),
+#: as a basket CSV (``ukbconv``: ``31-0.0``), an R export (``f.31.0.0``) or a UKB-RAP table (``p31``) names them
+COLUMNS = {
+    "sex": ("sex", "31-0.0", "f.31.0.0", "p31"),
+    "height": ("height", "12144-2.0", "f.12144.2.0", "p12144_i2"),
+    "weight": ("weight", "21002-2.0", "f.21002.2.0", "p21002_i2"),
 }
+ID_COLUMNS = ("participant_id", "eid", "f.eid", "id", "subject")
 
 
 # --------------------------------------------------------------------------------------------
 # subject tables (adapters)
 # --------------------------------------------------------------------------------------------
 def _sex_code(values: pd.Series, where: str) -> pd.Series:
-    """M/F from UKB codes (1 = male, 0 = female) or strings."""
+    """M/F from UKB codes (1 = male, 0 = female) or strings; blank = unknown (None)."""
     mapping = {"1": "M", "0": "F", "m": "M", "f": "F", "male": "M", "female": "F"}
-    out = values.astype(str).str.strip().str.lower().str.replace(r"\.0$", "", regex=True).map(mapping)
-    if out.isna().any():
-        bad = values[out.isna()].iloc[0]
-        raise MriqaInputError(f"{where}: unknown sex value {bad!r} (use M/F or UKB codes 1/0)")
-    return out
+    text = values.fillna("").astype(str).str.strip().str.lower().str.replace(r"\.0$", "", regex=True)
+    out = text.map(mapping)
+    bad = out.isna() & (text != "")
+    if bad.any():
+        raise MriqaInputError(f"{where}: unknown sex value {values[bad].iloc[0]!r} (use M/F or UKB codes 1/0)")
+    return out.astype(object).where(out.notna(), None)
 
 
-def read_table(
-    path: str | Path, id_columns: tuple[str, ...] = ("participant_id", "eid", "id", "subject")
-) -> pd.DataFrame:
-    """A subject table (TSV or CSV) with an id column and sex, height (cm), weight (kg), and an
-    optional ``site`` column (acquisition site or protocol, used by ``ecker.match_site``)."""
+def _column(columns, names: tuple[str, ...], what: str, path: Path) -> str:
+    """The one column of ``columns`` among ``names``; none or two is an error naming them."""
+    hits = [c for c in names if c in columns]
+    if len(hits) > 1:
+        raise MriqaInputError(f"{path}: two {what} columns {hits}; keep one")
+    if not hits:
+        raise MriqaInputError(f"{path}: missing {what} column (one of {list(names)}); found {list(columns)[:20]}")
+    return hits[0]
+
+
+def read_table(path: str | Path, id_columns: tuple[str, ...] = ID_COLUMNS) -> pd.DataFrame:
+    """A subject table (TSV, or CSV by suffix): an id column, sex, height (cm), weight (kg), each under
+    its literal name or its UK Biobank field id (:data:`COLUMNS`; a basket of many fields is fine, only
+    these columns are read), and an optional ``site`` column (acquisition site or protocol, used by
+    ``ecker.match_site``). Blank values are unknown (None / NaN); non-numeric heights or weights are
+    an error."""
     path = Path(path)
     if not path.exists():
         raise MriqaInputError(f"{path}: file not found")
     sep = "," if path.suffix.lower() == ".csv" else "\t"
     try:
-        frame = pd.read_csv(path, sep=sep, dtype=str)
+        header = pd.read_csv(path, sep=sep, nrows=0).columns
+        id_col = next((c for c in id_columns if c in header), None)
+        if id_col is None:
+            raise MriqaInputError(f"{path}: needs an id column (one of {list(id_columns)}); found {list(header)[:20]}")
+        cols = {k: _column(header, names, k, path) for k, names in COLUMNS.items()}
+        wanted = {id_col, *cols.values(), *(["site"] if "site" in header else [])}
+        frame = pd.read_csv(path, sep=sep, dtype=str, usecols=lambda c: c in wanted)
+    except MriqaInputError:
+        raise
     except Exception as exc:
         raise MriqaInputError(f"{path}: cannot parse table ({exc})") from None
-    id_col = next((c for c in id_columns if c in frame.columns), None)
-    if id_col is None:
-        raise MriqaInputError(f"{path}: needs an id column (one of {list(id_columns)}); found {list(frame.columns)}")
-    missing = [c for c in ("sex", "height", "weight") if c not in frame.columns]
-    if missing:
-        raise MriqaInputError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
-    out = pd.DataFrame({"participant_id": frame[id_col].astype(str), "sex": _sex_code(frame["sex"], str(path))})
+    out = pd.DataFrame({"participant_id": frame[id_col].astype(str).str.strip()})
+    out["sex"] = _sex_code(frame[cols["sex"]], f"{path} column '{cols['sex']}'")
     if "site" in frame.columns:  # optional: acquisition site / protocol (ecker.match_site)
         out["site"] = frame["site"].str.strip().replace("", np.nan)  # blank = unknown site
-    for col in ("height", "weight"):
-        out[col] = pd.to_numeric(frame[col], errors="coerce")
-        if out[col].isna().any():
-            raise MriqaInputError(f"{path}: column '{col}' has missing or non-numeric values")
+    for key in ("height", "weight"):
+        raw = frame[cols[key]].fillna("").str.strip()
+        out[key] = pd.to_numeric(raw.replace("", np.nan), errors="coerce")
+        if (out[key].isna() & (raw != "")).any():
+            raise MriqaInputError(f"{path}: column '{cols[key]}' ({key}) has non-numeric values")
     return out
 
 
@@ -82,49 +108,72 @@ def embedded_subjects(root: str | Path = "data/embedded") -> pd.DataFrame:
     return frame[["participant_id", "sex", "height", "weight", "site", "split", "path", "dataset"]]
 
 
+def _one_file(folder: Path, stem: str) -> Path | None:
+    """``folder/stem.nii.gz`` or ``folder/stem.nii``; None if neither, an error naming both if both."""
+    found = [folder / f"{stem}{ext}" for ext in (".nii.gz", ".nii") if (folder / f"{stem}{ext}").exists()]
+    if len(found) > 1:
+        raise MriqaInputError(f"two images of one scan: {found[0]} and {found[1]}; keep one")
+    return found[0] if found else None
+
+
 def ukb_subjects(root: str | Path, table: str | Path) -> pd.DataFrame:
-    """UK Biobank abdominal Dixon: ``root/<eid>/wat.nii.gz`` (water image; fat/in/opp are not
-    used) and ``table`` (eid, sex, height, weight). Subjects without a water image are an error."""
+    """UK Biobank abdominal Dixon, paper 1's layout: ``root/<eid>/wat.nii.gz`` (the water image,
+    converted from the field 20201 DICOM zips by ``mriqa convert ukb-dixon``) and ``table`` (eid, sex,
+    height, weight: literal names or UKB field ids ``31-0.0``, ``12144-2.0``, ``21002-2.0``).
+
+    The subjects are the eid folders of ``root`` (a basket table lists every participant, most without
+    imaging); each must be in ``table``. Unknown covariates (blank cells) stay unknown (NaN).
+    """
     root = Path(root)
-    frame = read_table(table)
-    frame["path"] = [str(root / e / "wat.nii.gz") for e in frame["participant_id"]]
-    missing = [p for p in frame["path"] if not Path(p).exists()]
-    if missing:
-        raise MriqaInputError(
-            f"{missing[0]}: file not found ({len(missing)} of {len(frame)} subjects in {table} lack wat.nii.gz)"
+    if not root.is_dir():
+        raise MriqaInputError(f"{root}: UK Biobank Dixon folder not found (params key ecker.ukb_dir)")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        zips = sorted(root.glob("*_20201_*.zip"))
+        hint = (
+            f"; it holds field 20201 zips ({zips[0].name}, ...): run `mriqa convert ukb-dixon {root} --out DIR`"
+            " and set ecker.ukb_dir to DIR"
+            if zips
+            else ""
         )
+        raise MriqaInputError(f"{root}: no <eid>/wat.nii.gz folders{hint}")
+    paths = {}
+    for folder in folders:
+        path = _one_file(folder, "wat")
+        if path is None:
+            raise MriqaInputError(f"{folder / 'wat.nii.gz'}: file not found (every eid folder needs its water image)")
+        paths[folder.name] = str(path)
+    subjects = read_table(table).drop_duplicates("participant_id").set_index("participant_id")
+    unlisted = [e for e in paths if e not in subjects.index]
+    if unlisted:
+        raise MriqaInputError(f"{table}: no row for eid {unlisted[0]} ({len(unlisted)} of {len(paths)} image folders)")
+    frame = subjects.loc[list(paths)].reset_index()
+    frame["path"] = list(paths.values())
     frame["split"] = "train"
     frame["dataset"] = "ukb"
     return frame
 
 
-def _find(folder: Path, names: tuple[str, ...]) -> Path | None:
-    for name in names:
-        for ext in (".nii.gz", ".nii"):
-            if (folder / f"{name}{ext}").exists():
-                return folder / f"{name}{ext}"
-    return None
-
-
 def nako_subjects(root: str | Path, table: str | Path | None = None) -> pd.DataFrame:
-    """NAKO-IQA: ``root/<id>/{breathhold,freebreathing}.nii.gz`` (also bh/fb). Returns one row
-    per volume: participant_id, label (HQ = breath-hold, LQ = free-breathing), path, and sex,
-    height, weight from ``table`` when given (else empty: all references are used)."""
+    """NAKO-IQA as paper 1's authors read it: ``root/<id>/dixon/dicom_3D_GRE_TRA_bh_W_COMPOSED.nii``
+    (breath-hold, HQ) and ``..._fb_deep_W_COMPOSED.nii`` (deep free breathing, LQ); ``.nii.gz`` too.
+    Returns one row per volume: participant_id, label, path, and sex, height, weight from the
+    optional ``table`` (else unknown: every reference subject is then used)."""
     root = Path(root)
     if not root.is_dir():
         raise MriqaInputError(f"{root}: NAKO-IQA folder not found (params key ecker.nako_dir)")
     rows = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        for label, names in NAKO_NAMES.items():
-            path = _find(folder, names)
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for label, stem in NAKO_FILES.items():
+            path = _one_file(folder / "dixon", stem)
             if path is None:
-                raise MriqaInputError(f"{folder}: no {'/'.join(names)}.nii.gz")
+                raise MriqaInputError(f"{folder / 'dixon' / stem}.nii: file not found")
             rows.append({"participant_id": folder.name, "label": label, "path": str(path)})
     if not rows:
         raise MriqaInputError(f"{root}: no subject folders")
     frame = pd.DataFrame(rows)
     if table is not None:
-        frame = frame.merge(read_table(table), on="participant_id", how="left")
+        frame = frame.merge(read_table(table).drop_duplicates("participant_id"), on="participant_id", how="left")
     else:
         frame["sex"], frame["height"], frame["weight"] = None, np.nan, np.nan
     return frame
@@ -275,8 +324,10 @@ def match_references(
     protocol differ in noise and contrast more than motion changes a slice. Then same sex first
     (when ``match_sex`` and the sex is known; other-sex subjects only fill up a too small same-sex
     pool), then the smallest Euclidean distance of height and weight, each divided by its
-    standard deviation in the pool; ties are broken by pool order. Unknown height/weight: every
-    subject of the (same-sex) pool is equally close.
+    standard deviation in the pool; ties are broken by pool order; pool subjects of unknown height
+    or weight come after those known. Unknown height/weight: every subject of the (same-sex) pool
+    is equally close. Nothing to match on (sex unknown or not matched, height/weight unknown, as for
+    NAKO-IQA without a subject table): every pool subject, not an arbitrary first ``n_refs``.
     """
     if match_site and site is not None and not pd.isna(site) and "site" in pool.columns:
         same = np.flatnonzero(pool["site"].astype(str).to_numpy() == str(site))
@@ -284,13 +335,22 @@ def match_references(
             sub = pool.iloc[same].reset_index(drop=True)
             return same[match_references(sub, sex, height, weight, n_refs, match_sex)]
     n = len(pool)
-    k = min(n_refs, n)
-    hs, ws = pool["height"].to_numpy(float), pool["weight"].to_numpy(float)
-    sh, sw = (np.std(hs) or 1.0), (np.std(ws) or 1.0)
-    if height is None or weight is None or not np.isfinite(height) or not np.isfinite(weight):
-        dist = np.zeros(n)
-    else:
-        dist = np.hypot((hs - height) / sh, (ws - weight) / sw)
-    if match_sex and sex in ("M", "F"):
+    known = not (height is None or weight is None or not np.isfinite(height) or not np.isfinite(weight))
+    by_sex = match_sex and sex in ("M", "F")
+    if not known and not by_sex:
+        return np.arange(n)
+    dist = np.zeros(n)
+    if known:
+        hs, ws = pool["height"].to_numpy(float), pool["weight"].to_numpy(float)
+        dist = np.hypot((hs - height) / _scale(hs), (ws - weight) / _scale(ws))
+        dist = np.where(np.isfinite(dist), dist, 1e3)  # unknown covariates: after every known subject
+    if by_sex:
         dist = dist + np.where(pool["sex"].to_numpy() == sex, 0.0, 1e6)
-    return np.argsort(dist, kind="stable")[:k]
+    return np.argsort(dist, kind="stable")[: min(n_refs, n)]
+
+
+def _scale(values: np.ndarray) -> float:
+    """Standard deviation of the known values (1 when it is 0 or nothing is known)."""
+    known = values[np.isfinite(values)]
+    sd = float(np.std(known)) if len(known) else 0.0
+    return sd if sd > 0 else 1.0

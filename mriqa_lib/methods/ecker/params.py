@@ -12,23 +12,31 @@ from mriqa_lib.validation import Section, step_trainers, trainer_field
 class EckerParams(Section):
     """Settings of the `ecker` method (embedded default; see profiles/ecker.paper.yaml).
 
-    Real data: ``ukb_dir`` (a folder per subject holding ``wat.nii.gz``) with ``ukb_table``
-    (subject id, sex, height, weight) trains the encoder and gives the references;
-    ``nako_dir`` (a folder per subject with a breath-hold and a free-breathing volume) is the
-    NAKO-IQA test. ``null`` uses the embedded cohort instead (2-D axial slices; respiratory
+    Real data: ``ukb_dir`` (a folder per subject holding ``wat.nii.gz``, converted from the UK
+    Biobank field 20201 zips by ``mriqa convert ukb-dixon``) with ``ukb_table`` (eid, sex, height,
+    weight: a basket table's field ids or literal names) trains the encoder and gives the references;
+    ``nako_dir`` (``<id>/dixon/dicom_3D_GRE_TRA_{bh,fb_deep}_W_COMPOSED.nii``, breath-hold and deep
+    free-breathing) is the NAKO-IQA test. ``null`` uses the embedded cohort instead (2-D axial slices; respiratory
     motion simulated for the NAKO-like set).
     """
 
     trainer: step_trainers("simclr") = trainer_field("simclr")
     seed: int = Field(0, ge=0)
     # --- data -----------------------------------------------------------------------------
-    ukb_dir: str | None = Field(None, description="UK Biobank Dixon root: <dir>/<eid>/wat.nii.gz (null = embedded)")
-    ukb_table: str | None = Field(None, description="TSV/CSV with eid, sex, height (cm), weight (kg)")
+    ukb_dir: str | None = Field(
+        None,
+        description="UK Biobank Dixon root: <dir>/<eid>/wat.nii.gz (`mriqa convert ukb-dixon`; null = embedded)",
+    )
+    ukb_table: str | None = Field(
+        None,
+        description="TSV/CSV with eid, sex, height (cm), weight (kg), or UKB fields 31-0.0, 12144-2.0, 21002-2.0",
+    )
     nako_dir: str | None = Field(
-        None, description="NAKO-IQA root: <dir>/<id>/{breathhold,freebreathing}.nii.gz (null = embedded)"
+        None,
+        description="NAKO-IQA root: <dir>/<id>/dixon/dicom_3D_GRE_TRA_{bh,fb_deep}_W_COMPOSED.nii (null = embedded)",
     )
     nako_table: str | None = Field(
-        None, description="optional TSV/CSV with id, sex, height, weight of NAKO-IQA subjects"
+        None, description="optional TSV/CSV with id, sex, height, weight of NAKO-IQA subjects (none: all references)"
     )
     n_test_subjects: int = Field(
         20, ge=2, le=100000, description="held-out subjects (never trained on, never references)"
