@@ -311,7 +311,7 @@ def read_yaml(path: str | os.PathLike) -> Any:
     if not path.exists():
         raise ConfigError(f"{path}: file not found (run from the repository root or pass --params)")
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

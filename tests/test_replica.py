@@ -139,3 +139,15 @@ def test_replica_command_writes_a_workspace_whose_params_point_into_it(tmp_path,
     assert all(not os.path.isabs(f) and (ws / f).is_dir() for f in folders.values())  # the workspace can move
     assert settings.zuo.steps == R.TINY["zuo.steps"] and settings.zuo.registration
     assert (ws / "data/embedded/participants.tsv").exists()
+
+
+def test_writing_dicom_keeps_the_locale_that_python_reads_text_files_with(tmp_path):
+    """GDCM's writer leaves LC_CTYPE at "C" (every later read_text() would be ASCII); the replica's
+    DICOM writing restores it."""
+    import locale
+
+    from mriqa_lib.replicas.ukb import write_zip
+
+    before = locale.setlocale(locale.LC_CTYPE)
+    write_zip(tmp_path / "1000001_20201_2_0.zip", np.full((8, 8, 12), 100.0), "1000001")
+    assert locale.setlocale(locale.LC_CTYPE) == before

@@ -50,6 +50,19 @@ def lps_to_ras_matrix(matrix: np.ndarray) -> np.ndarray:
 
 
 @contextlib.contextmanager
+def kept_locale() -> Iterator[None]:
+    """Restore the process locale afterwards: GDCM's DICOM writer sets LC_CTYPE to "C" and leaves
+    it, after which Python opens UTF-8 text files as ASCII."""
+    import locale
+
+    before = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, before)
+
+
+@contextlib.contextmanager
 def single_itk_thread() -> Iterator[None]:
     """Run ITK single-threaded: its threaded metrics sum in scheduling order, so the same inputs
     could give last-bit different registrations."""

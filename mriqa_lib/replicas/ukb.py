@@ -115,7 +115,9 @@ def write_zip(path: Path, data: np.ndarray, eid: str) -> None:
     """``<eid>_20201_2_0.zip``: two overlapping stations of ``data`` (x, y, z), four series each."""
     half = data.shape[2] // 2
     stations = ((0, half + OVERLAP // 2), (half - OVERLAP // 2, data.shape[2]))
-    with tempfile.TemporaryDirectory(prefix="ukb_replica_") as tmp:
+    from mriqa_lib.prepare.itk import kept_locale
+
+    with tempfile.TemporaryDirectory(prefix="ukb_replica_") as tmp, kept_locale():
         for s, (a, b) in enumerate(stations):
             write_station_series(Path(tmp), data[:, :, a:b], a, s + 1, eid, series=1)
         path.parent.mkdir(parents=True, exist_ok=True)
