@@ -211,9 +211,7 @@ def test_ukb_and_nako_adapters(tmp_path):
     for eid in ("1001", "1002"):
         save_nifti(tmp_path / "ukb" / eid / "wat.nii.gz", vol, np.eye(4))
     # a basket table: every participant (1003 has no imaging), UKB field ids, blanks where unmeasured
-    (tmp_path / "ukb.csv").write_text(
-        "eid,31-0.0,12144-2.0,21002-2.0\n1001,1,180,80\n1002,0,165,\n1003,1,,\n"
-    )
+    (tmp_path / "ukb.csv").write_text("eid,31-0.0,12144-2.0,21002-2.0\n1001,1,180,80\n1002,0,165,\n1003,1,,\n")
     frame = D.ukb_subjects(tmp_path / "ukb", tmp_path / "ukb.csv")
     assert frame["participant_id"].tolist() == ["1001", "1002"]
     assert frame["sex"].tolist() == ["M", "F"] and frame["height"].tolist() == [180.0, 165.0]

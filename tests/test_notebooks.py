@@ -88,7 +88,7 @@ def test_mriqa_notebook_refuses_a_pair_out_of_sync(pair):
     py = pair[1]
     py.write_text(py.read_text().replace("style()\n", "style()  # edited here only\n", 1))
     with pytest.raises(MriqaInputError, match="jupytext --sync"):
-        run(argparse.Namespace(name="01_ecker", parameter=[]))
+        run(argparse.Namespace(name="01_ecker", parameter=[], notebooks=Path("notebooks")))
     assert not Path("figures").exists()  # refused before anything ran or was written
 
 
@@ -108,7 +108,7 @@ def test_mriqa_notebook_runs_a_pair_and_its_executed_copy_is_unpaired(tmp_path, 
         ),
     )
     assert pair_problems(Path("notebooks/07_toy.ipynb")) == []
-    assert run(argparse.Namespace(name="07_toy", parameter=[])) == 0
+    assert run(argparse.Namespace(name="07_toy", parameter=[], notebooks=Path("notebooks"))) == 0
     assert Path("figures/toy/drawn.txt").read_text() == "ok"  # papermill injected out_dir = figures/toy
     executed = nbformat.read("figures/toy/07_toy.ipynb", as_version=4)
     assert "jupytext" not in executed.metadata
