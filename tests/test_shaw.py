@@ -153,6 +153,8 @@ def _phantom(shape=(28, 30, 26)) -> np.ndarray:
 
 @pytest.fixture()
 def adni_dir(tmp_path):
+    """A LONI download (``ADNI/<PTID>/MPRAGE/<date>/I<image>/ADNI_<PTID>_MR_..._S<series>_I<image>``),
+    MRIQUALITY.csv (RID, VISCODE2, LONIUID = S<series>, PASS) and a pairs table."""
     from scipy import ndimage
 
     root = tmp_path / "ADNI"
@@ -163,27 +165,40 @@ def adni_dir(tmp_path):
     files = {
         "101": ("002_S_0001", base, "1"),
         "102": ("002_S_0001", shifted, "0"),
-        "201": ("002_S_0002", np.roll(base, 1, axis=0), "yes"),
+        "201": ("002_S_0002", np.roll(base, 1, axis=0), "1"),
     }
     for iid, (ptid, data, _) in files.items():
-        d = root / ptid / "MPRAGE" / "2006-01-01" / f"I{iid}"
-        save_nifti(d / f"ADNI_{ptid}_MR_MPRAGE_br_raw_2006_S1_I{iid}.nii.gz", data, affine)
-    (tmp_path / "qc.csv").write_text(
-        "ImageUID,PTID,artefact_free\n" + "".join(f"I{iid},{ptid},{flag}\n" for iid, (ptid, _, flag) in files.items())
+        d = root / ptid / "MPRAGE" / "2006-01-01_10_00_00.0" / f"I{iid}"
+        save_nifti(d / f"ADNI_{ptid}_MR_MPRAGE_br_raw_20060101100000000_1_S1{iid}_I{iid}.nii.gz", data, affine)
+    (tmp_path / "MRIQUALITY.csv").write_text(
+        "RID,VISCODE2,LONIUID,PASS\n"
+        + "".join(f"{int(ptid[-4:])},bl,S1{iid},{flag}\n" for iid, (ptid, _, flag) in files.items())
     )
     (tmp_path / "pairs.tsv").write_text("subject_id\tclean_image_id\tartefact_image_id\n002_S_0001\tI101\tI102\n")
-    return root, tmp_path / "qc.csv", tmp_path / "pairs.tsv", base
+    return root, tmp_path / "MRIQUALITY.csv", tmp_path / "pairs.tsv", base
 
 
-def test_adni_qc_table_and_pairs_alignment(adni_dir):
+def _unprepared(monkeypatch):
+    """The phantoms are no heads: use them as they are instead of the preparation chain."""
+    from mriqa_lib.data import adni
+
+    monkeypatch.setattr(
+        adni, "prepare_file", lambda path, cache, params=None: (load_nifti(path), {"prep_image": str(path)})
+    )
+
+
+def test_adni_qc_table_and_pairs_alignment(adni_dir, tmp_path, monkeypatch):
     from mriqa_lib.data.adni import adni_pairs, adni_scans
 
     root, qc, pairs, base = adni_dir
     frame = adni_scans(root, qc)
-    assert list(frame["image_id"]) == ["101", "102", "201"]
+    assert list(frame["image_id"]) == ["I101", "I102", "I201"]
+    assert list(frame["series_id"]) == ["S1101", "S1102", "S1201"]
     assert list(frame["artefact_free"]) == [True, False, True]
-    assert all(p.name.endswith(f"_I{i}.nii.gz") for p, i in zip(frame["path"], frame["image_id"]))
-    (pair,) = adni_pairs(root, pairs, qc)
+    assert list(frame["subject_id"]) == ["002_S_0001", "002_S_0001", "002_S_0002"]
+    assert all(p.name.endswith(f"_{i}.nii.gz") for p, i in zip(frame["path"], frame["image_id"]))
+    _unprepared(monkeypatch)
+    (pair,) = adni_pairs(root, pairs, tmp_path / "cache")
     assert pair["subject_id"] == "002_S_0001"
     art = pair["artefact"]
     assert art.shape == base.shape and np.allclose(art.affine, pair["clean"].affine)
@@ -196,18 +211,18 @@ def test_adni_qc_table_and_pairs_alignment(adni_dir):
 
 
 def test_adni_errors_name_the_file(adni_dir, tmp_path):
-    from mriqa_lib.data.adni import adni_scans, read_qc_table
+    from mriqa_lib.data.adni import pair_subjects, read_qc_table
 
     root, qc, _, _ = adni_dir
     bad = tmp_path / "bad.csv"
-    bad.write_text("ImageUID,PTID,artefact_free\nI999,002_S_0009,1\n")
-    with pytest.raises(MriqaInputError, match="bad.csv: image 999"):
-        adni_scans(root, bad)
-    bad.write_text("ImageUID,PTID,artefact_free\nI101,002_S_0001,maybe\n")
-    with pytest.raises(MriqaInputError, match="bad.csv: row 2"):
+    bad.write_text("subject_id,clean_image_id,artefact_image_id\n002_S_0009,I999,I101\n")
+    with pytest.raises(MriqaInputError, match="bad.csv: line 2: scan I999 has no downloaded file"):
+        pair_subjects(root, bad)
+    bad.write_text("RID,LONIUID,PASS\n1,S1101,maybe\n")
+    with pytest.raises(MriqaInputError, match="bad.csv: line 2: PASS 'maybe'"):
         read_qc_table(bad)
-    bad.write_text("ImageUID,artefact_free\nI101,1\n")
-    with pytest.raises(MriqaInputError, match="no subject column"):
+    bad.write_text("LONIUID,PASS\nS1101,1\n")
+    with pytest.raises(MriqaInputError, match=r"bad.csv: MRIQUALITY needs column\(s\) \['RID'\]"):
         read_qc_table(bad)
 
 

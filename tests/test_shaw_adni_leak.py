@@ -1,10 +1,12 @@
 """Paper 3 on ADNI: no subject of a test-retest pair (experiment 2) trains or validates.
 
-A tiny ADNI delivery (LONI file names, a QC table with PTIDs, a pairs table) in which every pair
-subject also has an artefact-free scan, i.e. a candidate training scan. Two of the three pairs
-name their subject by RID (``101``) where the QC table says PTID (``002_S_0101``), as tables
-from different ADNI sources do: the pair's clean scan must still be recognised as that subject's.
-The synthesize stage runs on it and its written manifests are checked.
+A tiny LONI download (``ADNI/<PTID>/MPRAGE/<date>/I<image>/ADNI_<PTID>_MR_..._S<series>_I<image>.nii.gz``),
+ADNI's MRIQUALITY.csv (RID, LONIUID = S<series>, PASS) and a pairs table, in which every pair
+subject also has a scan the QC passed, i.e. a candidate training scan. Two of the three pairs name
+their subject by RID (``101``) where the files say PTID (``002_S_0101``), one names its scans by
+series id: the pair's clean scan must still be recognised as that subject's. The synthesize stage
+runs on it (the phantoms used as they are, not through the preparation chain) and its manifests
+are checked.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pytest
 from scipy import ndimage
 from stage_runs import settings_with
 
-from mriqa_lib.io import read_tsv, save_nifti
+from mriqa_lib.io import load_nifti, read_tsv, save_nifti
 from mriqa_lib.methods.shaw.params import ShawParams
 
 
@@ -37,7 +39,7 @@ def adni(tmp_path):
     root = tmp_path / "ADNI"
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     affine[:3, 3] = [-28, -30, -26]
-    qc, pairs, iid = ["ImageUID,PTID,artefact_free"], ["subject_id\tclean_image_id\tartefact_image_id"], 1000
+    qc, pairs, iid = ["RID,VISCODE2,LONIUID,PASS"], ["subject_id\tclean_image_id\tartefact_image_id"], 1000
     paired = dict((ptid, sid) for sid, ptid in PAIRS)
     images = set()
     for k, ptid in enumerate(SUBJECTS):
@@ -46,32 +48,37 @@ def adni(tmp_path):
         ids = []
         for data, flag in scans:
             iid += 1
-            d = root / ptid / "MPRAGE" / "2010-01-01" / f"I{iid}"
-            save_nifti(d / f"ADNI_{ptid}_MR_MPRAGE_br_raw_2010_S1_I{iid}.nii.gz", data, affine)
-            qc.append(f"I{iid},{ptid},{flag}")
+            d = root / ptid / "MPRAGE" / "2010-01-01_10_00_00.0" / f"I{iid}"
+            save_nifti(
+                d / f"ADNI_{ptid}_MR_MPRAGE_br_raw_20100101100000000_1_S{iid + 5000}_I{iid}.nii.gz", data, affine
+            )
+            qc.append(f"{int(ptid[-4:])},bl,S{iid + 5000},{flag}")
             ids.append(iid)
-        if ptid in paired:
-            pairs.append(f"{paired[ptid]}\tI{ids[0]}\tI{ids[1]}")
-            images |= {str(i) for i in ids}
-    (tmp_path / "qc.csv").write_text("\n".join(qc) + "\n")
+        if ptid in paired:  # the RID-named pairs give series ids, the other image ids
+            pre, off = ("S", 5000) if paired[ptid] != ptid else ("I", 0)
+            pairs.append(f"{paired[ptid]}\t{pre}{ids[0] + off}\t{pre}{ids[1] + off}")
+            images |= {f"I{i}" for i in ids}
+    (tmp_path / "MRIQUALITY.csv").write_text("\n".join(qc) + "\n")
     (tmp_path / "pairs.tsv").write_text("\n".join(pairs) + "\n")
-    return root, tmp_path / "qc.csv", tmp_path / "pairs.tsv", images
+    return root, tmp_path / "MRIQUALITY.csv", tmp_path / "pairs.tsv", images
 
 
-def test_pair_subjects_are_read_from_both_tables(adni):
+def test_pair_subjects_are_read_off_the_pair_images(adni):
     from mriqa_lib.data.adni import pair_subjects
 
-    _, qc, pairs, _ = adni
-    named = {sid for sid, _ in PAIRS}
-    assert pair_subjects(pairs) == named
-    assert pair_subjects(pairs, qc) == named | {ptid for _, ptid in PAIRS}
+    root, _, pairs, _ = adni
+    assert pair_subjects(root, pairs) == {ptid for _, ptid in PAIRS}
 
 
 def test_adni_pair_subjects_never_train_or_validate(adni, tmp_path, monkeypatch):
+    from mriqa_lib.data import adni as adni_module
     from mriqa_lib.data import splits
     from mriqa_lib.stages import shaw
 
     root, qc, pairs, pair_images = adni
+    monkeypatch.setattr(  # the phantoms are no heads: used as they are, not through deepbet
+        adni_module, "prepare_file", lambda path, cache, params=None: (load_nifti(path), {"prep_image": str(path)})
+    )
     p = ShawParams(
         adni_root=str(root),
         adni_qc_table=str(qc),
@@ -87,7 +94,7 @@ def test_adni_pair_subjects_never_train_or_validate(adni, tmp_path, monkeypatch)
     out = work / "data" / "synthetic" / "shaw"
 
     manifest = splits.read_manifest(out)
-    pair_subjects = {sid for sid, _ in PAIRS} | {ptid for _, ptid in PAIRS}
+    pair_subjects = {ptid for _, ptid in PAIRS}
     assert pair_subjects <= set(manifest)
     leaked = {s: manifest[s] for s in pair_subjects if manifest[s] != "test"}
     assert not leaked, f"pair subjects in training/validation: {leaked}"

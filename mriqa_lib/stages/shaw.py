@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from mriqa_lib.config import Settings, trainer_for
-from mriqa_lib.io import read_json, read_tsv, write_json, write_tsv
+from mriqa_lib.io import MriqaInputError, read_json, read_tsv, write_json, write_tsv
 from mriqa_lib.stages.common import EMBEDDED, MethodPaths, seed_everything, write_metrics
 
 PATHS = MethodPaths("shaw")
@@ -46,13 +46,14 @@ def _staging(out: Path) -> Path:
     return staging
 
 
-def _clean_scans(p) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """The clean scans and their subject -> split (held-out subjects forced into test)."""
+def _clean_scans(p, prep) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The clean scans and their subject -> split (held-out subjects forced into test); ADNI's
+    native-space scans go through the preparation chain (``prep``)."""
     from mriqa_lib.data import splits
     from mriqa_lib.methods.shaw import synthesis as S
 
     if p.adni_root is not None:
-        scans, held = S.adni_clean_scans(p), S.adni_pair_subjects(p)
+        scans, held = S.adni_clean_scans(p, prep), S.adni_pair_subjects(p)
     else:
         scans, held = S.embedded_scans(EMBEDDED), splits.held_out(EMBEDDED / "participants.tsv")
     return scans, S.subject_splits(scans, p, held)
@@ -77,8 +78,9 @@ def _write_training_sets(p, clean: np.ndarray, gm: np.ndarray, table, staging: P
     write_tsv(staging / "test.tsv", table.iloc[test_idx])
 
 
-def _write_grid(staging: Path, grid_mm: float, source: str, table, n_pairs: int) -> None:
-    """grid.json: the working grid and what the sets hold (no timing: same data, same bytes)."""
+def _write_grid(staging: Path, grid_mm: float, source: str, table, n_pairs: int, gm_source: str) -> None:
+    """grid.json: the working grid and what the sets hold, the grey-matter targets' source (no
+    timing: same data, same bytes)."""
     from mriqa_lib.methods.shaw.data import work_grid
 
     affine, shape = work_grid(grid_mm)
@@ -92,6 +94,7 @@ def _write_grid(staging: Path, grid_mm: float, source: str, table, n_pairs: int)
             "source": source,
             "n_scans": n_scans,
             "n_pairs": n_pairs,
+            "gm_source": gm_source,
         },
     )
 
@@ -108,20 +111,22 @@ def synthesize(settings: Settings) -> None:
     seed_everything(p.seed, settings.trainer.threads)
     out, real = PATHS.synthetic, p.adni_root is not None
     staging = _staging(out)
-    scans, assignment = _clean_scans(p)
+    scans, assignment = _clean_scans(p, settings.preparation)
     _log(f"{len(scans)} clean scans from {'ADNI ' + str(p.adni_root) if real else EMBEDDED}; grid {p.grid_mm} mm")
     clean, gm, table = S.prepare_scans(scans, assignment, p.grid_mm)
     write_tsv(staging / "scans.tsv", table)
     _write_training_sets(p, clean, gm, table, staging)
     if real:
-        pair_rows = S.adni_pair_set(p, staging / "pairs") if p.adni_pairs_table else []
+        pair_rows = S.adni_pair_set(p, staging / "pairs", settings.preparation) if p.adni_pairs_table else []
     else:
         pair_rows = S.embedded_pairs(p, clean, table, staging / "pairs")
     if pair_rows:
         write_tsv(staging / "pairs.tsv", pd.DataFrame(pair_rows))
     # every subject used: the split's, and ADNI pair subjects without an artefact-free scan (test only)
     splits.write_manifest(staging, {**{r["subject_id"]: "test" for r in pair_rows}, **assignment})
-    _write_grid(staging, p.grid_mm, "adni" if real else "embedded", table, len(pair_rows))
+    gm_source = "; ".join(sorted({str(s.get("gm_source", "embedded cohort GM maps")) for s in scans}))
+    _log(f"grey-matter targets: {gm_source}")
+    _write_grid(staging, p.grid_mm, "adni" if real else "embedded", table, len(pair_rows), gm_source)
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
@@ -183,17 +188,25 @@ def train(settings: Settings) -> None:
     start = time.perf_counter()
     train_set, val_set = PATHS.load_split("train"), PATHS.load_split("val")
     PATHS.models.mkdir(parents=True, exist_ok=True)
-    metrics: dict[str, Any] = {"n_train_samples": int(len(train_set["inputs"])), "n_val": int(len(val_set["inputs"]))}
+    grid = read_json(PATHS.synthetic / "grid.json")
+    metrics: dict[str, Any] = {
+        "data_source": grid["source"],
+        "gm_source": grid.get("gm_source", ""),
+        "n_train_samples": int(len(train_set["inputs"])),
+        "n_val": int(len(val_set["inputs"])),
+    }
     net, metrics["recon"] = _fit("recon", settings, train_set, val_set, p.iterations)
     save_model(net, "recon", p, PATHS.models / "recon.pt")
-    if train_set["gm"].any():
-        init = net.state_dict() if p.multitask_from_recon else None
-        net, metrics["multitask"] = _fit(
-            "multitask", settings, multitask_set(train_set), val_set, p.multitask_iterations, init
+    if not train_set["gm"].any():  # every source has GM targets (maps or the template): never skip silently
+        raise MriqaInputError(
+            f"{PATHS.synthetic / 'train.npz'}: no grey-matter label in the training scans "
+            f"(GM source: {metrics['gm_source']}); the multi-task model needs them"
         )
-        save_model(net, "multitask", p, PATHS.models / "multitask.pt")
-    else:
-        _log("no grey-matter labels (gm_path) in the training scans: multi-task model skipped")
+    init = net.state_dict() if p.multitask_from_recon else None
+    net, metrics["multitask"] = _fit(
+        "multitask", settings, multitask_set(train_set), val_set, p.multitask_iterations, init
+    )
+    save_model(net, "multitask", p, PATHS.models / "multitask.pt")
     metrics["wall_seconds"] = round(time.perf_counter() - start, 2)
     write_metrics(PATHS.train_metrics, metrics)
     _log(f"train done in {metrics['wall_seconds']} s -> {PATHS.models}")
@@ -261,14 +274,16 @@ def evaluate(settings: Settings) -> None:
     p = settings.shaw
     start = time.perf_counter()
     seed_everything(p.seed, settings.trainer.threads)
-    affine = np.asarray(read_json(PATHS.synthetic / "grid.json")["affine"])
+    grid = read_json(PATHS.synthetic / "grid.json")
+    affine = np.asarray(grid["affine"])
     res = _fresh_results()
     test = PATHS.load_split("test")
     n_test = len(test["clean"]) if not p.max_test else min(p.max_test, len(test["clean"]))
     subjects = list(read_tsv(PATHS.synthetic / "test.tsv", required=("subject_id",))["subject_id"].iloc[:n_test])
     device = inference_device(trainer_for(settings, "shaw", "recon"))
     recon_model, _ = load_model(PATHS.models / "recon.pt", device)
-    metrics: dict[str, Any] = {"n_test": n_test, **_exp1(p, recon_model, test, subjects, res, affine)}
+    metrics: dict[str, Any] = {"data_source": grid["source"], "gm_source": grid.get("gm_source", ""), "n_test": n_test}
+    metrics.update(_exp1(p, recon_model, test, subjects, res, affine))
     metrics.update(_exp2(p, recon_model, res))
     metrics.update(_exp3(p, test, subjects, res, affine, device))
     metrics.update(claim_checks(metrics))

@@ -14,18 +14,35 @@ ARTEFACTS = ("motion", "ghosting", "spike", "rician_noise", "regional_noise")
 class ShawParams(Section):
     """Settings of the `shaw` method (embedded default; see profiles/shaw.paper.yaml).
 
-    Real data (ADNI, see :mod:`mriqa_lib.data.adni`): ``adni_root`` holds the MPRAGE NIfTI files,
-    ``adni_qc_table`` lists them with an artefact-free flag (the artefact-free ones are split
-    80/10/10 for training), ``adni_pairs_table`` lists test-retest pairs (one scan of each
-    labelled "containing artefacts"). ``null`` uses the embedded cohort instead.
+    Real data (ADNI, see :mod:`mriqa_lib.data.adni`): ``adni_root`` holds the LONI NIfTI download,
+    ``adni_qc_table`` is ADNI's MRIQUALITY.csv or Mayo QC table (the scans it passes are prepared
+    and split 80/10/10 for training), ``adni_pairs_table`` lists test-retest pairs (one scan of each
+    labelled "containing artefacts"), ``adni_gm_dir`` the optional GM maps. ``null`` uses the
+    embedded cohort instead.
     """
 
     trainer: step_trainers("recon", "multitask") = trainer_field("recon", "multitask")
     seed: int = Field(0, ge=0)
     # --- data ------------------------------------------------------------------------------------
-    adni_root: str | None = Field(None, description="folder with the ADNI MPRAGE NIfTI files (null = embedded)")
-    adni_qc_table: str | None = Field(None, description="CSV/TSV: image_id, subject_id, artefact_free[, path, gm_path]")
-    adni_pairs_table: str | None = Field(None, description="CSV/TSV: subject_id, clean_image_id, artefact_image_id")
+    adni_root: str | None = Field(
+        None, description="LONI download folder ADNI/<PTID>/<description>/<date>/I<image>/*.nii (null = embedded)"
+    )
+    adni_qc_table: str | None = Field(
+        None,
+        description="ADNI MRIQUALITY.csv (RID, LONIUID, PASS) or the Mayo ADIR QC table "
+        "(RID, loni_image, series_quality)",
+    )
+    adni_pairs_table: str | None = Field(
+        None, description="CSV/TSV: subject_id (PTID or RID), clean_image_id, artefact_image_id (I<id> or S<id>)"
+    )
+    adni_gm_dir: str | None = Field(
+        None,
+        description="folder with each LONI file's native-space GM map (SPM12 c1<file>.nii or FSL FAST "
+        "<file>_pve_1.nii.gz); null = the ICBM152 GM map as a template stand-in (flagged in the metrics)",
+    )
+    adni_prepared_dir: str = Field(
+        "data/prepared/adni", description="cache of the ADNI scans after the preparation chain (deepbet, registration)"
+    )
     split: SplitFractions = Field((0.8, 0.1, 0.1), description="train/val/test fractions of the clean scans")
     grid_mm: float = Field(
         4.0,

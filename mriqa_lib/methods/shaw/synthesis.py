@@ -60,33 +60,58 @@ def embedded_scans(root: str | Path) -> list[dict[str, Any]]:
     return scans
 
 
-def adni_clean_scans(p: Any) -> list[dict[str, Any]]:
-    """The artefact-free ADNI scans of ``p.adni_qc_table`` (see :mod:`mriqa_lib.data.adni`).
+def adni_clean_scans(p: Any, prep: Any = None, log=print) -> list[dict[str, Any]]:
+    """The artefact-free ADNI scans (see :mod:`mriqa_lib.data.adni`), prepared and with GM targets.
+
+    Every downloaded LONI file rated artefact-free by ``p.adni_qc_table`` goes through the shared
+    preparation chain (``prep``: the ``preparation`` settings), cached in ``p.adni_prepared_dir``;
+    the chain's refusals are left out with a log line. Each record's ``path`` is the prepared volume,
+    ``source`` the LONI file, ``gm_path`` its grey-matter target and ``gm_source`` where that came
+    from (``p.adni_gm_dir`` maps, or the template stand-in, said once in the log).
 
     Raises:
-        MriqaInputError: fewer than three artefact-free scans (nothing to split).
+        MriqaInputError: fewer than three usable artefact-free scans (nothing to split).
     """
-    from mriqa_lib.data.adni import adni_scans
+    from mriqa_lib.data.adni import GM_TEMPLATE, adni_scans, gm_target, prepare_file
 
     frame = adni_scans(p.adni_root, p.adni_qc_table)
-    frame = frame[frame["artefact_free"]]
-    if len(frame) < 3:
-        raise MriqaInputError(f"{p.adni_qc_table}: fewer than 3 artefact-free scans; cannot split 80/10/10")
-    return [
-        {"subject_id": r["subject_id"], "image_id": r["image_id"], "path": Path(r["path"]), "gm_path": r.get("gm_path")}
-        for r in frame.to_dict("records")
-    ]
+    log(
+        f"[shaw] ADNI: {len(frame)} LONI files, {int(frame['rated'].sum())} rated by {p.adni_qc_table}, "
+        f"{int(frame['artefact_free'].sum())} artefact-free"
+    )
+    if p.adni_gm_dir is None:
+        log(f"[shaw] no shaw.adni_gm_dir: the multi-task model's GM targets are the {GM_TEMPLATE}")
+    scans = []
+    for r in _progress(frame[frame["artefact_free"]].to_dict("records"), "prepare ADNI", "scan"):
+        vol, rec = prepare_file(r["path"], p.adni_prepared_dir, prep)
+        if vol is None:
+            log(f"[shaw] {r['path']} left out: the preparation chain refused it ({rec['prep_error']})")
+            continue
+        gm_path, gm_source = gm_target(r["path"], rec, p.adni_gm_dir, p.adni_prepared_dir)
+        scans.append(
+            {
+                "subject_id": r["subject_id"],
+                "image_id": r["image_id"],
+                "path": Path(rec["prep_image"]),
+                "source": Path(r["path"]),
+                "gm_path": gm_path,
+                "gm_source": gm_source,
+            }
+        )
+    if len(scans) < 3:
+        raise MriqaInputError(f"{p.adni_qc_table}: fewer than 3 usable artefact-free scans; cannot split 80/10/10")
+    return scans
 
 
 def adni_pair_subjects(p: Any) -> set[str]:
-    """Subjects of ADNI's test-retest pairs (none without ``p.adni_pairs_table``): the pairs table's
-    and, through ``p.adni_qc_table``, those the pair images belong to (:func:`~mriqa_lib.data.adni.pair_subjects`),
-    so a pair's clean scan is held out even where the two tables spell its subject differently."""
+    """Subjects (PTIDs) of ADNI's test-retest pairs (none without ``p.adni_pairs_table``), read off
+    the pair images' files (:func:`~mriqa_lib.data.adni.pair_subjects`), so a pair's clean scan is
+    held out whichever way the pairs table names its subject."""
     from mriqa_lib.data.adni import pair_subjects
 
     if not p.adni_pairs_table:
         return set()
-    return pair_subjects(p.adni_pairs_table, p.adni_qc_table)
+    return pair_subjects(p.adni_root, p.adni_pairs_table)
 
 
 def subject_splits(scans: list[dict[str, Any]], p: Any, held_out: set[str]) -> dict[str, str]:
@@ -122,7 +147,7 @@ def prepare_scans(
                 "subject_id": s["subject_id"],
                 "image_id": s["image_id"],
                 "split": assignment[s["subject_id"]],
-                "path": str(s["path"]),
+                "path": str(s.get("source", s["path"])),
                 "has_gm": has_gm,
             }
         )
@@ -261,13 +286,15 @@ def embedded_pairs(p: Any, clean: np.ndarray, table: pd.DataFrame, folder: str |
     return out
 
 
-def adni_pair_set(p: Any, folder: str | Path) -> list[dict[str, Any]]:
-    """ADNI's labelled test-retest pairs on the working grid (artefact scan aligned onto the clean one)."""
+def adni_pair_set(p: Any, folder: str | Path, prep: Any = None) -> list[dict[str, Any]]:
+    """ADNI's labelled test-retest pairs, prepared (``prep``: the ``preparation`` settings; cached in
+    ``p.adni_prepared_dir``), on the working grid (artefact scan aligned onto the clean one)."""
     from mriqa_lib.data.adni import adni_pairs
 
     affine, _ = work_grid(p.grid_mm)
     out = []
-    for k, pr in enumerate(_progress(adni_pairs(p.adni_root, p.adni_pairs_table, p.adni_qc_table), "pairs", "pair")):
+    pairs = adni_pairs(p.adni_root, p.adni_pairs_table, p.adni_prepared_dir, prep, log=lambda m: print(f"[shaw] {m}"))
+    for k, pr in enumerate(_progress(pairs, "pairs", "pair")):
         c, a = prepare_volume(pr["clean"], p.grid_mm), prepare_volume(pr["artefact"], p.grid_mm)
         names = {r: Path(folder) / f"pair-{k:03d}_{r}.nii.gz" for r in ("clean", "artefact")}
         save_nifti(names["clean"], c.data, affine)
@@ -276,6 +303,8 @@ def adni_pair_set(p: Any, folder: str | Path) -> list[dict[str, Any]]:
             {
                 "pair": f"pair-{k:03d}",
                 "subject_id": pr["subject_id"],
+                "clean_image_id": pr["clean_image_id"],
+                "artefact_image_id": pr["artefact_image_id"],
                 "artefact": "real",
                 "severity": np.nan,
                 **{f"{r}_file": n.name for r, n in names.items()},
