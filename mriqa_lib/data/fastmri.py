@@ -6,9 +6,16 @@ Layout of a fastMRI file (one volume, https://fastmri.org/dataset):
   (single-coil); rows = readout (frequency encoding), cols = phase encoding;
 * ``reconstruction_rss`` (multi-coil) / ``reconstruction_esc`` (single-coil): float32
   ``(slices, rx, ry)``, the ground truth cropped to the header's reconSpace matrix;
-* ``ismrmrd_header``: the ISMRMRD XML header (bytes), from which ``encodedSpace`` and
-  ``reconSpace`` matrix sizes are read;
-* attributes ``acquisition``, ``max``, ``norm``, ``patient_id``.
+* ``ismrmrd_header``: the ISMRMRD XML header (bytes), from which the ``encodedSpace`` and
+  ``reconSpace`` matrix sizes and the ``encodingLimits/kspace_encoding_step_1`` centre and maximum
+  (the acquired phase-encoding columns: fastMRI's ``padding_left`` / ``padding_right``) are read;
+* attributes ``acquisition``, ``max``, ``norm``, ``patient_id``;
+* test and challenge files (``multicoil_test/``, ``multicoil_challenge/``) are already undersampled:
+  they hold a ``mask`` dataset (the sampled columns) and no ``reconstruction_rss``
+  (:attr:`FastMRIFile.undersampled`); they can never serve as fully sampled ground truth.
+
+Keys, attributes and header fields as fastMRI's own reader uses them
+(facebookresearch/fastMRI ``fastmri/data/mri_data.py``, ``SliceDataset``).
 
 The embedded default writes its simulated multi-coil slices in the same layout, so one reader
 serves the real data set and the embedded one. k-space uses the centred orthonormal FFT of
@@ -33,6 +40,7 @@ ISMRMRD_NS = "http://www.ismrm.org/ISMRMRD"
 __all__ = [
     "FastMRIFile",
     "read_fastmri",
+    "undersampled_reason",
     "write_fastmri",
     "ismrmrd_header",
     "parse_header",
@@ -50,7 +58,9 @@ class FastMRIFile:
     ``kspace`` is always 4-D ``(slices, coils, rows, cols)`` (single-coil files get coils = 1;
     ``multicoil`` says which it was). ``target`` is ``reconstruction_rss`` or
     ``reconstruction_esc`` when present. ``encoded`` / ``recon`` are the (rows, cols) matrix
-    sizes from the ISMRMRD header.
+    sizes from the ISMRMRD header, ``padding`` the acquired phase-encoding columns ``[left, right)``
+    (fastMRI's ``padding_left`` / ``padding_right``), ``mask`` the ``mask`` dataset of an already
+    undersampled (test / challenge) file.
     """
 
     path: Path | None
@@ -61,6 +71,14 @@ class FastMRIFile:
     encoded: tuple[int, int]
     recon: tuple[int, int]
     attrs: dict[str, Any] = field(default_factory=dict)
+    padding: tuple[int, int] | None = None
+    mask: np.ndarray | None = None
+
+    @property
+    def undersampled(self) -> bool:
+        """True for a test / challenge file: a ``mask`` dataset, or multi-coil without ``reconstruction_rss``
+        (the test fastMRI's ``SliceDataset`` applies)."""
+        return self.mask is not None or (self.multicoil and self.target_key != "reconstruction_rss")
 
 
 def ismrmrd_header(
@@ -69,29 +87,40 @@ def ismrmrd_header(
     fov_mm: tuple[float, float] = (240.0, 240.0),
     n_coils: int = 1,
     system: str = "mriqa embedded simulation",
+    limits: tuple[int, int] | None = None,
+    recon_fov_mm: tuple[float, float] | None = None,
 ) -> bytes:
-    """A minimal ISMRMRD XML header with the fields fastMRI readers use (matrix sizes, FOV, coils)."""
+    """A minimal ISMRMRD XML header with the fields fastMRI readers use (matrix sizes, FOV, coils,
+    phase-encoding limits).
 
-    def space(tag: str, matrix: tuple[int, int]) -> str:
+    ``limits`` = (centre, maximum) of ``kspace_encoding_step_1`` (default: every column acquired,
+    centre ``cols // 2``); ``recon_fov_mm`` defaults to ``fov_mm``.
+    """
+    centre, maximum = limits if limits is not None else (encoded[1] // 2, encoded[1] - 1)
+
+    def space(tag: str, matrix: tuple[int, int], fov: tuple[float, float]) -> str:
         return (
             f"<{tag}><matrixSize><x>{matrix[0]}</x><y>{matrix[1]}</y><z>1</z></matrixSize>"
-            f"<fieldOfView_mm><x>{fov_mm[0]}</x><y>{fov_mm[1]}</y><z>1</z></fieldOfView_mm></{tag}>"
+            f"<fieldOfView_mm><x>{fov[0]}</x><y>{fov[1]}</y><z>1</z></fieldOfView_mm></{tag}>"
         )
 
     xml = (
         f'<?xml version="1.0" encoding="utf-8"?><ismrmrdHeader xmlns="{ISMRMRD_NS}">'
         f"<acquisitionSystemInformation><systemModel>{system}</systemModel>"
         f"<receiverChannels>{int(n_coils)}</receiverChannels></acquisitionSystemInformation>"
-        f"<encoding>{space('encodedSpace', encoded)}{space('reconSpace', recon)}"
-        f"<encodingLimits><kspace_encoding_step_1><minimum>0</minimum><maximum>{encoded[1] - 1}</maximum>"
-        f"<center>{encoded[1] // 2}</center></kspace_encoding_step_1></encodingLimits>"
+        f"<encoding>{space('encodedSpace', encoded, fov_mm)}{space('reconSpace', recon, recon_fov_mm or fov_mm)}"
+        f"<encodingLimits><kspace_encoding_step_1><minimum>0</minimum><maximum>{maximum}</maximum>"
+        f"<center>{centre}</center></kspace_encoding_step_1></encodingLimits>"
         f"<trajectory>cartesian</trajectory></encoding></ismrmrdHeader>"
     )
     return xml.encode("utf-8")
 
 
 def parse_header(header: bytes | str, where: str = "ismrmrd_header") -> dict[str, tuple[int, int]]:
-    """``{"encoded": (rows, cols), "recon": (rows, cols)}`` from an ISMRMRD XML header."""
+    """``{"encoded": (rows, cols), "recon": (rows, cols), "padding": (left, right)}`` from an ISMRMRD
+    XML header, as fastMRI's ``SliceDataset`` reads it: ``padding`` is the acquired phase-encoding
+    column range, ``left = encoded_cols // 2 - limits.center``, ``right = left + limits.maximum + 1``
+    (absent when the header has no ``encodingLimits/kspace_encoding_step_1``)."""
     text = header.decode("utf-8") if isinstance(header, (bytes, np.bytes_)) else str(header)
     try:
         root = ET.fromstring(text)
@@ -103,8 +132,21 @@ def parse_header(header: bytes | str, where: str = "ismrmrd_header") -> dict[str
         node = root.find(f"i:encoding/i:{tag}/i:matrixSize", ns)
         if node is None:
             raise MriqaInputError(f"{where}: ISMRMRD header has no encoding/{tag}/matrixSize")
-        out[key] = (int(node.findtext("i:x", namespaces=ns)), int(node.findtext("i:y", namespaces=ns)))
+        out[key] = (_int(node, "x", where, tag), _int(node, "y", where, tag))
+    lims = root.find("i:encoding/i:encodingLimits/i:kspace_encoding_step_1", ns)
+    if lims is not None and lims.find("i:center", ns) is not None:
+        left = out["encoded"][1] // 2 - _int(lims, "center", where, "encodingLimits")
+        out["padding"] = (left, left + _int(lims, "maximum", where, "encodingLimits") + 1)
     return out
+
+
+def _int(node: ET.Element, name: str, where: str, tag: str) -> int:
+    """The integer text of ``node``'s child ``name`` (ISMRMRD namespace); MriqaInputError when absent."""
+    text = node.findtext(f"i:{name}", namespaces={"i": ISMRMRD_NS})
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise MriqaInputError(f"{where}: ISMRMRD header {tag}/{name} is not an integer ({text!r})") from None
 
 
 def write_fastmri(
@@ -114,6 +156,7 @@ def write_fastmri(
     header: bytes | None = None,
     attrs: dict[str, Any] | None = None,
     target_key: str | None = None,
+    mask: np.ndarray | None = None,
 ) -> Path:
     """Write a fastMRI-layout HDF5 file atomically.
 
@@ -126,6 +169,8 @@ def write_fastmri(
             target are added when a target is given.
         target_key: dataset name of the target (default ``reconstruction_rss`` for multi-coil,
             ``reconstruction_esc`` for single-coil).
+        mask: the sampled columns of an already undersampled file (a test / challenge file's
+            ``mask`` dataset; such files carry no target).
     """
     import h5py
 
@@ -141,6 +186,8 @@ def write_fastmri(
         with h5py.File(tmp, "w") as f:
             f.create_dataset("kspace", data=kspace.astype(np.complex64))
             f.create_dataset("ismrmrd_header", data=np.bytes_(header))
+            if mask is not None:
+                f.create_dataset("mask", data=np.asarray(mask))
             if target is not None:
                 key = target_key or ("reconstruction_rss" if multicoil else "reconstruction_esc")
                 target = np.asarray(target, dtype=np.float32)
@@ -160,7 +207,7 @@ def read_fastmri(path: str | os.PathLike, max_slices: int = 0) -> FastMRIFile:
         max_slices: read only the centre ``max_slices`` slices (0 = all).
 
     Raises:
-        MriqaInputError: missing file, not HDF5, no ``kspace``, wrong shapes, bad header.
+        MriqaInputError: missing file, not HDF5 (or truncated), no ``kspace``, wrong shapes, bad header.
     """
     import h5py
 
@@ -181,6 +228,7 @@ def read_fastmri(path: str | os.PathLike, max_slices: int = 0) -> FastMRIFile:
             target_key = next((k for k in ("reconstruction_rss", "reconstruction_esc") if k in f), None)
             target = np.asarray(f[target_key][sl], dtype=np.float32) if target_key else None
             header = f["ismrmrd_header"][()] if "ismrmrd_header" in f else None
+            mask = np.asarray(f["mask"]) if "mask" in f else None
             attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
     except MriqaInputError:
         raise
@@ -206,7 +254,35 @@ def read_fastmri(path: str | os.PathLike, max_slices: int = 0) -> FastMRIFile:
         encoded=sizes["encoded"],
         recon=sizes["recon"],
         attrs=attrs,
+        padding=sizes.get("padding"),
+        mask=mask,
     )
+
+
+def undersampled_reason(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is an already undersampled (test / challenge) file, or None for a fully sampled
+    multi-coil file; reads the keys only (no k-space), as fastMRI's ``SliceDataset`` tells them apart.
+
+    Raises:
+        MriqaInputError: missing, unreadable or truncated HDF5, or no ``kspace`` (naming the file).
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise MriqaInputError(f"{path}: file not found")
+    try:
+        with h5py.File(path, "r") as f:
+            keys = set(f.keys())
+    except OSError as exc:
+        raise MriqaInputError(f"{path}: cannot read fastMRI HDF5 ({type(exc).__name__}: {exc})") from None
+    if "kspace" not in keys:
+        raise MriqaInputError(f"{path}: no 'kspace' dataset (found {sorted(keys)})")
+    if "mask" in keys:
+        return "has a 'mask' dataset (already undersampled: a test / challenge file)"
+    if "reconstruction_rss" not in keys:
+        return "has no 'reconstruction_rss' (a test / challenge file, or not multi-coil)"
+    return None
 
 
 def centre_crop(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

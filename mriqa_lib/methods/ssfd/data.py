@@ -1,6 +1,10 @@
 """Data of paper 4: fastMRI volumes (real, or the embedded cohort written in fastMRI's layout)
 turned into (ground truth, 4x zero-filled) slice pairs.
 
+Real: fastMRI brain multi-coil as delivered (:func:`fastmri_source_files`): ``multicoil_train/``
+-> SSFD train / val (by patient), ``multicoil_val/`` -> SSFD test; the already undersampled
+``multicoil_test/`` / ``multicoil_challenge/`` are never read as ground truth.
+
 Embedded: each subject's T1w -> ``conform`` (2 mm grid) -> ``normalise`` -> ``slices_per_subject``
 axial slices (96 x 112; columns = phase encoding) -> multi-coil k-space with smooth coil
 sensitivities (:mod:`mriqa_lib.artifacts.kspace`) -> ``data/synthetic/ssfd/fastmri/<split>/sub-XXX.h5``
@@ -31,40 +35,147 @@ from mriqa_lib.methods.ssfd.params import SsfdParams
 SPLITS = ("train", "val", "test")
 #: train/val/test fractions of a flat folder of fastMRI files (no delivered split)
 FLAT_SPLIT = (0.7, 0.15, 0.15)
+#: share of multicoil_train's patients that validate: paper 4's val / (train + val) slices (6,968 / 34,742)
+VAL_FRACTION = 6968 / (27774 + 6968)
+#: fastMRI's delivered folders (``brain_multicoil_<name>.tar.xz`` unpacks to ``multicoil_<name>/``)
+OFFICIAL = ("train", "val", "test", "challenge")
+#: delivered folders of already undersampled files (``mask``, no ``reconstruction_rss``): never truth
+UNDERSAMPLED = ("test", "challenge")
 
 #: {split: [(fastMRI file, subject id)]}: the files each split reads
 SourceFiles = dict[str, list[tuple[Path, str]]]
 
 
-def fastmri_source_files(root: str | Path, seed: int) -> SourceFiles:
-    """The real fastMRI files of ``root``, by split.
+def official_folders(root: Path) -> dict[str, Path]:
+    """fastMRI's delivered folders under ``root``: ``{"train": root/multicoil_train, ...}``.
 
-    ``root`` holds ``train/``, ``val/`` and ``test/`` subfolders (fastMRI's delivered split, used
-    as is) or flat ``.h5`` files, split by file with :func:`mriqa_lib.data.splits.split_subjects`
-    (fractions :data:`FLAT_SPLIT`; a fastMRI file is one volume and carries no subject id). Nothing
-    is held out here: the embedded cohort is not in use.
+    The tarballs ``brain_multicoil_{train,val,test}`` unpack to ``multicoil_<name>/``; a folder
+    named after the tarball (``brain_multicoil_<name>/``) is accepted too, but not both at once.
 
     Raises:
-        MriqaInputError: ``root`` is not a folder, or a split gets no file.
+        MriqaInputError: both names of one folder exist (naming both).
     """
-    from mriqa_lib.data import splits
+    out = {}
+    for name in OFFICIAL:
+        found = [d for d in (root / f"multicoil_{name}", root / f"brain_multicoil_{name}") if d.is_dir()]
+        if len(found) > 1:
+            raise MriqaInputError(f"{root}: two folders for fastMRI's {name} set: {found[0]} and {found[1]}; keep one")
+        if found:
+            out[name] = found[0]
+    return out
 
+
+def fully_sampled(files: list[Path]) -> list[Path]:
+    """``files``, each checked to be a fully sampled multi-coil file (``reconstruction_rss``, no ``mask``).
+
+    Raises:
+        MriqaInputError: an undersampled (test / challenge) file among them, naming it: it has no
+            ground truth and must not be undersampled again.
+    """
+    from mriqa_lib.data.fastmri import undersampled_reason
+
+    for f in files:
+        reason = undersampled_reason(f)
+        if reason:
+            raise MriqaInputError(f"{f}: {reason}; it cannot be fully sampled ground truth (move it out of {f.parent})")
+    return files
+
+
+def patient_ids(files: list[Path]) -> list[str]:
+    """The ``patient_id`` attribute of each file (the file stem when it has none)."""
+    import h5py
+
+    out = []
+    for f in files:
+        with h5py.File(f, "r") as h:
+            pid = h.attrs.get("patient_id")
+        out.append(pid.decode() if isinstance(pid, bytes) else str(pid) if pid is not None else f.stem)
+    return out
+
+
+def fastmri_source_files(root: str | Path, seed: int, val_fraction: float = VAL_FRACTION) -> SourceFiles:
+    """The real fastMRI (brain, multi-coil) files of ``root``, by SSFD split.
+
+    As delivered, ``root`` holds ``multicoil_train/`` and ``multicoil_val/`` (and optionally
+    ``multicoil_test/``, ``multicoil_challenge/``). SSFD's test set (paper 4: 199 volumes) comes
+    from the official ``multicoil_val`` (the fully sampled held-out set) and its train / val sets from the official
+    ``multicoil_train``, split by ``patient_id`` (``val_fraction`` of the patients validate,
+    :data:`VAL_FRACTION` as in paper 4). ``multicoil_test`` / ``multicoil_challenge`` are already undersampled
+    (``mask``, no ``reconstruction_rss``) and are skipped, with a message naming them. A flat folder
+    of ``.h5`` files is split by file with :data:`FLAT_SPLIT`. Every file used is checked to be
+    fully sampled.
+
+    Raises:
+        MriqaInputError: ``root`` is not a folder; only one of ``multicoil_train`` /
+            ``multicoil_val``; an undersampled file where ground truth is read; a split gets no file.
+    """
     root = Path(root)
     if not root.is_dir():
         raise MriqaInputError(f"{root}: ssfd.fastmri_dir is not a folder")
-    out: SourceFiles = {s: [] for s in SPLITS}
-    if all((root / s).is_dir() for s in SPLITS):
-        for s in SPLITS:
-            out[s] = [(f, f.stem) for f in sorted((root / s).glob("*.h5"))]
+    folders = official_folders(root)
+    for name in UNDERSAMPLED:
+        if name in folders:
+            report_skipped(folders[name])
+    if "train" in folders or "val" in folders:
+        out = _official_split(root, folders, seed, val_fraction)
+    elif folders:  # only multicoil_test / multicoil_challenge: nothing fully sampled is left
+        raise MriqaInputError(
+            f"{root}: only already undersampled fastMRI folders ({', '.join(p.name for p in folders.values())}: "
+            "'mask', no 'reconstruction_rss'); SSFD needs the fully sampled multicoil_train/ and multicoil_val/"
+        )
+    elif any((root / s).is_dir() for s in SPLITS):
+        raise MriqaInputError(
+            f"{root}: expected fastMRI's delivered folders multicoil_train/ and multicoil_val/ "
+            f"(found {sorted(p.name for p in root.iterdir() if p.is_dir())})"
+        )
     else:
-        files = sorted(root.glob("*.h5"))
-        assignment = splits.split_subjects([f.stem for f in files], FLAT_SPLIT, seed)
-        for f in files:
-            out[assignment[f.stem]].append((f, f.stem))
+        out = _flat_split(root, seed)
     if not all(out.values()):
         raise MriqaInputError(
             f"{root}: need .h5 files for train, val and test (found { {k: len(v) for k, v in out.items()} })"
         )
+    return out
+
+
+def report_skipped(folder: Path, shown: int = 5) -> list[Path]:
+    """Print which files of an already undersampled folder (multicoil_test / _challenge) are skipped."""
+    files = sorted(folder.glob("*.h5"))
+    more = f", ... ({len(files) - shown} more)" if len(files) > shown else ""
+    names = ", ".join(f.name for f in files[:shown]) + more
+    print(
+        f"fastMRI: skipping {len(files)} file(s) of {folder} (already undersampled: 'mask', no "
+        f"'reconstruction_rss'; never used as ground truth): {names or 'none'}"
+    )
+    return files
+
+
+def _official_split(root: Path, folders: dict[str, Path], seed: int, val_fraction: float) -> SourceFiles:
+    """multicoil_train -> SSFD train / val by patient, multicoil_val -> SSFD test."""
+    from mriqa_lib.data import splits
+
+    missing = [f"multicoil_{n}" for n in ("train", "val") if n not in folders]
+    if missing:
+        raise MriqaInputError(f"{root}: {missing[0]}/ is missing (fastMRI delivers multicoil_train/, multicoil_val/)")
+    train = fully_sampled(sorted(folders["train"].glob("*.h5")))
+    test = fully_sampled(sorted(folders["val"].glob("*.h5")))
+    patients = patient_ids(train)
+    assignment = splits.split_subjects(patients, (1 - val_fraction, val_fraction), seed, names=("train", "val"))
+    out: SourceFiles = {s: [] for s in SPLITS}
+    for f, pid in zip(train, patients):
+        out[assignment[pid]].append((f, f.stem))
+    out["test"] = [(f, f.stem) for f in test]
+    return out
+
+
+def _flat_split(root: Path, seed: int) -> SourceFiles:
+    """A flat folder of fastMRI files split by file (a fastMRI file is one volume)."""
+    from mriqa_lib.data import splits
+
+    files = fully_sampled(sorted(root.glob("*.h5")))
+    assignment = splits.split_subjects([f.stem for f in files], FLAT_SPLIT, seed)
+    out: SourceFiles = {s: [] for s in SPLITS}
+    for f in files:
+        out[assignment[f.stem]].append((f, f.stem))
     return out
 
 
@@ -108,6 +219,11 @@ def slice_set(
     parts, rows = [], []
     for j, (path, sub) in enumerate(files):
         d = slices_from_file(path, params, seed=params.seed * 7919 + j)
+        if parts and d["target"].shape[1:] != parts[0]["target"].shape[1:]:
+            raise MriqaInputError(
+                f"{path}: images of {d['target'].shape[1:]} but {files[0][0]} gives {parts[0]['target'].shape[1:]} "
+                "(different reconSpace sizes); set ssfd.crop to one (rows, cols)"
+            )
         parts.append(d)
         rows += [
             {"split": split, "subject": sub, "file": str(path), "slice": int(s), "scale": float(c)}
@@ -159,9 +275,19 @@ def slices_from_file(path: Path, params: SsfdParams, seed: int) -> dict[str, np.
     ``slice`` (n,) indices, ``mask`` (cols,) the sampling mask.
     """
     f = read_fastmri(path, params.max_slices_per_file)
+    if f.undersampled:
+        raise MriqaInputError(
+            f"{path}: already undersampled ('mask' dataset or no 'reconstruction_rss': a fastMRI test / "
+            "challenge file); it cannot be fully sampled ground truth"
+        )
     crop = tuple(params.crop) if params.crop else f.recon
     gt = ground_truth(f, params, crop)
     under, mask = undersample_kspace(f.kspace, params.acceleration, params.center_fraction, params.mask_type, seed)
+    if f.padding is not None:  # columns outside the acquired range were never sampled (fastMRI's VarNet transform)
+        left, right = f.padding
+        mask[: max(left, 0)] = False
+        mask[max(right, 0) :] = False
+        under = under * mask
     zf = rss_reconstruction(under, crop)
     scale = np.percentile(zf.reshape(len(zf), -1), 99, axis=1).astype(np.float32)
     scale = np.maximum(scale, 1e-12)

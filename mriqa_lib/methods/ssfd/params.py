@@ -18,8 +18,9 @@ class SsfdParams(Section):
     # --- data ---------------------------------------------------------------------------------
     fastmri_dir: str | None = Field(
         None,
-        description="folder of fastMRI multi-coil .h5 files (train/ val/ test/ subfolders, or flat "
-        "files split by file); None = embedded cohort written in fastMRI's layout",
+        description="fastMRI brain folder as unpacked: multicoil_train/ (split into train/val by "
+        "patient_id) and multicoil_val/ (the test set, as paper 4); multicoil_test/ and challenge files are "
+        "skipped; None = embedded cohort written in fastMRI's layout",
     )
     target: Literal["rss", "esc", "jsense"] = Field(
         "rss",
