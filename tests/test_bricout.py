@@ -41,7 +41,9 @@ def test_kl_zero_for_equal_distributions_positive_otherwise():
     assert float(kl_loss(torch.log(q.clamp_min(1e-38)), p)) > 1.0
 
 
-def _write_caps(tmp_path, sites=("s1", "s2", "s3", "s4"), subjects_per_site=3):
+def _write_caps(tmp_path, sites=("NC", "CM", "GA", "IR"), subjects_per_site=3):
+    """A tiny AMP SCZ delivery: Clinica t1-linear CAPS (rec-norm and rec-nonorm images) and the
+    authors' QC file (sub_id_gs, ses_id_gs, timepoint_gs, score, comment; site = 2 letters of the id)."""
     caps = tmp_path / "caps"
     rows = []
     rng = np.random.default_rng(0)
@@ -49,21 +51,23 @@ def _write_caps(tmp_path, sites=("s1", "s2", "s3", "s4"), subjects_per_site=3):
     affine[:3, 3] = [-96, -130, -74]
     for site in sites:
         for j in range(subjects_per_site):
-            sub = f"sub-{site}{j:02d}"
-            for ses in ("ses-01", "ses-02"):
-                folder = caps / "subjects" / sub / ses / "t1_linear"
+            sub = f"{site}{j:05d}"
+            for k, (ses, tp) in enumerate((("202301011", "baseline_arm_1"), ("202303011", "month_2_arm_1"))):
+                folder = caps / "subjects" / f"sub-{sub}" / f"ses-{ses}" / "t1_linear"
                 folder.mkdir(parents=True)
                 data = np.zeros((24, 28, 24), np.float32)
                 data[4:20, 4:24, 4:20] = 100 + rng.normal(0, 5, (16, 20, 16))
-                nib.save(
-                    nib.Nifti1Image(data, affine),
-                    str(folder / f"{sub}_{ses}_space-MNI152NLin2009cSym_res-1x1x1_T1w.nii.gz"),
-                )
+                for rec, gain in (("norm", 1.0), ("nonorm", 1.7)):
+                    name = f"sub-{sub}_ses-{ses}_rec-{rec}_run-1_space-MNI152NLin2009cSym_res-1x1x1_T1w.nii.gz"
+                    nib.save(nib.Nifti1Image(data * gain, affine), str(folder / name))
                 score = int(rng.choice([2, 3, 4, 4]))
-                comment = "slight motion" if (j == 0 and ses == "ses-01") else ""
-                rows.append({"subject": sub[4:], "session": ses, "site": site, "score": score, "comments": comment})
-    table = tmp_path / "qc.tsv"
-    pd.DataFrame(rows).to_csv(table, sep="\t", index=False)
+                comment = "slight motion" if (j == 0 and k == 0) else ""
+                rows.append(
+                    {"sub_id_gs": sub, "ses_id_gs": ses, "timepoint_gs": tp, "score": score, "comment": comment}
+                )
+    rows.append({"sub_id_gs": f"{sites[0]}99999", "ses_id_gs": "202305011", "timepoint_gs": "", "score": "-"})
+    table = tmp_path / "AMPSCZ_scores.csv"
+    pd.DataFrame(rows).fillna("").to_csv(table, index=False)
     return caps, table
 
 

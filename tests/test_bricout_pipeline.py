@@ -13,7 +13,7 @@ from mriqa_lib.methods.bricout.params import BricoutParams
 def test_tiny_pipeline_end_to_end(tmp_path, monkeypatch):
     from mriqa_lib.stages import bricout as stage
 
-    caps, table = _write_caps(tmp_path, sites=("s1", "s2", "s3"), subjects_per_site=4)
+    caps, table = _write_caps(tmp_path, sites=("NC", "CM", "IR"), subjects_per_site=4)
     bp = BricoutParams(progress=False, workers=1, seeds=[0, 1])
     bp.data.ampscz_caps, bp.data.ampscz_qc = str(caps), str(table)
     bp.data.n_qc_sites, bp.data.grid_mm, bp.data.crop = 1, 8.0, (16, 16, 16)

@@ -18,10 +18,14 @@ class DataParams(Section):
 
     ampscz_caps: str | None = Field(None, description="Clinica t1-linear CAPS folder of AMP SCZ (null = embedded)")
     ampscz_qc: str | None = Field(
-        None, description="AMP SCZ QC table (CSV/TSV: subject, session, site, score, comments)"
+        None,
+        description="the authors' AMPSCZ_scores.csv (sub_id_gs, ses_id_gs, score, comment) or their "
+        "pretrain/finetune.csv scan lists (same columns + data: the t1-linear file used)",
     )
     hcpep_caps: str | None = Field(None, description="Clinica t1-linear CAPS folder of HCPEP (synthesis only)")
-    hcpep_qc: str | None = Field(None, description="HCPEP QC table")
+    hcpep_qc: str | None = Field(
+        None, description="HCPEP sheet hcpep_scores.csv (Date, Subject ID <id>_MR<n>, T1w, T1w comment, Center)"
+    )
     t1_pattern: str = Field("*_T1w.nii.gz", description="glob of the t1-linear image inside ses-*/t1_linear/")
     motion_regex: str = Field(
         "motion|movement|moving",
