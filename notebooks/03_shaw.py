@@ -138,7 +138,7 @@ else:
 
 # %%
 maps = res / "maps" / "pairs"
-stems = sorted({p.name.split("_")[0] for p in maps.glob("pair-*_clean.nii.gz")})[:4]
+stems = sorted(p.name.removesuffix("_clean.nii.gz") for p in maps.glob("pair-*_clean.nii.gz"))[:4]
 if stems:
     fig, axes = plt.subplots(len(stems), 4, figsize=(8, 2.1 * len(stems)), squeeze=False)
     for row, stem in zip(axes, stems):
@@ -164,7 +164,8 @@ if stems:
 
 # %%
 m3 = res / "maps" / "exp3"
-subs = sorted({p.name.split("_")[0] for p in m3.glob("*_partial_noise_input.nii.gz")})
+# subject ids may hold underscores (ADNI PTIDs such as 023_S_1288): strip the suffix, never split
+subs = sorted(p.name.removesuffix("_partial_noise_input.nii.gz") for p in m3.glob("*_partial_noise_input.nii.gz"))
 if subs:
     sub = subs[0]
     fig, axes = plt.subplots(2, 5, figsize=(10, 4.4))
