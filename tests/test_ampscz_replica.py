@@ -150,3 +150,30 @@ def test_stage_runs_through_the_adapter_on_both_replicas(replica, tmp_path, stag
     assert set(eligible.score) == {"4"} and (eligible.dataset == "HCPEP").any()
     assert not eligible.comments.str.contains("motion").any()
     assert {"synth_test_r2", "transfer_bal_acc_median", "scratch_bal_acc_median"} <= set(metrics)
+
+
+def test_authors_scan_lists_read_together_keep_their_split(replica, tmp_path):
+    """Given pretrain.csv + finetune.csv, each scan keeps the authors' group; the drawn split differs."""
+    from mriqa_lib.config import parse_settings
+    from mriqa_lib.methods.bricout.synthesis import scans_table
+    from mriqa_lib.replicas import workspace_params
+
+    out, keys = replica
+    lists = [str(out / "ampscz" / "pretrain.csv"), str(out / "ampscz" / "finetune.csv")]
+    truth = pd.concat([pd.read_csv(p, dtype=str) for p in lists])
+    authors = {(f"sub-{s}", f"ses-{v}"): g for s, v, g in zip(truth.sub_id_gs, truth.ses_id_gs, truth.group)}
+
+    def table(qc) -> pd.DataFrame:
+        settings = parse_settings(workspace_params({}, {**RH.TINY, **keys, "bricout.data.ampscz_qc": qc}))
+        t = scans_table(settings, tmp_path / "unused")  # real data: the embedded cohort is not read
+        return t[(t.dataset == "AMPSCZ") & (t.split != "")]
+
+    given = table(lists)  # every QC scan, and the synthesis scans that pass the motion-comment rule
+    assert (given.role == "qc").sum() == len(pd.read_csv(lists[1])) and (given.role == "synthesis").sum() > 0
+    assert [authors[(s, v)] for s, v in zip(given.subject, given.session)] == given.split.tolist()
+    drawn = table(keys["bricout.data.ampscz_qc"])  # the scores file: no split given, one is drawn
+    drawn = drawn[[(s, v) in authors for s, v in zip(drawn.subject, drawn.session)]]
+    assert [authors[(s, v)] for s, v in zip(drawn.subject, drawn.session)] != drawn.split.tolist()
+    # a scan listed in two tables is an error naming both
+    with pytest.raises(MriqaInputError, match="two QC tables.*finetune.csv and .*finetune.csv"):
+        A.read_qc_tables([lists[1], shutil.copy(lists[1], tmp_path / "finetune.csv")])

@@ -20,8 +20,9 @@ QC tables (CSV, or TSV for any other suffix), one row per scan; the kind is told
   versions name it ``scores``; ``-`` or empty = not rated, dropped as the authors did) and
   ``comment``. The site is the first two letters of ``sub_id_gs`` (the authors' rule). The authors'
   scan lists ``pretrain.csv`` / ``finetune.csv`` have the same columns plus ``data``, the t1-linear
-  file they used (``AMPSCZ-Preproc/subjects/...``): given one of them, that file is read (it settles
-  two-run scans as the authors did).
+  file they used (``AMPSCZ-Preproc/subjects/...``), and ``group``, the split they put the scan in:
+  given them (both at once: :func:`read_qc_tables`), that file is read (it settles two-run scans as
+  the authors did) and that split kept.
 * HCPEP sheet (the authors' ``hcpep_scores.csv``): ``Date`` (d/m/Y), ``Subject ID``
   (``<subject>_MR<session>``, e.g. ``4002_MR2`` -> ``sub-4002/ses-2``), ``T1w`` (rating; split
   ratings such as ``3/4`` or ``2 or 3`` count as the lower one, empty = not rated, dropped),
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -126,7 +128,18 @@ def _ampscz(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     )
     if "data" in frame.columns:  # the authors' scan lists name the file they used
         out["file"] = frame["data"].str.strip()
+    if "group" in frame.columns:  # ... and the split they put it in
+        out["given_split"] = _split_column(frame["group"], path)
     return out
+
+
+def _split_column(values: pd.Series, path: Path) -> pd.Series:
+    """The authors' ``group`` column (train / val / test), checked."""
+    split = values.str.strip()
+    bad = sorted(set(split) - {"train", "val", "test"})
+    if bad:
+        raise MriqaInputError(f"{path}: group {bad} is not train, val or test")
+    return split
 
 
 def _hcpep(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -253,27 +266,49 @@ def find_t1_linear(
     return _pick(hits, folder)
 
 
+def read_qc_tables(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """One QC table, or several read together (the authors' ``pretrain.csv`` + ``finetune.csv``).
+
+    Raises:
+        MriqaInputError: as :func:`read_qc_table`; a scan in two of the tables (naming both).
+    """
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    frames = [read_qc_table(p).assign(_table=str(p)) for p in paths]
+    out = pd.concat(frames, ignore_index=True)
+    dup = out[out.duplicated(["subject", "session"], keep=False)]
+    if not dup.empty:
+        row = dup.iloc[0]
+        where = " and ".join(dup[(dup.subject == row.subject) & (dup.session == row.session)]["_table"])
+        raise MriqaInputError(f"scan {row.subject}/{row.session} is in two QC tables: {where}")
+    return out.drop(columns="_table")
+
+
 def load_dataset(
-    caps: str | os.PathLike, qc_table: str | os.PathLike, dataset: str, pattern: str = "*_T1w.nii.gz"
+    caps: str | os.PathLike,
+    qc_table: str | os.PathLike | Sequence[str | os.PathLike],
+    dataset: str,
+    pattern: str = "*_T1w.nii.gz",
 ) -> pd.DataFrame:
-    """QC table of one data set joined with its t1-linear image paths.
+    """QC table(s) of one data set joined with its t1-linear image paths.
 
     Args:
         caps: CAPS folder (Clinica output).
-        qc_table: QC table (see :func:`read_qc_table`).
+        qc_table: QC table, or a list of them (see :func:`read_qc_table`, :func:`read_qc_tables`).
         dataset: name stored in the ``dataset`` column (e.g. "AMPSCZ", "HCPEP").
         pattern: glob of the image inside ``t1_linear/``.
 
     Returns:
-        DataFrame with ``dataset, subject, session, site, score, comments, path``.
+        DataFrame with ``dataset, subject, session, site, score, comments, path`` and, when the
+        tables are the authors' scan lists, ``given_split`` (their train / val / test).
     """
     if not Path(caps).is_dir():
         raise MriqaInputError(f"{caps}: CAPS folder not found")
-    frame = read_qc_table(qc_table)
+    frame = read_qc_tables(qc_table)
     files = frame.pop("file") if "file" in frame.columns else pd.Series([None] * len(frame))
+    files = [f if isinstance(f, str) and f else None for f in files]  # NaN: a table without 'data'
     frame.insert(0, "dataset", dataset)
     frame["path"] = [
-        str(find_t1_linear(caps, s, v, pattern, f or None)) for s, v, f in zip(frame.subject, frame.session, files)
+        str(find_t1_linear(caps, s, v, pattern, f)) for s, v, f in zip(frame.subject, frame.session, files)
     ]
     return frame
 
@@ -302,15 +337,11 @@ def read_scan_split(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     frame = _read_table(path)
     _require(frame, path, ("sub_id_gs", "ses_id_gs", "group", "data"), "scan list")
-    split = frame["group"].str.strip()
-    bad = sorted(set(split) - {"train", "val", "test"})
-    if bad:
-        raise MriqaInputError(f"{path}: group {bad} is not train, val or test")
     return pd.DataFrame(
         {
             "subject": [_label(s, "sub-") for s in frame["sub_id_gs"]],
             "session": [_label(s, "ses-") for s in frame["ses_id_gs"]],
-            "split": split,
+            "split": _split_column(frame["group"], path),
             "file": frame["data"].str.strip(),
         }
     )

@@ -17,10 +17,11 @@ class DataParams(Section):
     """Where the real data are (null = embedded cohort) and how they are split."""
 
     ampscz_caps: str | None = Field(None, description="Clinica t1-linear CAPS folder of AMP SCZ (null = embedded)")
-    ampscz_qc: str | None = Field(
+    ampscz_qc: str | list[str] | None = Field(
         None,
-        description="the authors' AMPSCZ_scores.csv (sub_id_gs, ses_id_gs, score, comment) or their "
-        "pretrain/finetune.csv scan lists (same columns + data: the t1-linear file used)",
+        description="the authors' AMPSCZ_scores.csv (sub_id_gs, ses_id_gs, score, comment), or a list of "
+        "tables read together: their pretrain.csv and finetune.csv scan lists (same columns + data, the "
+        "t1-linear file used, and group, their train/val/test split, which is then kept)",
     )
     hcpep_caps: str | None = Field(None, description="Clinica t1-linear CAPS folder of HCPEP (synthesis only)")
     hcpep_qc: str | None = Field(

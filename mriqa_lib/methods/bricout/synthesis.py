@@ -126,13 +126,23 @@ def scans_table(settings: Settings, embedded: Path) -> pd.DataFrame:
     _, qc_sites = splits.split_sites(sites, dp.qc_sites, dp.n_qc_sites, bp.seed, key="bricout.data.qc_sites")
     table["role"] = np.where((table.dataset != "HCPEP") & table.site.isin(qc_sites), "qc", "synthesis")
     table["eligible"] = synthesis_eligible(table, dp.motion_regex) & (table.role == "synthesis")
+    given = table.pop("given_split") if "given_split" in table else pd.Series(None, index=table.index, dtype=object)
     table["split"] = ""
     key = subject_key(table)
-    syn = table.eligible
-    table.loc[syn, "split"] = key[syn].map(splits.split_subjects(key[syn], dp.synth_split, bp.seed, test=held))
+    table.loc[table.eligible, "split"] = role_splits(key, table.eligible, given, dp.synth_split, bp.seed, held)
     qc = table.role == "qc"
-    table.loc[qc, "split"] = key[qc].map(splits.split_subjects(key[qc], dp.qc_split, bp.seed + 1, test=held))
+    table.loc[qc, "split"] = role_splits(key, qc, given, dp.qc_split, bp.seed + 1, held)
     return table
+
+
+def role_splits(key: pd.Series, rows: pd.Series, given: pd.Series, fractions, seed: int, held: set[str]) -> pd.Series:
+    """The split of each of ``rows``: the authors' own (``given``, their scan lists' ``group``) where
+    they gave one, else drawn subject-wise by :func:`mriqa_lib.data.splits.split_subjects`."""
+    out = given[rows].copy()
+    draw = rows & given.isna()
+    if draw.any():
+        out.loc[key[draw].index] = key[draw].map(splits.split_subjects(key[draw], fractions, seed, test=held))
+    return out
 
 
 def subject_manifests(table: pd.DataFrame) -> dict[str, dict[str, str]]:
