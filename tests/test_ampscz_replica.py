@@ -48,19 +48,19 @@ def test_ampscz_adapter_reads_the_authors_files_and_picks_rec_norm(replica):
     assert not any("_rec-nonorm_" in n or "_desc-Crop_" in n for n in picked)
     assert sum("_rec-" not in n for n in picked) == 1  # the scan without a rec entity
     # the QC-site scans: the files the replica lists in its finetune.csv (the authors' format)
-    split = A.read_scan_split(out / "ampscz" / "finetune.csv")
+    split = A.read_qc_table(out / "ampscz" / "finetune.csv")
     qc = frame[frame.site.isin(keys["bricout.data.qc_sites"])]
     assert qc["path"].tolist() == [os.path.join(os.path.dirname(caps), f) for f in split["file"]]
     assert set(A.qc_class(qc["score"].to_numpy())) == {0, 1, 2}  # the 3 QC classes all occur
     assert keys["bricout.data.qc_sites"] == A.qc_sites(out / "ampscz" / "sites.csv") == ["IR"]
-    assert set(split["split"]) == {"train", "val", "test"}
+    assert set(split["given_split"]) == {"train", "val", "test"}
 
 
 def test_authors_scan_list_settles_two_runs_and_the_rule_refuses(replica, tmp_path):
     out, keys = replica
     caps = tmp_path / "caps"
     shutil.copytree(keys["bricout.data.ampscz_caps"], caps)
-    split = A.read_scan_split(out / "ampscz" / "finetune.csv")
+    split = A.read_qc_table(out / "ampscz" / "finetune.csv")
     first = caps / split["file"][0].split("/", 1)[1]
     run2 = first.with_name(first.name.replace("_run-1_", "_run-2_"))
     shutil.copy(first, run2)

@@ -195,7 +195,8 @@ def read_qc_table(path: str | os.PathLike) -> pd.DataFrame:
     Returns:
         DataFrame with ``subject`` (``sub-...``), ``session`` (``ses-...``), ``site`` (str),
         ``score`` (int 1-4), ``comments`` (str, empty when missing) and, for the authors' scan
-        lists, ``file`` (the t1-linear file they used). Rows not rated are dropped.
+        lists, ``file`` (the t1-linear file they used) and ``given_split`` (their ``group``: train,
+        val or test). Rows not rated are dropped.
 
     Raises:
         MriqaInputError: missing file, missing columns, ratings outside 1-4, duplicated scans.
@@ -329,22 +330,6 @@ def read_sites(path: str | os.PathLike) -> dict[str, str]:
 def qc_sites(path: str | os.PathLike) -> list[str]:
     """The QC (``finetune``) sites of the authors' ``sites.csv``, sorted."""
     return sorted(s for s, g in read_sites(path).items() if g == "finetune")
-
-
-def read_scan_split(path: str | os.PathLike) -> pd.DataFrame:
-    """The authors' scan-level split (``finetune.csv`` / ``pretrain.csv``): ``subject, session,
-    split, file`` (``group`` -> ``split``, one of train, val, test)."""
-    path = Path(path)
-    frame = _read_table(path)
-    _require(frame, path, ("sub_id_gs", "ses_id_gs", "group", "data"), "scan list")
-    return pd.DataFrame(
-        {
-            "subject": [_label(s, "sub-") for s in frame["sub_id_gs"]],
-            "session": [_label(s, "ses-") for s in frame["ses_id_gs"]],
-            "split": _split_column(frame["group"], path),
-            "file": frame["data"].str.strip(),
-        }
-    )
 
 
 def synthesis_eligible(frame: pd.DataFrame, motion_regex: str = "motion|movement|moving") -> pd.Series:
