@@ -16,7 +16,7 @@ from mriqa_lib.methods.bricout.model import (
     kl_loss,
     soft_labels,
 )
-from mriqa_lib.methods.bricout.params import BricoutParams, EmbeddedQCParams
+from mriqa_lib.methods.bricout.params import BricoutParams, EmbeddedQCParams, MotionParams
 
 
 def test_soft_labels_sum_to_one_and_expectation_is_target():
@@ -434,3 +434,63 @@ def test_named_seed_streams_keep_the_numbers_of_the_bare_keys():
     kind = int(rng.choice(4, p=EmbeddedQCParams().artifact_probs))
     assert first["dominant"] == ("motion", "noise", "ghosting", "bias")[kind]
     assert first["u"] == float(rng.beta(1.0, 2.5))
+
+
+def _fourier_downsample(x: np.ndarray, factor: int) -> np.ndarray:
+    """Keep the central 1/factor of the k-space of every axis (the exact band-limited downsampling)."""
+    k = np.fft.fftshift(np.fft.fftn(x))
+    cut = tuple(slice(n // 2 - n // (2 * factor), n // 2 + n // (2 * factor)) for n in x.shape)
+    return np.fft.ifftn(np.fft.ifftshift(k[cut])).real / factor**3
+
+
+def test_motion_outside_the_acquisition_window_leaves_no_trace_on_the_grid():
+    from mriqa_lib.artifacts.motion import window_times
+    from mriqa_lib.methods.bricout.data import fast_motion
+
+    rng = np.random.default_rng(1)
+    img = rng.normal(size=(12, 12, 16)).astype(np.float32)
+    deg, tr = rng.uniform(-3, 3, (2, 3)), rng.uniform(-6, 6, (2, 3))
+    times = np.array([1 / 3, 2 / 3])  # both poses outside the central quarter of a 1 mm acquisition
+    assert np.allclose(window_times(times, 4.0, 4.0), times)  # acquisition on the grid: unchanged
+    out = fast_motion(img, 4.0, deg, tr, window_times(times, 1.0, 4.0))
+    assert np.allclose(out, img, atol=1e-5)
+    assert not np.allclose(fast_motion(img, 4.0, deg, tr, times), img, atol=1e-2)
+
+
+def _fourier_upsample(x: np.ndarray, factor: int) -> np.ndarray:
+    k = np.fft.fftshift(np.fft.fftn(x))
+    pad = [((n * factor - n) // 2,) * 2 for n in x.shape]
+    return np.fft.ifftn(np.fft.ifftshift(np.pad(k, pad))).real * factor**3
+
+
+def test_windowed_motion_on_the_coarse_grid_is_fine_motion_downsampled():
+    from mriqa_lib.artifacts.motion import window_times
+    from mriqa_lib.methods.bricout.data import fast_motion
+
+    # a 1 mm acquisition band-limited to the 4 mm grid, moved by whole 4 mm voxels: both grids resample exactly
+    rng = np.random.default_rng(0)
+    coarse = np.zeros((12, 12, 16))
+    coarse[3:-3, 3:-3, 3:-3] = rng.uniform(0.5, 1.0, (6, 6, 10))
+    fine = _fourier_upsample(coarse, 4).astype(np.float32)
+    coarse = _fourier_downsample(fine, 4).astype(np.float32)
+    deg = np.zeros((4, 3))
+    tr = 4.0 * np.array([[1, -1, 1], [-1, 0, -1], [0, 1, 1], [-1, -1, 0]])
+    times = np.array([0.2, 0.4, 0.55, 0.8])
+    truth = _fourier_downsample(fast_motion(fine, 1.0, deg, tr, times), 4)
+    windowed = fast_motion(coarse, 4.0, deg, tr, window_times(times, 1.0, 4.0))
+    on_grid = fast_motion(coarse, 4.0, deg, tr, times)
+    effect = np.linalg.norm(truth - coarse)
+    assert np.linalg.norm(windowed - truth) / effect < 0.2
+    assert np.linalg.norm(on_grid - truth) / effect > 1.0
+
+
+def test_an_acquisition_on_the_grid_itself_changes_nothing_and_the_draw_is_recorded():
+    from mriqa_lib.methods.bricout.data import motion_to_rms
+
+    rng = np.random.default_rng(2)
+    img = rng.normal(size=(12, 12, 16)).astype(np.float32)
+    on_grid, info = motion_to_rms(img, 4.0, 2.0, 5, MotionParams(), "fast")
+    same, info_same = motion_to_rms(img, 4.0, 2.0, 5, MotionParams(acquisition_mm=(4.0, 4.0)), "fast")
+    assert np.allclose(same, on_grid) and info_same["rms"] == info["rms"]  # same poses, no window
+    _, info_fine = motion_to_rms(img, 4.0, 2.0, 5, MotionParams(acquisition_mm=(0.8, 2.4)), "fast")
+    assert 0.8 <= info_fine["acquisition_mm"] <= 2.4 and "acquisition_mm" not in info

@@ -67,6 +67,7 @@ __all__ = [
     "centered_affine",
     "kspace_segments",
     "sample_times",
+    "window_times",
     "sample_motion_for_rms",
     "apply_torchio_motion",
     "rigid_motion",
@@ -98,6 +99,23 @@ def sample_times(num_transforms: int, rng: np.random.Generator, perturbation: fl
     times = np.arange(1, num_transforms + 1) * step
     times = times + rng.uniform(-step * perturbation, step * perturbation, size=num_transforms)
     return np.sort(times)
+
+
+def window_times(times: Sequence[float], acquisition_mm: float, grid_mm: float) -> np.ndarray:
+    """Motion times of an acquisition at ``acquisition_mm`` as seen on a coarser ``grid_mm`` grid.
+
+    The coarse grid keeps only the central ``acquisition_mm / grid_mm`` of the acquisition's
+    k-space along the segment axis, which a linear phase-encoding order fills during the central
+    part of the scan: time ``t`` of the acquisition is time ``0.5 + (t - 0.5) * grid / acquisition``
+    of the grid's k-space, clipped to [0, 1]. Poses outside the window leave no trace on the grid,
+    as they leave none in a real scan that is downsampled. ``acquisition_mm >= grid_mm`` returns
+    ``times`` unchanged.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    if acquisition_mm <= 0 or grid_mm <= 0:
+        raise ValueError(f"acquisition_mm and grid_mm must be > 0, got {acquisition_mm} and {grid_mm}")
+    stretch = max(grid_mm / acquisition_mm, 1.0)
+    return np.clip(0.5 + (times - 0.5) * stretch, 0.0, 1.0)
 
 
 def kspace_segments(times: Sequence[float], n_lines: int) -> list[dict]:

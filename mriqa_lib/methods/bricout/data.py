@@ -247,7 +247,7 @@ def fast_motion(
     Args:
         image: 3-D volume; spacing: isotropic voxel size (mm).
         degrees, translation: ``(N, 3)`` Euler angles (deg) and translations (mm).
-        times: ``(N,)`` sorted times in (0, 1).
+        times: ``(N,)`` sorted times in [0, 1].
     """
     import torch
 
@@ -288,10 +288,12 @@ def motion_to_rms(
     """Rigid motion whose RMS (``mp.rms_definition``) is within ``mp.tolerance_mm`` of ``target``.
 
     Poses and times come from the artifact library's rejection sampler (paper 5 public-code
-    recipe); ``backend`` "torchio" applies them with TorchIO (``apply_artifact("motion")``),
-    "fast" with :func:`fast_motion`.
+    recipe); ``backend`` "torchio" applies them with TorchIO, "fast" with :func:`fast_motion`.
+    With ``mp.acquisition_mm`` the motion happens in an acquisition of a voxel size drawn
+    log-uniformly from that range, of which the grid (``spacing``) sees the central k-space
+    (:func:`mriqa_lib.artifacts.motion.window_times`); the label stays the RMS of every pose.
     """
-    if backend == "torchio":
+    if backend == "torchio" and mp.acquisition_mm is None:
         out, p = apply_artifact(
             "motion",
             image,
@@ -303,15 +305,23 @@ def motion_to_rms(
             num_transforms=tuple(mp.num_transforms),
         )
         return out, {"rms": float(p["severity"]), "n_poses": int(p["num_transforms"])}
-    from mriqa_lib.artifacts.motion import sample_motion_for_rms, sample_times
+    from mriqa_lib.artifacts.motion import apply_torchio_motion, sample_motion_for_rms, sample_times, window_times
 
     rng = np.random.default_rng(seed)
     draw = sample_motion_for_rms(
         target, rng, tolerance_mm=mp.tolerance_mm, definition=mp.rms_definition, num_transforms=tuple(mp.num_transforms)
     )
     times = sample_times(draw["num_transforms"], rng)
-    out = fast_motion(image, spacing, draw["degrees"], draw["translation"], times)
-    return out, {"rms": float(draw["rms"]), "n_poses": int(draw["num_transforms"])}
+    info = {"rms": float(draw["rms"]), "n_poses": int(draw["num_transforms"])}
+    if mp.acquisition_mm is not None:
+        low, high = np.log(mp.acquisition_mm)
+        info["acquisition_mm"] = float(np.exp(rng.uniform(low, high)))
+        times = window_times(times, info["acquisition_mm"], spacing)
+    if backend == "torchio":
+        out, _ = apply_torchio_motion(image, draw["degrees"], draw["translation"], times, spacing=[spacing] * 3)
+    else:
+        out = fast_motion(image, spacing, draw["degrees"], draw["translation"], times)
+    return out, info
 
 
 def elastic(image: np.ndarray, spacing: float, rng: np.random.Generator, ap: AugmentParams) -> np.ndarray:

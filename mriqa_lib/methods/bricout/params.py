@@ -81,6 +81,12 @@ class MotionParams(Section):
         "successive poses (R 82.5 mm)",
     )
     num_transforms: tuple[int, int] = Field((2, 8), description="number of poses ~ U{low..high}")
+    acquisition_mm: tuple[float, float] | None = Field(
+        None,
+        description="voxel size (mm) of the acquisition the motion happens in, ~ log-U(low, high) per "
+        "sample; a coarser grid sees only the central part of its k-space (motion.window_times). "
+        "null: motion on the grid itself (paper: on its 1 mm grid)",
+    )
     backend: Literal["fast", "torchio"] = Field(
         "fast",
         description="torchio: TorchIO Motion / RandomElasticDeformation (as the paper); fast: the same "
@@ -95,6 +101,8 @@ class MotionParams(Section):
             raise ValueError("clean_label must be 0 <= low <= high")
         if not 1 <= self.num_transforms[0] <= self.num_transforms[1] <= 32:
             raise ValueError("num_transforms must be 1 <= low <= high <= 32")
+        if self.acquisition_mm is not None and not 0 < self.acquisition_mm[0] <= self.acquisition_mm[1]:
+            raise ValueError("acquisition_mm must be 0 < low <= high, or null")
         return self
 
 
