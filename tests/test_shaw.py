@@ -13,7 +13,7 @@ import pytest
 import torch
 from lightning_checks import fit_and_reload
 
-from mriqa_lib.io import MriqaInputError, load_nifti, save_nifti
+from mriqa_lib.io import MriqaInputError, Volume, load_nifti, save_nifti
 from mriqa_lib.methods.shaw.losses import hetero_nll, seg_uncertainty_loss
 from mriqa_lib.methods.shaw.params import ShawParams
 from mriqa_lib.models.unet_hetero import HeteroUNet, MultiTaskHeteroUNet
@@ -477,3 +477,26 @@ def test_module_pickles():
     back = pickle.loads(pickle.dumps(module))
     assert type(back) is ShawModule and back.hparams == module.hparams
     assert all(torch.equal(v, back.state_dict()[k]) for k, v in module.state_dict().items())
+
+
+def test_training_artefacts_are_drawn_on_the_reference_grid_as_a_scored_scan_is_prepared():
+    """A training input is exactly what the scorer's preparation makes of the scan corrupted on the
+    2 mm reference grid; a 4 mm block mean keeps 1/sqrt(8) of its white noise (closed form)."""
+    from mriqa_lib.artifacts import apply_artifact
+    from mriqa_lib.data.template import REF_AFFINE, REF_SHAPE
+    from mriqa_lib.methods.shaw.data import corrupt_as_scanned, prepare_volume
+
+    reference = np.zeros(REF_SHAPE, np.float32)
+    reference[20:76, 20:92, 20:76] = 1.0
+    assert np.array_equal(
+        corrupt_as_scanned(reference, {"artefact": "none"}, 4.0)[0],
+        prepare_volume(Volume(reference, REF_AFFINE), 4.0).data,
+    )
+    spec = {"artefact": "gaussian_noise", "severity": 0.1, "seed": 3, "kwargs": {}}
+    x, _ = corrupt_as_scanned(reference, spec, 4.0)
+    noisy, _ = apply_artifact("gaussian_noise", reference, 0.1, seed=3, spacing=(2.0,) * 3)
+    assert np.allclose(x, prepare_volume(Volume(noisy, REF_AFFINE), 4.0).data, atol=1e-6)
+    inside = (slice(14, 34), slice(14, 42), slice(14, 34))  # 4 mm blocks well inside the cube
+    scale = np.median(x[inside])  # the cube's level after normalisation
+    ratio = x[inside].std() / scale / (noisy[40:60, 40:70, 40:60].std() / np.median(noisy[40:60, 40:70, 40:60]))
+    assert ratio == pytest.approx(1 / np.sqrt(8), rel=0.1)

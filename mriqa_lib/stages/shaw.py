@@ -67,7 +67,7 @@ def _write_training_sets(p, clean: np.ndarray, gm: np.ndarray, table, staging: P
         p, clean, gm, table, "train", p.corruptions_per_volume, True, "shaw.train_artefacts"
     )
     if p.multitask_extra_per_volume:
-        arrays.update(S.multitask_extra(p, clean, table))
+        arrays.update(S.multitask_extra(p, table))
     np.savez(staging / "train.npz", **arrays)
     write_tsv(staging / "train.tsv", manifest)
     arrays, manifest = S.artefact_set(p, clean, gm, table, "val", 1, False, "shaw.val_artefacts")

@@ -14,10 +14,11 @@ import numpy as np
 
 from mriqa_lib.artifacts import apply_artifact
 from mriqa_lib.data.preprocess import conform, normalise
-from mriqa_lib.data.template import REF_AFFINE, REF_SHAPE
+from mriqa_lib.data.template import REF_AFFINE, REF_SHAPE, REF_SPACING
 from mriqa_lib.io import Volume
 
 __all__ = [
+    "corrupt_as_scanned",
     "grid_factor",
     "work_grid",
     "block_mean",
@@ -138,6 +139,20 @@ def corrupt(image: np.ndarray, spec: dict[str, Any], spacing: float) -> tuple[np
     sev = None if "snr_db" in kw else spec["severity"]
     out, info = apply_artifact(spec["artefact"], image, sev, seed=spec["seed"], spacing=(spacing,) * 3, **kw)
     return out, info
+
+
+def corrupt_as_scanned(
+    reference: np.ndarray, spec: dict[str, Any], grid_mm: float
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """A training input made the way a scored scan is prepared: the corruption on the 2 mm reference
+    grid (``conform``-ed clean scan), then :func:`prepare_volume`'s block mean and normalisation.
+
+    A coarser working grid then sees an artefact as it sees one in a scanned volume: a 4 mm block
+    mean keeps about a third of a 2 mm scan's noise and the central k-space of its motion, while an
+    artefact drawn on the 4 mm grid itself is several times stronger than any scored scan shows.
+    """
+    out, info = corrupt(reference, spec, float(REF_SPACING))
+    return normalise(block_mean(out, grid_factor(grid_mm))), info
 
 
 def misalign(volume: Volume, rng: np.random.Generator, max_deg: float, max_mm: float) -> tuple[Volume, dict[str, Any]]:

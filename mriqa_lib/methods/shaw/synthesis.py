@@ -17,8 +17,17 @@ import pandas as pd
 
 from mriqa_lib import seeds
 from mriqa_lib.data import splits
+from mriqa_lib.data.preprocess import conform
 from mriqa_lib.io import MriqaInputError, Volume, load_nifti, read_tsv, save_nifti
-from mriqa_lib.methods.shaw.data import corrupt, misalign, prepare_gm, prepare_volume, sample_corruption, work_grid
+from mriqa_lib.methods.shaw.data import (
+    corrupt,
+    corrupt_as_scanned,
+    misalign,
+    prepare_gm,
+    prepare_volume,
+    sample_corruption,
+    work_grid,
+)
 
 __all__ = [
     "embedded_scans",
@@ -134,7 +143,8 @@ def prepare_scans(
 
     Returns:
         ``(clean (N, X, Y, Z) float32, gm (N, X, Y, Z) uint8, table)``; the table has
-        ``subject_id``, ``image_id``, ``split``, ``path``, ``has_gm``, one row per scan, in order.
+        ``subject_id``, ``image_id``, ``split``, ``path`` (as delivered), ``prepared`` (the volume
+        read), ``has_gm``, one row per scan, in order.
     """
     _, shape = work_grid(grid_mm)
     clean, gm, rows = [], [], []
@@ -148,10 +158,16 @@ def prepare_scans(
                 "image_id": s["image_id"],
                 "split": assignment[s["subject_id"]],
                 "path": str(s.get("source", s["path"])),
+                "prepared": str(s["path"]),
                 "has_gm": has_gm,
             }
         )
     return np.stack(clean), np.stack(gm), pd.DataFrame(rows)
+
+
+def reference_volume(table: pd.DataFrame, i: int) -> np.ndarray:
+    """Scan row ``i`` on the 2 mm reference grid, where its training artefacts are drawn."""
+    return conform(load_nifti(table["prepared"].iloc[i])).data
 
 
 def artefact_set(
@@ -176,10 +192,11 @@ def artefact_set(
     idx = np.flatnonzero(table["split"].to_numpy() == split)
     inputs, source, manifest = [], [], []
     for i in _progress(idx, f"{split} artefacts", "vol"):
+        reference = reference_volume(table, i)
         for j in range(per_volume):
             rng = np.random.default_rng(seeds.derive(p.seed, stream, int(i), j))
             spec = sample_corruption(p, rng, allow_clean=allow_clean)
-            x, info = corrupt(clean[i], spec, p.grid_mm)
+            x, info = corrupt_as_scanned(reference, spec, p.grid_mm)
             inputs.append(x.astype(np.float16))
             source.append(int(np.flatnonzero(idx == i)[0]))  # index into this split's clean volumes
             manifest.append(
@@ -200,7 +217,7 @@ def artefact_set(
     return arrays, pd.DataFrame(manifest)
 
 
-def multitask_extra(p: Any, clean: np.ndarray, table: pd.DataFrame) -> dict[str, np.ndarray]:
+def multitask_extra(p: Any, table: pd.DataFrame) -> dict[str, np.ndarray]:
     """Regional-noise copies of the training scans, seen by the multi-task model only.
 
     Copy ``j`` of scan row ``i`` draws from stream ``shaw.multitask_extra`` with keys ``(i, j)``;
@@ -212,6 +229,7 @@ def multitask_extra(p: Any, clean: np.ndarray, table: pd.DataFrame) -> dict[str,
     idx = np.flatnonzero(table["split"].to_numpy() == "train")
     extra, extra_src = [], []
     for k, i in enumerate(idx):
+        reference = reference_volume(table, i)
         for j in range(p.multitask_extra_per_volume):
             rng = np.random.default_rng(seeds.derive(p.seed, "shaw.multitask_extra", int(i), j))
             u = float(rng.uniform())
@@ -222,7 +240,7 @@ def multitask_extra(p: Any, clean: np.ndarray, table: pd.DataFrame) -> dict[str,
                 "seed": int(rng.integers(0, 2**31 - 1)),
                 "kwargs": {},
             }
-            extra.append(corrupt(clean[i], spec, p.grid_mm)[0].astype(np.float16))
+            extra.append(corrupt_as_scanned(reference, spec, p.grid_mm)[0].astype(np.float16))
             extra_src.append(k)
     return {"mt_inputs": np.stack(extra), "mt_source": np.asarray(extra_src, np.int64)}
 
