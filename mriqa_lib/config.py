@@ -96,6 +96,21 @@ class CohortParams(Section):
     scale_range: float = Field(0.1, ge=0, le=0.3, description="head size varies by +- this fraction")
     rotation_deg: float = Field(4.0, ge=0, le=30)
     translation_mm: float = Field(4.0, ge=0, le=30)
+    tissue_sharpness: tuple[float, float] = Field(
+        (1.0, 5.0),
+        description="per-subject exponent range on the tissue probabilities (1 = the average template's blur; "
+        "larger = crisper tissue borders, as a single real brain)",
+    )
+    contrast_jitter: float = Field(
+        0.15, ge=0, le=0.5, description="per-subject relative jitter of each tissue intensity around the site's"
+    )
+    slice_thickness_mm: tuple[float, float] = Field(
+        (2.0, 3.2),
+        description="per-subject slice-thickness range (mm) along one random axis; thinner than the voxel = none",
+    )
+    noise_scale: tuple[float, float] = Field(
+        (0.5, 1.5), description="per-subject factor range on the site's noise level"
+    )
     slices: int = Field(0, ge=0, le=64, description="centre axial 2-D slices exported per subject")
     workers: int = Field(2, ge=1, le=64)
     sites: list[SiteParams] = Field(
@@ -103,6 +118,14 @@ class CohortParams(Section):
         min_length=1,
         description="subjects are spread over these sites in turn",
     )
+
+    @field_validator("tissue_sharpness", "noise_scale", "slice_thickness_mm")
+    @classmethod
+    def _range(cls, v: tuple[float, float], info) -> tuple[float, float]:
+        low = 0 if info.field_name == "slice_thickness_mm" else 1e-9
+        if not low <= v[0] <= v[1] <= 20:
+            raise ValueError(f"must be [low, high] with 0 {'<=' if low == 0 else '<'} low <= high <= 20, got {list(v)}")
+        return v
 
     @field_validator("contrasts")
     @classmethod

@@ -16,7 +16,7 @@
 # %% [markdown]
 # # The embedded default cohort
 #
-# Synthetic subjects built from the ICBM152 2009a template shipped in nilearn (random smooth diffeomorphic warp + affine, T1w contrast re-synthesised from the tissue maps with per-site intensities, voxel size, bias field and Rician noise). Metadata are synthetic. This notebook only loads what `mriqa stage prepare` wrote and draws it into `figures/cohort/`.
+# Synthetic subjects built from the ICBM152 2009a template shipped in nilearn (random smooth diffeomorphic warp + affine, T1w contrast re-synthesised from the tissue maps with per-site intensities, voxel size, bias field and Rician noise; each subject's look randomised around its site's: sharper tissue borders, tissue intensities, slice thickness, noise level). Metadata are synthetic. This notebook only loads what `mriqa stage prepare` wrote and draws it into `figures/cohort/`.
 
 # %% tags=["parameters"]
 data_dir = "data/embedded"

@@ -134,3 +134,73 @@ def test_non_t1w_contrast_inverts_order(tmp_path, tiny_cohort_params):
     assert means["CSF"] > means["GM"] > means["WM"]
     slices = sorted((anat / "slices").glob("*.nii.gz"))
     assert len(slices) == 2 and load_nifti(slices[0], allow_2d=True).data.ndim == 2
+
+
+def test_sharpening_keeps_the_brain_and_each_voxels_tissue():
+    """Raising the tissue probabilities to a power: exponent 1 is the identity; otherwise the
+    brain's partial volume (the sum) and each voxel's most likely tissue stay, the most likely
+    tissue's share grows, and a large exponent tends to hard labels times the brain's outline."""
+    from mriqa_lib.data.cohort import sharpen_tissues
+
+    rng = np.random.default_rng(0)
+    raw = rng.dirichlet([1.0, 1.0, 1.0, 1.0], size=500).T  # background, GM, WM, CSF
+    gm, wm, csf = raw[1], raw[2], raw[3]
+    assert all(a is b for a, b in zip(sharpen_tissues(gm, wm, csf, 1.0), (gm, wm, csf)))
+    inside = gm + wm + csf
+    before = np.stack([gm, wm, csf])
+    for exponent in (2.0, 5.0):
+        after = np.stack(sharpen_tissues(gm, wm, csf, exponent))
+        np.testing.assert_allclose(after.sum(0), inside, rtol=1e-5)
+        assert (after.argmax(0) == before.argmax(0)).all()
+        assert (after.max(0) / inside >= before.max(0) / inside - 1e-6).all()
+    hard = np.stack(sharpen_tissues(gm, wm, csf, 200.0))
+    onehot = np.eye(3)[before.argmax(0)].T * inside
+    clear = np.sort(before, 0)[-1] > 1.2 * np.sort(before, 0)[-2]  # a clear winner among the tissues
+    np.testing.assert_allclose(hard[:, clear], onehot[:, clear], atol=1e-3)
+
+
+def test_randomisation_ranges_are_realised_and_leave_the_other_draws(tiny_cohort_params):
+    """Per-subject sharpness and noise factor lie in their ranges; widening them changes nothing
+    else a subject draws (pose, warp, bias field), so the default ranges reproduce the old cohort."""
+    from mriqa_lib.data.cohort import make_subject
+
+    site = tiny_cohort_params.sites[0]
+    narrow = tiny_cohort_params.model_copy(update={"tissue_sharpness": (1.0, 1.0), "noise_scale": (1.0, 1.0)})
+    wide = tiny_cohort_params.model_copy(update={"tissue_sharpness": (2.0, 4.0), "noise_scale": (0.5, 0.8)})
+    a, b = make_subject(0, site, narrow)["realised"], make_subject(0, site, wide)["realised"]
+    assert a["tissue_sharpness"] == 1.0 and 2.0 <= b["tissue_sharpness"] <= 4.0
+    assert np.isclose(a["noise_sigma"], site.noise * site.wm)
+    assert 0.5 <= b["noise_sigma"] / (site.noise * site.wm) <= 0.8
+    for key in ("rotation_deg", "translation_mm", "bias_coefficients", "max_warp_mm", "tissue_intensity_wm_gm_csf"):
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_thick_slices_blur_one_axis_by_the_missing_width():
+    """A point seen through slices t mm thick on a grid of s mm: along that axis a Gaussian of
+    FWHM sqrt(t^2 - s^2) (variance closed form), no other axis touched, mass kept; slices no
+    thicker than the voxel change nothing."""
+    from mriqa_lib.data.cohort import thick_slices
+
+    point = np.zeros((9, 41, 9), np.float32)
+    point[4, 20, 4] = 1.0
+    spacing = (2.0, 2.0, 2.0)
+    assert thick_slices((point,), spacing, 1, 2.0)[0] is point
+    (out,) = thick_slices((point,), spacing, 1, 5.0)
+    profile = out[4, :, 4]
+    assert np.isclose(out.sum(), 1.0, atol=1e-4) and np.isclose(profile.sum(), out.sum())
+    x = (np.arange(41) - 20) * spacing[1]
+    variance = float((profile * x**2).sum() / profile.sum())
+    want = (np.sqrt(5.0**2 - 2.0**2) / 2.355) ** 2
+    assert abs(variance - want) / want < 0.02
+
+
+def test_bad_randomisation_range_names_the_key():
+    import pytest
+    from pydantic import ValidationError
+
+    from mriqa_lib.config import CohortParams
+
+    for key, value in (("noise_scale", (0.0, 1.0)), ("slice_thickness_mm", (3.0, 2.0)), ("tissue_sharpness", (2, 30))):
+        with pytest.raises(ValidationError, match=key):
+            CohortParams(**{key: value})
+    assert CohortParams(slice_thickness_mm=(0.0, 0.0)).slice_thickness_mm == (0.0, 0.0)

@@ -7,6 +7,14 @@ bias field and Rician noise. Everything about a subject is drawn from
 ``SeedSequence([seed, index])``, so subject *i* is the same whatever the cohort size, and the
 same seed gives the same bytes.
 
+Domain randomisation widens each site's look per subject, because the template is an average
+brain and a model trained only on it took a real brain's sharper anatomy for an artifact: tissue
+borders sharpened by a random exponent (``tissue_sharpness``), tissue intensities jittered
+(``contrast_jitter``), slices thicker along a random axis (``slice_thickness_mm``) and the noise
+level scaled (``noise_scale``). These extra draws come from ``SeedSequence([seed, index, 1])``,
+so sharpness and noise ranges [1, 1], thickness [0, 0] and a jitter of 0.03 give the cohort as it was
+before them.
+
 All metadata (sex, age, height, weight) are SYNTHETIC: drawn from simple distributions so
 that methods that match references by sex/height/weight (paper 1) have something to match.
 
@@ -132,6 +140,33 @@ def synthesize_contrast(
     return (w * wm + g * gm + c * csf).astype(np.float32)
 
 
+def sharpen_tissues(
+    gm: np.ndarray, wm: np.ndarray, csf: np.ndarray, exponent: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tissue probabilities raised to ``exponent`` and renormalised:
+    1 keeps them, larger values move each voxel towards its most likely tissue. The template is
+    an average of 152 brains, so its tissue borders are blurrier than any one brain's."""
+    if exponent == 1.0:
+        return gm, wm, csf
+    top = np.maximum(np.maximum(gm, wm), np.maximum(csf, 1e-12))
+    powered = [np.power(m / top, exponent) for m in (gm, wm, csf)]  # over the largest: no underflow
+    total = np.maximum(sum(powered), 1e-12)  # 0 only outside the brain, where `inside` is 0
+    # the brain's outline keeps its partial volume; only the split between tissues sharpens
+    inside = np.clip(gm + wm + csf, 0.0, 1.0)
+    return tuple((inside * m / total).astype(np.float32) for m in powered)  # type: ignore[return-value]
+
+
+def thick_slices(
+    maps: tuple[np.ndarray, ...], spacing: tuple[float, float, float], axis: int, thickness: float
+) -> tuple[np.ndarray, ...]:
+    """Maps seen through slices ``thickness`` mm thick along ``axis`` (a Gaussian slice profile of
+    that FWHM, beyond the voxel's own); no change when the slices are no thicker than the voxel."""
+    extra = np.sqrt(max(thickness**2 - spacing[axis] ** 2, 0.0)) / 2.355 / spacing[axis]
+    if extra < 0.05:
+        return maps
+    return tuple(ndimage.gaussian_filter1d(m, extra, axis=axis, mode="constant").astype(np.float32) for m in maps)
+
+
 def rician(rng: np.random.Generator, image: np.ndarray, sigma: float) -> np.ndarray:
     """Magnitude of a complex signal with Gaussian noise of ``sigma`` in both channels."""
     if sigma == 0:
@@ -166,10 +201,16 @@ def make_subject(index: int, site: SiteParams, params: CohortParams) -> dict[str
         for m in _smoothed_maps(tuple(site.spacing))
     ]
     gm, wm, csf = (np.clip(m, 0, 1) for m in maps)
+    # drawn apart from `rng`, so that the default ranges leave every other draw as it was
+    extra = np.random.default_rng(np.random.SeedSequence([params.seed, index, 1]))
+    sharpness = float(extra.uniform(*params.tissue_sharpness))
+    gm, wm, csf = sharpen_tissues(gm, wm, csf, sharpness)
+    thickness, axis = float(extra.uniform(*params.slice_thickness_mm)), int(extra.integers(3))
+    gm, wm, csf = thick_slices((gm, wm, csf), site.spacing, axis, thickness)
 
-    jitter = 1 + rng.uniform(-0.03, 0.03, 3)
+    jitter = 1 + rng.uniform(-params.contrast_jitter, params.contrast_jitter, 3)
     field, bias_coef = bias_field(rng, shape, site.bias)
-    sigma = site.noise * site.wm
+    sigma = site.noise * site.wm * float(extra.uniform(*params.noise_scale))
     images = {}
     for contrast in params.contrasts:
         if contrast == "T1w":
@@ -194,6 +235,9 @@ def make_subject(index: int, site: SiteParams, params: CohortParams) -> dict[str
             "spacing_mm": list(site.spacing),
             "tissue_intensity_wm_gm_csf": [site.wm * jitter[0], site.gm * jitter[1], site.csf * jitter[2]],
             "noise_sigma": sigma,
+            "tissue_sharpness": sharpness,
+            "slice_thickness_mm": thickness,
+            "slice_axis": axis,
             "bias_coefficients": bias_coef,
             "warp_std_mm": params.warp_mm,
             "max_warp_mm": float(np.abs(warp).max()),
