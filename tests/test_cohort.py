@@ -161,7 +161,8 @@ def test_sharpening_keeps_the_brain_and_each_voxels_tissue():
 
 def test_randomisation_ranges_are_realised_and_leave_the_other_draws(tiny_cohort_params):
     """Per-subject sharpness and noise factor lie in their ranges; widening them changes nothing
-    else a subject draws (pose, warp, bias field), so the default ranges reproduce the old cohort."""
+    else a subject draws (pose, warp, bias field, intensities), so ranges of 1 reproduce the cohort
+    as it was before them."""
     from mriqa_lib.data.cohort import make_subject
 
     site = tiny_cohort_params.sites[0]
