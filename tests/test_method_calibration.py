@@ -98,7 +98,7 @@ def zuo_site(tmp_path_factory):
     from mriqa_lib.methods.zuo.score import load_scorer
     from mriqa_lib.models.artifact_encoder import build_encoder
 
-    p = ZuoParams(width=4, flow_transforms=2, flow_hidden=(8,), flow_steps=20)
+    p = ZuoParams(width=4, flow_transforms=2, flow_hidden=(8,), flow_steps=20, finetune_steps=3)
     torch.manual_seed(0)
     model_dir = tmp_path_factory.mktemp("zuo_model")
     save_model(model_dir, build_encoder("small", p.width).eval(), fit_flow(_site_m(40), p), p)
@@ -127,6 +127,40 @@ def test_zuo_use_calibration_round_trips(zuo_site, tmp_path, flow_min_scans):
     for tau, thr in density.thresholds.items():
         assert after[f"zuo_threshold{tau}"] == pytest.approx(thr, abs=1e-9)
         assert after[f"zuo_flag{tau}"] == (after["zuo_logdensity"] < after[f"zuo_threshold{tau}"])
+
+
+def test_zuo_finetuning_lowers_the_contrastive_loss_on_the_site_and_travels_with_the_calibration(zuo_site, tmp_path):
+    from mriqa_lib.methods.zuo.calibrate import calibrate, site_latents
+    from mriqa_lib.methods.zuo.contrastive import ContrastiveSampler, EncoderModule
+    from mriqa_lib.methods.zuo.prep import band_slices, prepare_volume
+
+    settings, new_scorer, volumes = zuo_site
+    scorer = new_scorer()
+    p = scorer.p.model_copy(update={"finetune_steps": 40})
+    scorer.p = p
+    site = p.model_copy(update={"n_negatives_volume": 0, "batch_volumes": len(volumes), "steps": 8})
+    per_volume = [band_slices(prepare_volume(v, p), p) for v in volumes]
+    batches = ContrastiveSampler({o: np.stack([s[o] for s in per_volume]) for o in per_volume[0]}, site, seed=99)
+
+    def site_loss(encoder) -> float:  # Eq. 1 on batches the fine-tuning never drew (another seed)
+        module = EncoderModule(site)
+        module.encoder = encoder
+        with torch.no_grad():
+            return float(np.mean([module.batch_loss(batches[i]).item() for i in range(len(batches))]))
+
+    before, m_before = site_loss(scorer.encoder), site_latents(scorer, volumes)
+    summary = calibrate(scorer, volumes, tmp_path, settings)
+    assert summary["finetuned"]["steps"] == 40 and "encoder.pt" in summary["files"]
+    assert site_loss(scorer.encoder) < before
+    m_after = site_latents(scorer, volumes)
+    assert not np.allclose(m_after, m_before)
+    fresh = new_scorer()  # the trained model, untouched on disk
+    np.testing.assert_allclose(site_latents(fresh, volumes), m_before, atol=1e-6)
+    fresh.use_calibration(tmp_path)
+    np.testing.assert_allclose(site_latents(fresh, volumes), m_after, atol=1e-6)
+    (tmp_path / "encoder.pt").write_bytes(b"damaged")
+    with pytest.raises(MriqaInputError, match="encoder.pt: cannot load the fine-tuned encoder"):
+        new_scorer().use_calibration(tmp_path)
 
 
 def test_zuo_calibration_files_missing_or_damaged_name_the_file(zuo_site, tmp_path):

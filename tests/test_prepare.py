@@ -167,3 +167,19 @@ def test_score_gives_error_rows_naming_the_reason(tmp_path):
     row = frame.iloc[0]
     assert row["error"].startswith("preparation: not a head") and row["prep"] == "failed"
     assert "bricout_motion_rms" not in frame or np.isnan(row["bricout_motion_rms"])
+
+
+def test_zero_background_keeps_the_brain_and_its_dark_holes_and_clears_the_noise_floor():
+    from mriqa_lib.data.preprocess import zero_background
+
+    rng = np.random.default_rng(1)
+    zz, yy, xx = np.meshgrid(*(np.arange(48.0),) * 3, indexing="ij")
+    r = np.sqrt((zz - 24) ** 2 + (yy - 24) ** 2 + (xx - 24) ** 2)
+    brain = np.where(r < 16, 1.0, 0.0) * np.where(r < 5, 0.15, 1.0)  # a dark ventricle in the middle
+    noisy = (brain + np.abs(rng.normal(0, 0.08, brain.shape))).astype(np.float32)
+    out = zero_background(noisy, voxel_mm=2.0)
+    assert out[r > 20].max() == 0  # the noise floor away from the brain
+    np.testing.assert_array_equal(out[r < 14], noisy[r < 14])  # the brain, ventricle included
+    extracted = (noisy * (r < 16)).astype(np.float32)  # already brain-extracted: left as it is
+    np.testing.assert_array_equal(zero_background(extracted, voxel_mm=2.0)[r < 15], extracted[r < 15])
+    assert not zero_background(np.ones((8, 8, 8), np.float32), 2.0).any()  # no foreground in a constant image

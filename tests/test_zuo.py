@@ -15,6 +15,7 @@ from lightning_checks import assert_same_weights, cpu_trainer, fit_and_reload
 
 from mriqa_lib.methods.zuo.contrastive import (
     ContrastiveSampler,
+    EncoderModule,
     contrastive_loss,
     simulate_motion,
     simulate_noise,
@@ -122,6 +123,67 @@ def test_simulated_noise_and_motion():
     assert background.mean().item() == pytest.approx(0.2 * math.sqrt(math.pi / 2), rel=0.1)
 
 
+def _ellipse_slices(n: int = 3, size: int = 32) -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.arange(float(size)), torch.arange(float(size)), indexing="ij")
+    inside = (((yy - size / 2) ** 2 / 100 + (xx - size / 2) ** 2 / 60) < 1).float()
+    texture = 0.5 + 0.5 * torch.sin(xx / 2) ** 2  # some structure for blur to act on
+    return (inside * texture).view(1, 1, size, size).repeat(n, 1, 1, 1)
+
+
+def test_extra_negatives_are_the_artifact_library_on_the_query_brain():
+    from mriqa_lib.artifacts import apply_artifact
+
+    p = ZuoParams(encoder="small", width=4, n_negatives_simulated=5, brain_only=True)
+    q = _ellipse_slices()
+    neg = EncoderModule(p).simulated_negatives(q, seed=3)
+    assert neg.shape == (3, 5, 1, 32, 32)
+    outside = (q == 0).unsqueeze(1).expand(3, 5, 1, 32, 32)
+    assert neg[outside].abs().max() == 0  # brain_only: nothing outside the query's brain
+    # kind j mod 5: noise, motion, blur, ghosting, bias_field; blur's severity lies in its range, so the
+    # negative is the library's blur of the query at some sigma within [low, high] (mm on a 2 mm grid)
+    lo, hi = p.extra_negatives["blur"]
+    query, blurred = q[0, 0].numpy(), neg[0, 2, 0].numpy()
+    errors = [
+        np.abs(apply_artifact("blur", query, s, spacing=p.template_spacing)[0] * (query > 0) - blurred).max()
+        for s in np.linspace(lo, hi, 200)
+    ]
+    assert min(errors) < 2e-3
+    # a bias field multiplies the brain by a smooth positive field: the ratio is smooth and not constant
+    ratio = (neg[0, 4, 0] / q[0, 0])[q[0, 0] > 0]
+    assert (ratio > 0).all() and ratio.std() > 0.01
+
+
+def test_without_extra_negatives_the_paper_kinds_are_unchanged():
+    paper = ZuoParams(encoder="small", width=4, extra_negatives={}, brain_only=False)
+    wider = ZuoParams(encoder="small", width=4, brain_only=False)
+    q = _ellipse_slices()
+    a = EncoderModule(paper).simulated_negatives(q, seed=5)
+    b = EncoderModule(wider).simulated_negatives(q, seed=5)
+    # 4 negatives: noise, motion, noise, motion in the paper; noise, motion, blur, ghosting with extras;
+    # the paper's kinds draw from the same stream either way
+    assert torch.equal(a[:, :2], b[:, :2])
+    corner = (slice(None), 0, slice(0, 4), slice(0, 4))  # far from the ellipse: noise reaches it, blur does not
+    assert a[:, 2][corner].mean() > 0.01 and b[:, 2][corner].abs().max() < 1e-3
+
+
+def test_brain_only_sets_the_noise_floor_to_zero_as_brain_extraction_does():
+    from mriqa_lib.io import Volume
+    from mriqa_lib.methods.zuo.prep import scale_intensity
+
+    rng = np.random.default_rng(0)
+    zz, yy, xx = np.meshgrid(*(np.arange(40.0),) * 3, indexing="ij")
+    brain = (((zz - 20) ** 2 + (yy - 20) ** 2 + (xx - 20) ** 2) < 12**2).astype(np.float32)
+    noisy = brain * 100 + np.abs(rng.normal(0, 8, brain.shape)).astype(np.float32)  # brain in a noise floor
+    p = ZuoParams(brain_only=True)
+    out = scale_intensity(Volume(noisy, np.eye(4)), p)
+    kept = scale_intensity(Volume(noisy, np.eye(4)), p.model_copy(update={"brain_only": False}))
+    assert out[brain == 0][np.abs(zz - 20)[brain == 0] > 16].max() == 0  # far background: exactly 0
+    np.testing.assert_array_equal(out[brain > 0], kept[brain > 0])  # the brain is left as it was
+    # the brain extracted beforehand (a prepared scan) gives the same input inside the brain
+    extracted = scale_intensity(Volume(noisy * brain, np.eye(4)), p)
+    assert np.corrcoef(extracted[brain > 0], out[brain > 0])[0, 1] > 0.999
+
+
 def test_params_validation():
     with pytest.raises(ValueError):
         ZuoParams(taus=[120.0])
@@ -131,6 +193,10 @@ def test_params_validation():
         ZuoParams(density_splits=["test"])
     with pytest.raises(ValueError):
         ZuoParams(unknown_key=1)
+    with pytest.raises(ValueError, match="extra_negatives"):
+        ZuoParams(extra_negatives={"not_an_artifact": (0.1, 0.2)})
+    with pytest.raises(ValueError, match="extra_negatives.blur"):
+        ZuoParams(extra_negatives={"blur": (2.0, 1.0)})
 
 
 def test_scorer_roundtrip(tmp_path):

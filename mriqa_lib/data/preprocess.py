@@ -67,6 +67,27 @@ def normalise(data: np.ndarray, mask: np.ndarray | None = None, low: float = 0.5
     return ((data - lo) / (hi - lo)).astype(np.float32)
 
 
+def smooth_foreground(data: np.ndarray, sigma_voxels: float) -> np.ndarray:
+    """The image smoothed by a Gaussian of ``sigma_voxels`` above its Otsu threshold (all False for a
+    constant image): a skull-stripped brain apart from even a strong noise floor, or a whole head
+    apart from the air around it."""
+    from skimage.filters import threshold_otsu
+
+    smooth = ndimage.gaussian_filter(np.asarray(data, np.float32), sigma_voxels)
+    if smooth.max() <= smooth.min():
+        return np.zeros(smooth.shape, bool)
+    return smooth > threshold_otsu(smooth)
+
+
+def zero_background(data: np.ndarray, voxel_mm: float, smooth_mm: float = 4.0) -> np.ndarray:
+    """``data`` with 0 outside its foreground (:func:`smooth_foreground` at ``smooth_mm``, holes
+    filled): what brain extraction leaves around a scan that `mriqa score` prepares. A method whose
+    training volumes keep a noise floor around the brain otherwise learns that floor as a cue that
+    no prepared scan has."""
+    data = np.asarray(data, np.float32)
+    return data * ndimage.binary_fill_holes(smooth_foreground(data, smooth_mm / voxel_mm))
+
+
 def zscore(data: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Zero mean, unit variance (over ``mask`` when given)."""
     data = np.asarray(data, dtype=np.float32)

@@ -67,9 +67,8 @@ def in_reference_space(volume: Volume, p: PreparationParams) -> tuple[bool, floa
     from even a strong noise floor, and keeps the scalp and neck of a whole head.
     """
     from scipy import ndimage
-    from skimage.filters import threshold_otsu
 
-    from mriqa_lib.data.preprocess import conform
+    from mriqa_lib.data.preprocess import conform, smooth_foreground
 
     from .register import dice, template_brain
 
@@ -77,10 +76,9 @@ def in_reference_space(volume: Volume, p: PreparationParams) -> tuple[bool, floa
     seen = conform(Volume(np.ones(volume.shape, np.float32), volume.affine), tpl.affine, tpl.shape).data > 0.5
     if (tmask & ~seen).any():
         return False, 0.0
-    data = ndimage.gaussian_filter(conform(volume, tpl.affine, tpl.shape).data, 2.0)
-    if data.max() <= data.min():
+    fg = smooth_foreground(conform(volume, tpl.affine, tpl.shape).data, 2.0)
+    if not fg.any():
         return False, 0.0
-    fg = data > threshold_otsu(data)
     near = ndimage.binary_dilation(tmask, iterations=5)
     overlap = dice(fg, tmask)
     return bool((fg & near).sum() / fg.sum() >= p.passthrough_inside and overlap >= p.passthrough_dice), overlap

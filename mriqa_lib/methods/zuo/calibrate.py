@@ -1,5 +1,12 @@
-"""Site calibration of paper 2 (Zuo et al.): the density of m and its tau thresholds, refitted on
-the latents of a site's own artifact-free scans.
+"""Site calibration of paper 2 (Zuo et al.): the encoder fine-tuned on a site's own artifact-free
+scans, then the density of m and its tau thresholds refitted on their latents.
+
+A density refit alone cannot teach the latent what an artifact looks like on this site's scans, so
+first the encoder is fine-tuned (``zuo.finetune_steps``; 0 = skip) with the paper's own contrastive
+loss: query and positive are two orientations of one site scan, negatives are that scan with
+simulated artifacts (noise, motion and ``extra_negatives``). The other site scans are not used as
+negatives: they are clean like the query, and pushing them apart would teach the latent who the
+subject is, not how good the scan is.
 
 The paper sets the threshold tau on the training densities and names "tau may vary from dataset to
 dataset" as its limitation; `mriqa calibrate` refits both on the site. With many scans the
@@ -21,15 +28,18 @@ from mriqa_lib.io import MriqaInputError, Volume, atomic_path, read_json, write_
 
 __all__ = [
     "DENSITY_JSON",
+    "ENCODER_WEIGHTS",
     "FLOW_MIN_SCANS",
     "FLOW_WEIGHTS",
     "MIN_SCANS",
     "GaussianDensity",
     "calibrate",
     "fit_density",
+    "finetune_encoder",
     "fit_gaussian",
     "gaussian_thresholds",
     "load_density",
+    "load_encoder",
     "site_latents",
 ]
 
@@ -44,6 +54,7 @@ FLOW_MIN_SCANS = 50
 MIN_SCANS = 3
 DENSITY_JSON = "density.json"
 FLOW_WEIGHTS = "flow.pt"
+ENCODER_WEIGHTS = "encoder.pt"
 LATENTS_TSV = "latents.tsv"
 
 
@@ -143,6 +154,57 @@ def fit_density(m: np.ndarray, p, flow_min_scans: int = FLOW_MIN_SCANS) -> tuple
     return fit_flow(m, p), reason
 
 
+def finetune_encoder(scorer, volumes: list[Volume], settings, work_dir: Path) -> dict[str, Any]:
+    """Fine-tune ``scorer.encoder`` in place on the site's scans (see the module docstring).
+
+    Args:
+        scorer: the loaded scorer (its encoder and params ``scorer.p``; ``finetune_steps`` > 0).
+        volumes: the site's clean scans (at least 2).
+        settings: project settings (``trainer``: device, threads); without them the defaults.
+        work_dir: a scratch folder for Lightning's checkpoint and logs.
+
+    Returns:
+        steps, seconds and the final loss.
+    """
+    import time
+
+    from mriqa_lib.config import trainer_for
+    from mriqa_lib.validation import TrainerParams
+
+    from .contrastive import train_encoder
+    from .prep import band_slices, prepare_volume
+
+    start, p = time.perf_counter(), scorer.p
+    per_volume = [band_slices(prepare_volume(v, p), p) for v in volumes]
+    slices = {o: np.stack([s[o] for s in per_volume]) for o in per_volume[0]}
+    p_site = p.model_copy(
+        update={"steps": p.finetune_steps, "n_negatives_volume": 0, "batch_volumes": min(p.batch_volumes, len(volumes))}
+    )
+    own = isinstance(getattr(settings, "trainer", None), TrainerParams)
+    trainer = trainer_for(settings, "zuo", "encoder") if own else TrainerParams()
+    module, loss = train_encoder(slices, p_site, trainer, work_dir, init=scorer.encoder.state_dict())
+    scorer.encoder = module.encoder.cpu().eval()
+    return {"steps": p.finetune_steps, "seconds": round(time.perf_counter() - start, 1), "loss": round(loss, 4)}
+
+
+def load_encoder(folder: Path, scorer) -> None:
+    """Replace ``scorer.encoder``'s weights by the fine-tuned ones of a calibration folder, if it has them.
+
+    Raises:
+        MriqaInputError: the file cannot be read or does not fit the encoder (names the file).
+    """
+    import torch
+
+    path = Path(folder) / ENCODER_WEIGHTS
+    if not path.exists():
+        return
+    try:
+        scorer.encoder.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as exc:  # unpickling or shape errors: a damaged file or another architecture
+        raise MriqaInputError(f"{path}: cannot load the fine-tuned encoder ({type(exc).__name__}: {exc})") from None
+    scorer.encoder.eval()
+
+
 def site_latents(scorer, volumes: list[Volume]) -> np.ndarray:
     """m ``(n, 2)`` of each scan, prepared and encoded exactly as :meth:`.score.Scorer.score` does."""
     return np.stack([scorer.latent(v) for v in volumes])
@@ -170,26 +232,41 @@ def calibrate(
     Args:
         scorer: the loaded :class:`.score.Scorer` (encoder, params ``scorer.p``).
         volumes: artifact-free scans of one site, prepared as `mriqa score` prepares an input.
-        out_dir: existing folder; receives ``density.json`` (``flow.pt`` too for a flow) and
-            ``latents.tsv`` (each scan's m and log-density under the new density).
-        settings: the project settings (unused: the scorer's params already hold ``zuo``'s).
+        out_dir: existing folder; receives ``density.json`` (``flow.pt`` too for a flow),
+            ``encoder.pt`` (the fine-tuned encoder, when ``finetune_steps`` > 0) and ``latents.tsv``
+            (each scan's m, by the fine-tuned encoder, and log-density under the new density).
+        settings: the project settings (``trainer`` for the fine-tuning; the scorer's params hold ``zuo``'s).
         flow_min_scans: scans needed to refit the RealNVP (default :data:`FLOW_MIN_SCANS`).
 
     Returns:
         a JSON-able summary: density kind, why, scans, thresholds.
     """
+    import tempfile
+
     import pandas as pd
+    import torch
 
     out_dir = Path(out_dir)
+    if len(volumes) < MIN_SCANS:
+        raise MriqaInputError(f"zuo calibration needs at least {MIN_SCANS} scans, got {len(volumes)}")
+    finetuned, files = None, []
+    if scorer.p.finetune_steps:
+        with tempfile.TemporaryDirectory(prefix="zuo_finetune_") as work:
+            finetuned = finetune_encoder(scorer, volumes, settings, Path(work))
+        with atomic_path(out_dir / ENCODER_WEIGHTS) as tmp:
+            torch.save(scorer.encoder.state_dict(), tmp)
+        files.append(ENCODER_WEIGHTS)
     m = site_latents(scorer, volumes)
     density, reason = fit_density(m, scorer.p, flow_min_scans)
-    files = _save(out_dir, density, len(m), reason)
+    files = _save(out_dir, density, len(m), reason) + files
     logp = density.log_density(m)
     scans = [str(v.path) for v in volumes]
     write_tsv(out_dir / LATENTS_TSV, pd.DataFrame({"scan": scans, "m1": m[:, 0], "m2": m[:, 1], "logdensity": logp}))
     return {
         "method": "zuo",
-        "fitted": "density of the artifact latent m and its tau thresholds",
+        "fitted": "density of the artifact latent m and its tau thresholds"
+        + (", after fine-tuning the encoder on the site's scans" if finetuned else ""),
+        "finetuned": finetuned,
         "n_scans": len(m),
         "density": getattr(density, "kind", "realnvp"),
         "reason": reason,

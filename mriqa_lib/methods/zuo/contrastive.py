@@ -2,7 +2,8 @@
 
 Query x* = a slice of a volume; positive x+ = a slice of *another orientation* of the same
 volume (same artifact level); negatives = slices of other volumes, and x* with simulated noise
-or motion. Loss (Eq. 1), with dot products of the 2-D features m::
+or motion (the paper's two kinds) and, by default, blur, ghosting or a bias field
+(``extra_negatives``). Loss (Eq. 1), with dot products of the 2-D features m::
 
     L = -log[ exp(m*.m+) / (exp(m*.m+) + (1/N) sum_i exp(m*.m-_i)) ]
 """
@@ -21,6 +22,7 @@ __all__ = [
     "ContrastiveSampler",
     "EncoderModule",
     "contrastive_loss",
+    "simulate_artifact",
     "simulate_motion",
     "simulate_noise",
     "train_encoder",
@@ -102,6 +104,26 @@ def simulate_motion(
     return out.abs().unsqueeze(1).float()
 
 
+def simulate_artifact(
+    x: torch.Tensor, name: str, severity: np.ndarray, rng: np.random.Generator, spacing_mm: float
+) -> torch.Tensor:
+    """Artifact ``name`` of :mod:`mriqa_lib.artifacts` applied to each slice of ``x`` (B, 1, H, W).
+
+    Args:
+        severity: (B,) severities in the artifact's unit.
+        rng: draws each slice's artifact seed.
+        spacing_mm: the slices' pixel size (mm severities such as blur's sigma).
+    """
+    from mriqa_lib.artifacts import apply_artifact
+
+    seeds = rng.integers(0, 2**31, len(x))
+    out = [
+        apply_artifact(name, img[0].numpy(), float(s), int(seed), spacing=spacing_mm)[0]
+        for img, s, seed in zip(x, severity, seeds)
+    ]
+    return torch.as_tensor(np.stack(out)[:, None], dtype=x.dtype)
+
+
 class ContrastiveSampler(torch.utils.data.Dataset):
     """Mini-batches of (query, positive, other-volume index) for the contrastive loss.
 
@@ -170,21 +192,37 @@ class EncoderModule(L.LightningModule):
         return self.encoder(x)
 
     def simulated_negatives(self, query: torch.Tensor, seed: int) -> torch.Tensor:
-        """(B, K, 1, H, W): each query with noise (even k) or motion (odd k) of random strength."""
+        """(B, K, 1, H, W): each query with a simulated artifact of random strength; negative k gets
+        kind ``k mod n`` of [noise, motion, *extra_negatives]. With ``brain_only`` only the query's
+        brain (its non-zero pixels) is kept."""
         gen = torch.Generator().manual_seed(seed)
         k = self.p.n_negatives_simulated
         reps = query.repeat_interleave(k, dim=0)  # (B*K, 1, H, W), query-major
-        kind = torch.arange(reps.shape[0]) % k % 2
+        extra = list(self.p.extra_negatives.items())
+        kind = torch.arange(reps.shape[0]) % k % (2 + len(extra))
         lo, hi = self.p.noise_range
         sig = lo + (hi - lo) * torch.rand(reps.shape[0], generator=gen)
         mlo, mhi = self.p.motion_range_px
         shift = mlo + (mhi - mlo) * torch.rand(reps.shape[0], generator=gen)
-        noisy = simulate_noise(reps, sig, gen)
-        moved = simulate_motion(reps, shift, gen)
+        noisy, moved = simulate_noise(reps, sig, gen), simulate_motion(reps, shift, gen)
         out = torch.where(kind.view(-1, 1, 1, 1) == 0, noisy, moved)
+        rng = np.random.default_rng([seed, 1])  # its own stream: the paper's two kinds draw as without extras
+        for i, (name, (lo, hi)) in enumerate(extra, start=2):
+            rows = torch.nonzero(kind == i).flatten()
+            if len(rows):
+                sev = rng.uniform(lo, hi, len(rows))
+                out[rows] = simulate_artifact(reps[rows], name, sev, rng, self.p.template_spacing)
+        if self.p.brain_only:  # a prepared scan's brain extraction removes what falls outside the brain
+            out = out * (reps > 0)
         return out.view(query.shape[0], k, *query.shape[1:])
 
     def training_step(self, batch: dict[str, torch.Tensor], _: int) -> torch.Tensor:
+        loss = self.batch_loss(batch)
+        self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch["query"].shape[0])
+        return loss
+
+    def batch_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Eq. 1 on one :class:`ContrastiveSampler` mini-batch (simulated negatives drawn from its seed)."""
         q_img, p_img = batch["query"], batch["positive"]
         b = q_img.shape[0]
         parts = [q_img, p_img]
@@ -199,15 +237,15 @@ class EncoderModule(L.LightningModule):
             negs.append(m[: 2 * b][batch["neg_idx"]])  # (B, Nv, D)
         if k:
             negs.append(m[2 * b :].view(b, k, -1))
-        loss = contrastive_loss(mq, mp, torch.cat(negs, dim=1))
-        self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=b)
-        return loss
+        return contrastive_loss(mq, mp, torch.cat(negs, dim=1))
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.encoder.parameters(), lr=self.p.lr, weight_decay=self.p.weight_decay)
 
 
-def train_encoder(slices: dict[str, np.ndarray], p: ZuoParams, trainer_params, ckpt_dir) -> tuple[EncoderModule, float]:
+def train_encoder(
+    slices: dict[str, np.ndarray], p: ZuoParams, trainer_params, ckpt_dir, init: dict | None = None
+) -> tuple[EncoderModule, float]:
     """Train the artifact encoder (Eq. 1) for ``p.steps`` mini-batches of :class:`ContrastiveSampler`.
 
     The global torch RNG is seeded with ``p.seed`` just before the encoder is built, so the same
@@ -218,6 +256,7 @@ def train_encoder(slices: dict[str, np.ndarray], p: ZuoParams, trainer_params, c
         p: ``zuo`` settings.
         trainer_params: ``trainer`` settings (accelerator, devices, workers, ...).
         ckpt_dir: Lightning folder (checkpoint and CSV logs).
+        init: encoder weights to start from (a state dict; fine-tuning), else a fresh encoder.
 
     Returns:
         the trained module (its ``encoder`` in eval mode) and the mean loss of the epoch.
@@ -228,6 +267,8 @@ def train_encoder(slices: dict[str, np.ndarray], p: ZuoParams, trainer_params, c
 
     torch.manual_seed(p.seed)
     module = EncoderModule(p)
+    if init is not None:
+        module.encoder.load_state_dict(init)
     loader = DataLoader(
         ContrastiveSampler(slices, p, p.seed), batch_size=None, shuffle=False, num_workers=trainer_params.num_workers
     )

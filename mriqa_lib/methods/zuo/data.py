@@ -183,4 +183,4 @@ def prepared_example(letter: str, t1w_path: str | Path, p: ZuoParams) -> tuple[n
         to_template(load_nifti(t1w_path), p), name, p.example_severity[name], _example_seed(p, letter)
     )
     info["applied"] = f"after the preparation (its {step} step would remove it), on the template grid"
-    return scale_intensity(vol), info
+    return scale_intensity(vol, p), info

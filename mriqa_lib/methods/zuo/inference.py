@@ -24,6 +24,7 @@ _FROZEN = (
     "template_spacing",
     "n4",
     "registration",
+    "brain_only",
     "flow_transforms",
     "flow_hidden",
     "taus",

@@ -6,10 +6,14 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from mriqa_lib.artifacts.registry import REGISTRY, get_artifact
 from mriqa_lib.validation import Section, step_trainers, trainer_field
 
 # artifact names of mriqa_lib.artifacts used by the rated test set and the held-out examples
 RATED_ARTIFACTS = ("rician_noise", "motion", "ghosting", "bias_field", "wrap_around")
+# simulated negative kinds beyond the paper's noise and motion (2-D artifacts of mriqa_lib.artifacts):
+# (a real scan also shows blur, ghosts and bias, and the paper's two kinds teach the latent none of them)
+EXTRA_NEGATIVES = {"blur": (0.75, 2.5), "ghosting": (0.2, 0.8), "bias_field": (0.2, 0.8)}
 # held-out examples of Fig. 3b: letter -> artifact (A clean; B non-T1w contrast from the tissue maps)
 EXAMPLES = {
     "A": "clean",
@@ -51,6 +55,11 @@ class ZuoParams(Section):
     )
     n4: bool = Field(False, description="N4 bias correction before registration (paper: yes)")
     registration: bool = Field(False, description="affine registration to the template (SimpleITK)")
+    brain_only: bool = Field(
+        True,
+        description="set the background (outside the smoothed Otsu foreground) to 0, as `mriqa score`'s brain "
+        "extraction leaves a prepared scan; false = keep the noise floor (paper)",
+    )
     template_spacing: float = Field(2.0, ge=0.5, le=4.0, description="template grid voxel size (mm)")
     slice_size: int = Field(112, ge=32, le=512, description="slices are padded / cropped to this square")
     band: int = Field(32, ge=4, le=256, description="training slices come from this many centre slices per orientation")
@@ -63,7 +72,10 @@ class ZuoParams(Section):
     batch_volumes: int = Field(16, ge=2, le=512, description="volumes (queries) per mini-batch")
     n_negatives_volume: int = Field(8, ge=0, le=511, description="negatives from other volumes per query")
     n_negatives_simulated: int = Field(
-        4, ge=0, le=64, description="negatives = the query with simulated noise or motion"
+        5,
+        ge=0,
+        le=64,
+        description="negatives = the query with a simulated artifact (kinds: noise, motion, extra_negatives)",
     )
     noise_range: tuple[float, float] = Field(
         (0.08, 0.3), description="Rician sigma / mean foreground of simulated negatives"
@@ -72,9 +84,24 @@ class ZuoParams(Section):
         (1.5, 4.0),
         description="range of the max translation (pixels) and rotation (degrees) of simulated motion negatives",
     )
+    extra_negatives: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: dict(EXTRA_NEGATIVES),
+        description="more simulated negative kinds beyond the paper's noise and motion, {artifact: [low, high]} "
+        "severity range (mriqa_lib.artifacts units); the query's negative j gets kind j mod (2 + len) in the "
+        "order noise, motion, then these; {} = the paper's two kinds",
+    )
     steps: int = Field(200, ge=1, le=1_000_000, description="encoder training iterations")
     lr: float = Field(1e-3, gt=0, le=1.0)
     weight_decay: float = Field(1e-4, ge=0, le=1.0)
+
+    # --- site calibration (`mriqa calibrate`) ---------------------------------------------
+    finetune_steps: int = Field(
+        100,
+        ge=0,
+        le=1_000_000,
+        description="contrastive fine-tuning steps of the encoder on a site's clean scans and their simulated "
+        "artifacts before the density is refitted; 0 = refit the density only",
+    )
 
     # --- flow density ----------------------------------------------------------------------
     flow_transforms: int = Field(6, ge=1, le=32, description="RealNVP affine coupling layers (paper: 6)")
@@ -168,6 +195,15 @@ class ZuoParams(Section):
             raise ValueError("rated_splits must not overlap density_splits or the encoder's train split")
         if not self.rated_splits or any(s not in ("val", "test") for s in self.rated_splits):
             raise ValueError("rated_splits must be a non-empty subset of [val, test]")
+        for name, (lo, hi) in self.extra_negatives.items():
+            spec = get_artifact(name) if name in REGISTRY else None
+            if spec is None or 2 not in spec.dims:
+                raise ValueError(f"extra_negatives: '{name}' is not a 2-D artifact of mriqa_lib.artifacts")
+            if not spec.valid_range[0] <= lo <= hi <= spec.valid_range[1]:
+                raise ValueError(
+                    f"extra_negatives.{name}: expected {spec.valid_range[0]} <= low <= high <= "
+                    f"{spec.valid_range[1]} ({spec.unit})"
+                )
         if self.band_step > self.band:
             raise ValueError("band_step must be <= band")
         return self

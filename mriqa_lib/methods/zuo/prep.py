@@ -1,7 +1,12 @@
 """Volume preparation shared by the pipeline and the scorer (paper 2, Sec. 3.1).
 
 volume -> [N4] -> [affine registration] -> template grid -> intensity scaling (0.5 / 99.5
-foreground percentiles to 0 / 1) -> slices padded to ``slice_size`` squares.
+foreground percentiles to 0 / 1) -> [background set to 0] -> slices padded to ``slice_size`` squares.
+
+The background step (``brain_only``) makes every input look like a scan that went through
+`mriqa score`'s preparation, whose brain extraction leaves exact zeros around the brain. Without
+it the embedded cohort's brains sit in a noise floor, the encoder learns that floor as its main
+cue, and every prepared real scan lands far outside the training latents.
 """
 
 from __future__ import annotations
@@ -16,11 +21,18 @@ from mriqa_lib.data.multicohort import (
     preprocess_t1w,
     template_volume,
 )
-from mriqa_lib.data.preprocess import normalise
+from mriqa_lib.data.preprocess import normalise, zero_background
 from mriqa_lib.io import Volume
 from mriqa_lib.methods.zuo.params import ZuoParams
 
-__all__ = ["band_slices", "centre_axial", "centre_indices", "prepare_volume", "scale_intensity", "to_template"]
+__all__ = [
+    "band_slices",
+    "centre_axial",
+    "centre_indices",
+    "prepare_volume",
+    "scale_intensity",
+    "to_template",
+]
 
 
 @functools.lru_cache(maxsize=4)
@@ -36,7 +48,7 @@ def prepare_volume(volume: Volume, p: ZuoParams) -> np.ndarray:
         volume: input volume (world frame in mm).
         p: the ``zuo`` params (n4, registration, template_spacing).
     """
-    return scale_intensity(to_template(volume, p))
+    return scale_intensity(to_template(volume, p), p)
 
 
 def to_template(volume: Volume, p: ZuoParams) -> Volume:
@@ -44,9 +56,11 @@ def to_template(volume: Volume, p: ZuoParams) -> Volume:
     return preprocess_t1w(volume, _template(p.template_spacing), n4=p.n4, register=p.registration)
 
 
-def scale_intensity(volume: Volume) -> np.ndarray:
-    """The second half of :func:`prepare_volume`: negatives to 0, foreground percentiles to 0 / 1."""
-    return normalise(np.clip(volume.data, 0, None))
+def scale_intensity(volume: Volume, p: ZuoParams) -> np.ndarray:
+    """The second half of :func:`prepare_volume`: negatives to 0, foreground percentiles to 0 / 1,
+    then (``p.brain_only``) 0 around the brain (:func:`~mriqa_lib.data.preprocess.zero_background`)."""
+    data = normalise(np.clip(volume.data, 0, None))
+    return zero_background(data, p.template_spacing) if p.brain_only else data
 
 
 def centre_indices(size: int, n: int, step: int = 1) -> np.ndarray:

@@ -33,15 +33,18 @@ class Scorer(registry.Scorer):
         return volume_m(self.encoder, centre_axial(data, self.p).astype(np.float16).astype(np.float32))
 
     def use_calibration(self, folder: str | Path) -> None:
-        """Score with the site's density and tau thresholds that ``mriqa calibrate`` wrote into
-        ``folder`` (``density.json``, plus ``flow.pt`` for a refitted flow) from now on.
+        """Score with the site's encoder, density and tau thresholds that ``mriqa calibrate`` wrote
+        into ``folder`` (``density.json``, plus ``flow.pt`` for a refitted flow and ``encoder.pt``
+        for a fine-tuned encoder) from now on.
 
         Raises:
             MriqaInputError: a file is missing, damaged or does not fit the model (names the file).
         """
-        from .calibrate import load_density
+        from .calibrate import load_density, load_encoder
 
-        self.density = load_density(Path(folder), self.p)
+        density = load_density(Path(folder), self.p)
+        load_encoder(Path(folder), self)
+        self.density = density
 
     def score(self, volume: Volume, reference: Volume | None = None, maps_dir: str | Path | None = None) -> dict:
         """Columns ``zuo_logdensity`` (natural log of p_M(m)), ``zuo_flag5`` / ``zuo_flag3`` (True:
