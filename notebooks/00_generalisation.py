@@ -18,7 +18,7 @@
 #
 # Models trained on the embedded cohort gave chance-level answers on real scans. This notebook asks the question on two kinds of input, without tuning anything to them:
 #
-# 1. **A held-out site of the embedded cohort** (`mriqa stage generalisation`, read from `results/generalisation/`): every method is trained again without one site, then that site's held-out subjects, clean and with the benchmark's artifacts at three severities, are scored three ways: by the site-out models as they are; by the same models calibrated with five clean scans of that site (`mriqa calibrate`: for P1 the site's scans become the HQ references, for P2 the density is refitted on their latents, for P3 and P5 only a z-score is added, which cannot change a ranking within the site); and, for reference, by the pipeline's own in-site models. A pair is a subject's clean scan and one corrupted copy; it is ranked right when the copy's badness is higher.
+# 1. **A held-out site of the embedded cohort** (`mriqa stage generalisation`, read from `results/generalisation/`): every method is trained again without one site, then that site's held-out subjects, clean and with the benchmark's artifacts at three severities, are scored three ways: by the site-out models as they are; by the same models calibrated with five clean scans of that site (`mriqa calibrate`: for P1 the site's scans become the HQ references, for P2 the encoder is fine-tuned on them and their simulated artifacts (`zuo.finetune_steps`) and the density refitted on their latents, for P3 and P5 only a z-score is added, which cannot change a ranking within the site); and, for reference, by the pipeline's own in-site models. A pair is a subject's clean scan and one corrupted copy; it is ranked right when the copy's badness is higher.
 # 2. **A real scan** (Colin27, 1 mm T1w from Debian's `mricron-data`) and its corrupted copies, scored by `benchmarks/real_scans.py`. That check is not a DVC stage (the scan lives outside the repository); its table is the one the script wrote into the README.
 #
 # Caveats, plainly: a held-out site is scored on its test and validation subjects (two per site in the default cohort), so each number rests on about fifty pairs sharing two clean scans; the site-out models are trained with the `generalisation.train_overrides` settings (see `params.yaml`), the in-site ones with the pipeline's; and the embedded sites differ only in contrast, voxel size, bias and noise of one template (each subject's look randomised around its site's: sharper tissue borders, contrast, slice thickness, noise level), which is a far smaller step than a real scanner. That per-subject randomisation also makes five clean scans a noisy sample of a site: P2's calibrated density, fitted on five latents, can rank worse than the site-out model's own, and the first table shows when it does.
@@ -107,7 +107,7 @@ savefig(fig, out_dir, "pairs_by_artifact")
 # %% [markdown]
 # ## What calibration changed
 #
-# The difference calibrated minus raw for each method (pairs ranked right). Only methods whose calibration replaces part of the model (P1's references, P2's density) can move; for the others it must be zero.
+# The difference calibrated minus raw for each method (pairs ranked right). Only methods whose calibration replaces part of the model (P1's references, P2's encoder and density) can move; for the others it must be zero.
 
 # %%
 delta = summary.pivot_table(index="method", columns="way", values="pairs_right")

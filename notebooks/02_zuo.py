@@ -178,7 +178,11 @@ by_type
 #
 # The paper's encoder saw real artifacts among its 200 training volumes and its flow 1,400 volumes;
 # here every training volume is clean and synthetic, so the encoder only learns the artifacts it is shown
-# as simulated negatives (noise, motion) and the differences between sites. The cell below states, from the
+# as simulated negatives (the paper's noise and motion; by default also blur, ghosting and a bias field,
+# `zuo.extra_negatives`) and the differences between sites. The embedded default also sets the
+# background to 0 (`zuo.brain_only`), as brain extraction leaves a real scan that `mriqa score` prepares:
+# with the noise floor kept, the encoder learned that floor as its main cue, and a prepared real scan
+# (Colin27) landed far outside every training latent (log-density about -5e7). The cell below states, from the
 # measured numbers, which artifact types of the rated set stay inside the 5 % contour and whether the
 # claims' targets (sensitivity and specificity at tau = 5 %, from `mriqa_lib/claims.py`) are met.
 #
