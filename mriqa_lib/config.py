@@ -119,12 +119,18 @@ class CohortParams(Section):
         description="subjects are spread over these sites in turn",
     )
 
-    @field_validator("tissue_sharpness", "noise_scale", "slice_thickness_mm")
+    @field_validator("tissue_sharpness", "noise_scale")
     @classmethod
-    def _range(cls, v: tuple[float, float], info) -> tuple[float, float]:
-        low = 0 if info.field_name == "slice_thickness_mm" else 1e-9
-        if not low <= v[0] <= v[1] <= 20:
-            raise ValueError(f"must be [low, high] with 0 {'<=' if low == 0 else '<'} low <= high <= 20, got {list(v)}")
+    def _factor_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1] <= 20:
+            raise ValueError(f"must be [low, high] with 0 < low <= high <= 20, got {list(v)}")
+        return v
+
+    @field_validator("slice_thickness_mm")
+    @classmethod
+    def _thickness_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= v[0] <= v[1] <= 20:
+            raise ValueError(f"must be [low, high] mm with 0 <= low <= high <= 20, got {list(v)}")
         return v
 
     @field_validator("contrasts")
