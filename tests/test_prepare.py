@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from mriqa_lib.data.preprocess import resample_to
@@ -167,6 +168,20 @@ def test_score_gives_error_rows_naming_the_reason(tmp_path):
     row = frame.iloc[0]
     assert row["error"].startswith("preparation: not a head") and row["prep"] == "failed"
     assert "bricout_motion_rms" not in frame or np.isnan(row["bricout_motion_rms"])
+
+
+def test_extra_blur_takes_a_gaussian_profile_to_the_target_fwhm():
+    """A Gaussian of FWHM c blurred by extra_blur_mm(t, c) is a Gaussian of FWHM t: variances add, and
+    a Gaussian's FWHM is sqrt(8 ln 2) = 2.3548 of its sigma (closed form); nothing when already t."""
+    from mriqa_lib.data.preprocess import extra_blur_mm
+
+    step, current, target = 0.05, 2.0, 5.0
+    x = np.arange(-400, 401) * step
+    profile = np.exp(-0.5 * (x / (current / 2.3548200450309493)) ** 2)
+    out = ndimage.gaussian_filter1d(profile, extra_blur_mm(target, current) / step, mode="constant")
+    half = x[out >= out.max() / 2]
+    assert abs((half[-1] - half[0]) - target) < 2 * step
+    assert extra_blur_mm(2.0, 3.0) == 0.0 and extra_blur_mm(2.0, 2.0) == 0.0
 
 
 def test_zero_background_keeps_the_brain_and_its_dark_holes_and_clears_the_noise_floor():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from mriqa_lib.data.preprocess import FWHM_TO_SIGMA
+
 from ._common import (
     as_image,
     check_severity,
@@ -105,7 +107,7 @@ def blur(
         keep = np.zeros(x.ndim, bool)
         keep[list(axes)] = True
         sig = np.where(keep, sig, 0.0)
-    params = {"severity": s, "sigma_voxels": sig, "fwhm_mm": 2.3548200450309493 * s}
+    params = {"severity": s, "sigma_voxels": sig, "fwhm_mm": s / FWHM_TO_SIGMA}
     if s == 0:
         return identity_result(x, params)
     out = ndimage.gaussian_filter(x, sigma=sig.tolist(), mode="nearest", truncate=4.0)

@@ -43,6 +43,7 @@ import numpy as np
 from scipy import ndimage
 
 from mriqa_lib.config import CohortParams, SiteParams
+from mriqa_lib.data.preprocess import extra_blur_mm
 from mriqa_lib.data.splits import cohort_splits
 from mriqa_lib.data.template import REF_AFFINE, REF_SHAPE, REF_SPACING, load_template
 from mriqa_lib.io import atomic_dir, atomic_path, save_nifti, write_json, write_tsv
@@ -67,7 +68,7 @@ def site_grid(spacing: tuple[float, float, float]) -> tuple[np.ndarray, tuple[in
 def _smoothed_maps(spacing: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Template GM/WM/CSF blurred to the site's voxel size (partial-volume model, 1 mm source)."""
     tpl = load_template()
-    sigma = [np.sqrt(max(s * s - 1.0, 0.0)) / 2.355 for s in spacing]
+    sigma = [extra_blur_mm(s, 1.0) for s in spacing]  # 1 mm voxels: mm = voxels
     return tuple(ndimage.gaussian_filter(m, sigma, mode="constant") for m in (tpl.gm, tpl.wm, tpl.csf))  # type: ignore[return-value]
 
 
@@ -161,7 +162,7 @@ def thick_slices(
 ) -> tuple[np.ndarray, ...]:
     """Maps seen through slices ``thickness`` mm thick along ``axis`` (a Gaussian slice profile of
     that FWHM, beyond the voxel's own); no change when the slices are no thicker than the voxel."""
-    extra = np.sqrt(max(thickness**2 - spacing[axis] ** 2, 0.0)) / 2.355 / spacing[axis]
+    extra = extra_blur_mm(thickness, spacing[axis]) / spacing[axis]
     if extra < 0.05:
         return maps
     return tuple(ndimage.gaussian_filter1d(m, extra, axis=axis, mode="constant").astype(np.float32) for m in maps)

@@ -12,6 +12,15 @@ from scipy import ndimage
 from mriqa_lib.data.template import REF_AFFINE, REF_SHAPE
 from mriqa_lib.io import Volume
 
+#: Gaussian sigma of a profile of unit full width at half maximum (FWHM = 2 sqrt(2 ln 2) sigma)
+FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+
+
+def extra_blur_mm(target_mm: float, current_mm: float) -> float:
+    """Gaussian sigma (mm) that widens a resolution of ``current_mm`` FWHM to ``target_mm`` (widths add in
+    quadrature); 0 when the resolution is already that coarse. Divide by the voxel size for voxels."""
+    return float(np.sqrt(max(target_mm**2 - current_mm**2, 0.0)) * FWHM_TO_SIGMA)
+
 
 def resample_to(
     data: np.ndarray, affine: np.ndarray, target_affine: np.ndarray, target_shape: tuple[int, ...], order: int = 1

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mriqa_lib.data.preprocess import extra_blur_mm
 from mriqa_lib.io import Volume
 
 from .itk import RAS_TO_LPS, lps_to_ras_matrix, single_itk_thread, sitk_to_volume, volume_to_sitk
-
-FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 
 
 @dataclass
@@ -132,7 +131,7 @@ def _antialias(image, out_spacing: float):
     """Gaussian smoothing so that resampling to ``out_spacing`` mm does not alias."""
     import SimpleITK as sitk
 
-    sigma = [float(np.sqrt(max(out_spacing**2 - s**2, 0.0)) * FWHM_TO_SIGMA) for s in image.GetSpacing()]
+    sigma = [extra_blur_mm(out_spacing, s) for s in image.GetSpacing()]
     return sitk.SmoothingRecursiveGaussian(image, sigma) if max(sigma) > 0.05 else image
 
 

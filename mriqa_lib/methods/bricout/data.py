@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from mriqa_lib import seeds
 from mriqa_lib.artifacts.registry import apply_artifact
-from mriqa_lib.data.preprocess import conform, crop_or_pad, normalise
+from mriqa_lib.data.preprocess import conform, crop_or_pad, extra_blur_mm, normalise
 from mriqa_lib.data.template import REF_AFFINE, REF_SHAPE, REF_SPACING
 from mriqa_lib.io import Volume
 from mriqa_lib.methods.bricout.params import (
@@ -46,7 +46,7 @@ def to_grid(volume: Volume, spacing_mm: float) -> np.ndarray:
         spacing_mm: target isotropic voxel size (mm).
     """
     src = volume.spacing
-    sigma = [np.sqrt(max(spacing_mm**2 - s**2, 0.0)) / 2.355 / s for s in src]
+    sigma = [extra_blur_mm(spacing_mm, s) / s for s in src]
     data = volume.data
     if max(sigma) > 0.3:  # Gaussian pre-filter to the target resolution (avoids aliasing)
         data = ndimage.gaussian_filter(data.astype(np.float32), sigma, mode="constant")
