@@ -179,7 +179,11 @@ by_type
 # The paper's encoder saw real artifacts among its 200 training volumes and its flow 1,400 volumes;
 # here every training volume is clean and synthetic, so the encoder only learns the artifacts it is shown
 # as simulated negatives (the paper's noise and motion; by default also blur, ghosting and a bias field,
-# `zuo.extra_negatives`) and the differences between sites. The embedded default also sets the
+# `zuo.extra_negatives`). The paper also took slices of other volumes as negatives, which differ in their
+# real artifacts; between clean embedded volumes they differ only in site look and anatomy, so the
+# latent learned which site it saw, and the corrupted copies of a real scan that looks like no embedded
+# site often lay nearer a site's cluster than the scan itself. The embedded default leaves them out
+# (`zuo.n_negatives_volume: 0`; the paper profile sets 8). It also sets the
 # background to 0 (`zuo.brain_only`), as brain extraction leaves a real scan that `mriqa score` prepares:
 # with the noise floor kept, the encoder learned that floor as its main cue, and a prepared real scan
 # (Colin27) landed far outside every training latent (log-density about -5e7). The cell below states, from the

@@ -70,7 +70,13 @@ class ZuoParams(Section):
     encoder: Literal["small", "densenet121"] = Field("small", description="small CNN or MONAI DenseNet121 (2-D)")
     width: int = Field(16, ge=4, le=128, description="channels of the small CNN's first block")
     batch_volumes: int = Field(16, ge=2, le=512, description="volumes (queries) per mini-batch")
-    n_negatives_volume: int = Field(8, ge=0, le=511, description="negatives from other volumes per query")
+    n_negatives_volume: int = Field(
+        0,
+        ge=0,
+        le=511,
+        description="negatives from other volumes per query; they teach artifacts only when some training volumes "
+        "carry real ones (the paper's cohorts: profiles/zuo.paper.yaml sets 8), between clean volumes site look",
+    )
     n_negatives_simulated: int = Field(
         5,
         ge=0,
