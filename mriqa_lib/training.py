@@ -163,6 +163,9 @@ def build_trainer(
             save_top_k=1,
             save_last=False,
             enable_version_counter=False,
+            # a monitored metric is a validation one: choose after every validation. Left to Lightning,
+            # val_check_interval=1 (every step) equals 1.0 (once per epoch) and only the epoch end is kept
+            save_on_train_epoch_end=False if monitor else None,
         )
     )
     if monitor and patience:
