@@ -109,6 +109,7 @@ def zuo_site(tmp_path_factory):
 @pytest.mark.parametrize("flow_min_scans", [50, 3])
 def test_zuo_use_calibration_round_trips(zuo_site, tmp_path, flow_min_scans):
     from mriqa_lib.methods.zuo.calibrate import calibrate, fit_density, site_latents
+    from mriqa_lib.methods.zuo.prep import prepare_volume
 
     settings, new_scorer, volumes = zuo_site
     scorer = new_scorer()
@@ -122,6 +123,8 @@ def test_zuo_use_calibration_round_trips(zuo_site, tmp_path, flow_min_scans):
     after = scorer.score(volumes[0])
     assert set(after) == set(before)  # same output columns as without calibration
     m = site_latents(scorer, volumes)
+    prepared = [prepare_volume(v, scorer.p) for v in volumes]  # calibrate prepares once and shares it
+    np.testing.assert_array_equal(site_latents(scorer, volumes, prepared), m)
     density, _ = fit_density(m, scorer.p, flow_min_scans)  # the in-memory object (seeded fit)
     assert after["zuo_logdensity"] == pytest.approx(float(density.log_density(m[0])[0]), abs=1e-5)
     for tau, thr in density.thresholds.items():

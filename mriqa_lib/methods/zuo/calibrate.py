@@ -154,7 +154,9 @@ def fit_density(m: np.ndarray, p, flow_min_scans: int = FLOW_MIN_SCANS) -> tuple
     return fit_flow(m, p), reason
 
 
-def finetune_encoder(scorer, volumes: list[Volume], settings, work_dir: Path) -> dict[str, Any]:
+def finetune_encoder(
+    scorer, volumes: list[Volume], settings, work_dir: Path, prepared: list[np.ndarray] | None = None
+) -> dict[str, Any]:
     """Fine-tune ``scorer.encoder`` in place on the site's scans (see the module docstring).
 
     Args:
@@ -162,6 +164,7 @@ def finetune_encoder(scorer, volumes: list[Volume], settings, work_dir: Path) ->
         volumes: the site's clean scans (at least 2).
         settings: project settings (``trainer``: device, threads); without them the defaults.
         work_dir: a scratch folder for Lightning's checkpoint and logs.
+        prepared: ``volumes`` already through ``prepare_volume`` (prepared here when None).
 
     Returns:
         steps, seconds and the final loss.
@@ -175,7 +178,8 @@ def finetune_encoder(scorer, volumes: list[Volume], settings, work_dir: Path) ->
     from .prep import band_slices, prepare_volume
 
     start, p = time.perf_counter(), scorer.p
-    per_volume = [band_slices(prepare_volume(v, p), p) for v in volumes]
+    prepared = prepared if prepared is not None else [prepare_volume(v, p) for v in volumes]
+    per_volume = [band_slices(data, p) for data in prepared]
     slices = {o: np.stack([s[o] for s in per_volume]) for o in per_volume[0]}
     p_site = p.model_copy(
         update={"steps": p.finetune_steps, "n_negatives_volume": 0, "batch_volumes": min(p.batch_volumes, len(volumes))}
@@ -205,9 +209,12 @@ def load_encoder(folder: Path, scorer) -> None:
     scorer.encoder.eval()
 
 
-def site_latents(scorer, volumes: list[Volume]) -> np.ndarray:
-    """m ``(n, 2)`` of each scan, prepared and encoded exactly as :meth:`.score.Scorer.score` does."""
-    return np.stack([scorer.latent(v) for v in volumes])
+def site_latents(scorer, volumes: list[Volume], prepared: list[np.ndarray] | None = None) -> np.ndarray:
+    """m ``(n, 2)`` of each scan, prepared and encoded exactly as :meth:`.score.Scorer.score` does
+    (``prepared``: the scans already through ``prepare_volume``)."""
+    if prepared is None:
+        return np.stack([scorer.latent(v) for v in volumes])
+    return np.stack([scorer.latent_of_prepared(data) for data in prepared])
 
 
 def _save(out_dir: Path, density, n: int, reason: str) -> list[str]:
@@ -249,14 +256,17 @@ def calibrate(
     out_dir = Path(out_dir)
     if len(volumes) < MIN_SCANS:
         raise MriqaInputError(f"zuo calibration needs at least {MIN_SCANS} scans, got {len(volumes)}")
+    from .prep import prepare_volume
+
     finetuned, files = None, []
+    prepared = [prepare_volume(v, scorer.p) for v in volumes]  # once: the fine-tuning and the latents share it
     if scorer.p.finetune_steps:
         with tempfile.TemporaryDirectory(prefix="zuo_finetune_") as work:
-            finetuned = finetune_encoder(scorer, volumes, settings, Path(work))
+            finetuned = finetune_encoder(scorer, volumes, settings, Path(work), prepared)
         with atomic_path(out_dir / ENCODER_WEIGHTS) as tmp:
             torch.save(scorer.encoder.state_dict(), tmp)
         files.append(ENCODER_WEIGHTS)
-    m = site_latents(scorer, volumes)
+    m = site_latents(scorer, volumes, prepared)
     density, reason = fit_density(m, scorer.p, flow_min_scans)
     files = _save(out_dir, density, len(m), reason) + files
     logp = density.log_density(m)

@@ -29,7 +29,10 @@ class Scorer(registry.Scorer):
     def latent(self, volume: Volume) -> np.ndarray:
         """The volume-level artifact feature m, shape (2,), prepared and encoded as in the pipeline
         (centre slices stored as float16 there)."""
-        data = prepare_volume(volume, self.p)
+        return self.latent_of_prepared(prepare_volume(volume, self.p))
+
+    def latent_of_prepared(self, data: np.ndarray) -> np.ndarray:
+        """m of a volume already through :func:`~mriqa_lib.methods.zuo.prep.prepare_volume`."""
         return volume_m(self.encoder, centre_axial(data, self.p).astype(np.float16).astype(np.float32))
 
     def use_calibration(self, folder: str | Path) -> None:
