@@ -42,6 +42,23 @@ def test_hetero_loss_gradients_match_gaussian_nll():
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-7)
 
 
+def test_beta_nll_at_one_gives_the_squared_error_and_variance_regression_gradients():
+    # Seitzer et al. 2022, beta = 1: d/d mean = -(y - mean) / N and d/d logvar = (sigma^2 - r^2) / (2 N)
+    g = torch.Generator().manual_seed(3)
+    mean = torch.randn(1, 1, 4, 4, 4, generator=g, requires_grad=True)
+    logvar = torch.empty(1, 1, 4, 4, 4).uniform_(-6, 1, generator=g).requires_grad_()
+    target = torch.randn(1, 1, 4, 4, 4, generator=g)
+    gm, gl = torch.autograd.grad(hetero_nll(mean, logvar, target, beta=1.0), (mean, logvar))
+    n, r = mean.numel(), (target - mean).detach()
+    assert torch.allclose(gm, -r / n, rtol=1e-4, atol=1e-7)
+    assert torch.allclose(gl, (torch.exp(logvar.detach()) - r**2) / (2 * n), rtol=1e-4, atol=1e-7)
+    # the optimum sigma^2 = r^2 is the same as Eq. 1's: both gradients vanish there
+    at_opt = torch.log(r**2).requires_grad_()
+    for beta in (0.0, 0.5, 1.0):
+        (grad,) = torch.autograd.grad(hetero_nll(mean.detach(), at_opt, target, beta=beta), at_opt)
+        assert grad.abs().max() < 1e-6
+
+
 def test_seg_loss_closed_form_and_optimum():
     g = torch.Generator().manual_seed(2)
     logits = torch.randn(1, 2, 3, 4, 5, generator=g)
@@ -429,7 +446,18 @@ def test_exp1_r2_is_one_when_sigma_tracks_the_error_linearly(tmp_path, monkeypat
     exp1, r2, m = E.exp1_noise_levels(p, None, {"clean": clean}, ["a"], tmp_path, np.eye(4))
     assert len(exp1) == 5 and m["exp1_levels"] == 5
     assert m["exp1_r2_mean"] == pytest.approx(1.0, abs=1e-9)
+    assert m["exp1_slope_min"] == pytest.approx(2.0, rel=1e-6)
     assert (tmp_path / "exp1" / "a_clean.nii.gz").exists()
+
+    # a sigma that falls as the error grows fits a line just as well: only the slope tells them apart
+    def falling(model, images, batch=4):
+        out = predict(model, images, batch)
+        return {"recon": out["recon"], "sigma": 10.0 - out["sigma"]}
+
+    monkeypatch.setattr(E, "predict", falling)
+    _, _, m = E.exp1_noise_levels(p, None, {"clean": clean}, ["a"], tmp_path / "falling", np.eye(4))
+    assert m["exp1_r2_mean"] == pytest.approx(1.0, abs=1e-9)
+    assert m["exp1_slope_min"] == pytest.approx(-2.0, rel=1e-5)
 
 
 def test_claim_checks_read_the_claims_targets():

@@ -44,6 +44,7 @@ SPEC = register(
         notebook="03_shaw",
         claims=(
             Claim(NAME, PAPER, "mean R^2, sigma vs reconstruction error", "exp1_r2_mean", ">=", 0.8),
+            Claim(NAME, PAPER, "sigma rises with the error (smallest slope)", "exp1_slope_min", ">", 0.0),
             Claim(
                 NAME,
                 PAPER,

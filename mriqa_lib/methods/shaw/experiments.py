@@ -128,6 +128,7 @@ def exp1_noise_levels(
                 {
                     "r2": linear_fit_r2(g["error_fg"], g["sigma_median"]),
                     "r2_all": linear_fit_r2(g["error_all"], g["sigma_median"]),
+                    "slope": float(np.polyfit(g["error_fg"], g["sigma_median"], 1)[0]),
                 }
             ),
             include_groups=False,
@@ -140,6 +141,7 @@ def exp1_noise_levels(
         exp1_r2_max=float(r2["r2"].max()),
         exp1_r2_example=float(r2["r2"].iloc[0]),
         exp1_r2_all_voxels_mean=float(r2["r2_all"].mean()),
+        exp1_slope_min=float(r2["slope"].min()),  # R^2 alone also rewards a sigma that falls with the error
         exp1_levels=int(len(levels)),
     )
     return exp1, r2, metrics

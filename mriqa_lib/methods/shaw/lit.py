@@ -16,15 +16,17 @@ from mriqa_lib.methods.shaw.losses import hetero_nll, seg_uncertainty_loss
 __all__ = ["PatchDataset", "VolumeDataset", "ShawModule", "build_model", "loaders", "multitask_set"]
 
 
-def build_model(kind: str, features: Sequence[int], logvar_range: Sequence[float], norm: str) -> torch.nn.Module:
+def build_model(
+    kind: str, features: Sequence[int], logvar_range: Sequence[float], norm: str, logvar_init: float = -6.0
+) -> torch.nn.Module:
     """``kind`` = "recon" (:class:`HeteroUNet`) or "multitask" (:class:`MultiTaskHeteroUNet`)."""
     from mriqa_lib.models.unet_hetero import HeteroUNet, MultiTaskHeteroUNet
 
-    feats = tuple(features)
+    feats, lv = tuple(features), tuple(logvar_range)
     if kind == "recon":
-        return HeteroUNet(feats, logvar_range=tuple(logvar_range), norm=norm)
+        return HeteroUNet(feats, logvar_range=lv, norm=norm, logvar_init=logvar_init)
     if kind == "multitask":
-        return MultiTaskHeteroUNet(feats, n_classes=2, logvar_range=tuple(logvar_range), norm=norm)
+        return MultiTaskHeteroUNet(feats, n_classes=2, logvar_range=lv, norm=norm, logvar_init=logvar_init)
     raise ValueError(f"unknown model kind {kind!r}")
 
 
@@ -138,12 +140,15 @@ class ShawModule(L.LightningModule):
         lr: float,
         lr_schedule: str = "cosine",
         total_steps: int | None = None,
+        nll_beta: float = 0.0,
+        logvar_init: float = -6.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.kind = kind
         self.lr = float(lr)
-        self.net = build_model(kind, features, logvar_range, norm)
+        self.nll_beta = float(nll_beta)
+        self.net = build_model(kind, features, logvar_range, norm, float(logvar_init))
         self.multiple = 2 ** (len(features) - 1)
 
     def start_from(self, state: dict[str, torch.Tensor]) -> None:
@@ -165,6 +170,8 @@ class ShawModule(L.LightningModule):
             float(p.lr),
             str(p.lr_schedule),
             None if total_steps is None else int(total_steps),
+            float(p.nll_beta),
+            float(p.logvar_init),
         )
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -174,7 +181,7 @@ class ShawModule(L.LightningModule):
         out = self.net(x)
         crop = (Ellipsis, slice(0, shape[0]), slice(0, shape[1]), slice(0, shape[2]))
         out = tuple(o[crop] for o in out)
-        reg = hetero_nll(out[0], out[1], y)
+        reg = hetero_nll(out[0], out[1], y, beta=self.nll_beta)
         if self.kind == "recon":
             return {"loss": reg, "reg": reg}
         seg = seg_uncertainty_loss(out[2], out[3], g)

@@ -99,7 +99,7 @@ class ShawParams(Section):
         "encoder then carries the noise features into the segmentation sigma)",
     )
     batch_size: int = Field(1, ge=1, le=256)
-    lr: float = Field(2e-3, gt=0, le=1, description="Adam learning rate")
+    lr: float = Field(1e-3, gt=0, le=1, description="Adam learning rate")
     lr_schedule: Literal["cosine", "constant"] = Field(
         "cosine", description="cosine decay of the learning rate over the run (paper: constant)"
     )
@@ -111,6 +111,20 @@ class ShawParams(Section):
         "patch under a confident sigma otherwise gives a huge Eq. 1 gradient",
     )
     logvar_range: tuple[float, float] = Field((-12.0, 6.0), description="log-variance squashed into this range")
+    logvar_init: float = Field(
+        -3.0,
+        ge=-40,
+        le=40,
+        description="initial log-variance (sigma 0.22, about the residual of a noisy training input): "
+        "starting confident makes Eq. 1's first noisy patches blow up the gradient",
+    )
+    nll_beta: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="beta-NLL weight sigma^(2 beta) (Seitzer et al. 2022; 0 = Eq. 1 as published): with "
+        "Eq. 1 a few hundred CPU steps learn no sigma at all, since exactly clean voxels take all the weight",
+    )
     val_every: int = Field(100, ge=1, le=1_000_000, description="validate every n steps")
     checkpoint: Literal["last", "best_val"] = Field(
         "last",
