@@ -14,7 +14,7 @@ methods. The DVC stage (:mod:`mriqa_lib.stages.benchmark`) loads, calls these fu
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -108,18 +108,24 @@ def score_with_all(volume: Volume, clean: Volume, scorers: dict[str, Any]) -> di
 
 
 def score_jobs(
-    jobs: Iterable[Job], scorers: dict[str, Any], load_clean: Callable[[str], Volume], seed: int, progress: bool = True
+    jobs: Iterable[Job],
+    scorers: dict[str, Any],
+    load_clean: Callable[[str], Volume],
+    seed: int,
+    progress: bool = True,
+    subjects: Collection[str] | None = None,
 ) -> Any:
     """Score every job with every scorer; one row per volume (subject, artifact, severity_level,
     severity, the methods' columns). ``load_clean(subject)`` reads a subject's clean scan (cached
-    here); job i is corrupted with seed ``seed * SEED_STRIDE + i``."""
+    here); job i is corrupted with seed ``seed * SEED_STRIDE + i``. ``subjects``: score only their
+    jobs (each keeps its seed, so a subset is the same volumes as in the whole list)."""
     import pandas as pd
     from tqdm import tqdm
 
-    jobs = list(jobs)
+    jobs = [(i, j) for i, j in enumerate(jobs) if subjects is None or j.subject in subjects]
     cache: dict[str, Volume] = {}
     rows = []
-    for i, job in enumerate(tqdm(jobs, desc="benchmark", unit="vol", disable=not progress)):
+    for i, job in tqdm(jobs, desc="benchmark", unit="vol", disable=not progress):
         if job.subject not in cache:
             cache[job.subject] = load_clean(job.subject)
         clean = cache[job.subject]

@@ -2,9 +2,10 @@
 
 Every method is trained again without one site (its subjects are relabelled ``test`` in a view of
 the cohort, so the split owner keeps all of them out of training and validation), then that site's
-held-out subjects and their corrupted copies (the benchmark's artifacts and severities) are scored
-three ways: by the site-out models without calibration, by the same models calibrated with a few
-clean scans of the site (`mriqa calibrate`), and, for reference, by the pipeline's in-site models.
+subjects and their corrupted copies (the benchmark's artifacts and severities) are scored three
+ways: by the site-out models without calibration; by the same models calibrated with a few clean
+scans of the site (`mriqa calibrate`, cross-fitted: a subject is never among its own calibration's
+scans); and, for reference, by the pipeline's in-site models on the subjects they never trained on.
 Per method and way: the fraction of (clean, corrupted) pairs of a subject ranked the right way and
 the AUROC clean vs corrupted. The DVC stage (:mod:`mriqa_lib.stages.generalisation`) calls these.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -36,28 +37,47 @@ def method_names(requested: list[str]) -> list[str]:
     return [m for m in known if m in requested]
 
 
-def site_subjects(participants: Path, site: str, n_calibration: int) -> tuple[list[str], list[str]]:
-    """(calibration scans, evaluation subjects) of ``site`` in the cohort's ``participants.tsv``.
+class Fold(NamedTuple):
+    """One calibration fold of a held-out site: the clean scans given to `mriqa calibrate` and the
+    subjects scored with that calibration (never among its scans)."""
 
-    Evaluation: the site's held-out ``test`` and ``val`` subjects (the in-site models never trained
-    on them); calibration: the first ``n_calibration`` of its ``train`` subjects (clean scans a site
-    would hand over).
+    calibration: list[str]
+    evaluation: list[str]
+
+
+def site_folds(participants: Path, site: str, n_calibration: int) -> tuple[list[Fold], list[str]]:
+    """Cross-fitted calibration folds of ``site`` and the site's subjects the in-site models never saw.
+
+    The site-out models never see the site, so every subject of it is evaluated: the subjects, in
+    the cohort's order, are cut into folds of at most ``len - n_calibration``; each fold is scored
+    with a calibration made from the first ``n_calibration`` of the site's *other* subjects (clean
+    scans a site would hand over). More subjects than one split's few ``test``/``val`` ones keep a
+    single atypical clean scan from deciding a third of the pairs. The in-site models trained on
+    the site's ``train`` subjects, so their reference uses only its ``test``/``val`` ones.
+
+    Returns:
+        (folds, in-site subjects).
 
     Raises:
-        MriqaInputError: an unknown site, or too few subjects for either role.
+        MriqaInputError: an unknown site, or too few subjects for the folds or the in-site reference.
     """
     frame = read_tsv(participants, required=("participant_id", "site", "split"))
     here = frame[frame.site.astype(str) == site]
     if here.empty:
         raise MriqaInputError(f"generalisation.sites: unknown site '{site}'; sites: {sorted(set(frame.site))}")
-    evaluation = here.participant_id[here.split.isin(["test", "val"])].astype(str).tolist()
-    train = here.participant_id[here.split == "train"].astype(str).tolist()
-    if not evaluation or len(train) < n_calibration:
+    subjects = here.participant_id.astype(str).tolist()
+    unseen = here.participant_id[here.split.isin(["test", "val"])].astype(str).tolist()
+    if not unseen or len(subjects) <= n_calibration:
         raise MriqaInputError(
-            f"{participants}: site {site} has {len(evaluation)} held-out and {len(train)} training subjects; "
-            f"needs >= 1 and >= generalisation.n_calibration ({n_calibration})"
+            f"{participants}: site {site} has {len(subjects)} subjects, {len(unseen)} of them test/val; "
+            f"needs > generalisation.n_calibration ({n_calibration}) and >= 1 test/val"
         )
-    return train[:n_calibration], evaluation
+    size = len(subjects) - n_calibration
+    folds = []
+    for k in range(0, len(subjects), size):
+        evaluation = subjects[k : k + size]
+        folds.append(Fold([s for s in subjects if s not in evaluation][:n_calibration], evaluation))
+    return folds, unseen
 
 
 def site_out_settings(settings: Any, methods: list[str]) -> Any:
@@ -121,23 +141,27 @@ def scorer_runs(
     site_out: Any,
     workspace: Path,
     methods: list[str],
-    calibration_scans: list[Path],
+    folds: list[tuple[list[Path], list[str]]],
+    unseen: list[str],
     log: Callable[[str], None] = print,
-) -> Iterator[tuple[str, Any]]:
-    """(way, loaded scorers) for each of :data:`WAYS`: the site-out models (trained with the
-    settings ``site_out``) raw, the same models with a calibration made from ``calibration_scans``
-    (written to ``workspace/calibration``), and the pipeline's own models (``models/``, ``settings``)."""
+) -> Iterator[tuple[str, Any, list[str]]]:
+    """(way, loaded scorers, subjects they score), the ways of :data:`WAYS` in order: the site-out
+    models (trained with the settings ``site_out``) raw on every fold's subjects; the same models
+    calibrated, once per fold (calibration scans, subjects), with a calibration made from its scans
+    (written to ``workspace/calibration-<i>``); and the pipeline's own models (``models/``,
+    ``settings``) on the subjects they never trained on (``unseen``)."""
     from mriqa_lib.calibration import apply_calibration, calibrate, load_calibration
     from mriqa_lib.scoring import InputItem, load_scorers
 
     models = workspace / "models"
-    yield WAYS[0], load_scorers(methods, models, site_out, log)
-    run = load_scorers(methods, models, site_out, log)
-    items = [InputItem(p, p.name.split("_")[0]) for p in calibration_scans]
-    calibrate(items, run, workspace / "calibration", site_out, models, force=True, progress=False, log=log)
-    apply_calibration(load_calibration(workspace / "calibration", {m: models / m for m in run.scorers}), run, log)
-    yield WAYS[1], run
-    yield WAYS[2], load_scorers(methods, Path("models"), settings, log)
+    yield WAYS[0], load_scorers(methods, models, site_out, log), [s for _, fold in folds for s in fold]
+    for i, (scans, subjects) in enumerate(folds):
+        run, folder = load_scorers(methods, models, site_out, log), workspace / f"calibration-{i}"
+        items = [InputItem(p, p.name.split("_")[0]) for p in scans]
+        calibrate(items, run, folder, site_out, models, force=True, progress=False, log=log)
+        apply_calibration(load_calibration(folder, {m: models / m for m in run.scorers}), run, log)
+        yield WAYS[1], run, subjects
+    yield WAYS[2], load_scorers(methods, Path("models"), settings, log), unseen
 
 
 def pair_table(scores: Any, methods: list[str], way: str, site: str, specs: Any = None) -> list[dict[str, Any]]:

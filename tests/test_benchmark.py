@@ -171,3 +171,24 @@ def test_a_failing_scorer_is_recorded_and_the_others_go_on():
     assert scores.shaw_total_sigma[0] == 1.0 and scores.shaw_total_sigma[1] < 1.0  # blur lowers the peak
     assert scores.severity[0] == 0.0 and scores.severity[1] > 0.0
     assert (scores.zuo_seconds >= 0).all() and (scores.shaw_seconds >= 0).all()
+
+
+def test_scoring_a_subset_of_subjects_gives_the_same_volumes_as_the_whole_list():
+    """The held-out-site evaluation scores each calibration fold's subjects apart; their corrupted
+    copies must be the very volumes the whole list would score (same seeds)."""
+    from mriqa_lib.benchmark import benchmark_jobs, score_jobs
+    from mriqa_lib.io import Volume
+
+    class Total:
+        def score(self, volume, reference=None, maps_dir=None):
+            return {"shaw_total_sigma": float(volume.data.sum())}
+
+    rng = np.random.default_rng(0)
+    volumes = {s: Volume(np.pad(rng.uniform(1, 2, (6, 6, 6)).astype(np.float32), 3), np.eye(4)) for s in "abc"}
+    jobs = benchmark_jobs(list("abc"), ["rician_noise", "blur"], [0.5, 1.0], "rotate")
+    whole = score_jobs(jobs, {"shaw": Total()}, volumes.__getitem__, seed=3, progress=False)
+    part = score_jobs(jobs, {"shaw": Total()}, volumes.__getitem__, seed=3, progress=False, subjects={"b", "c"})
+    expected = whole[whole.subject.isin(["b", "c"])].reset_index(drop=True)
+    assert len(part) == len(expected) > 2 and set(part.subject) == {"b", "c"}
+    assert np.array_equal(part.shaw_total_sigma.to_numpy(), expected.shaw_total_sigma.to_numpy())
+    assert part.artifact.tolist() == expected.artifact.tolist()

@@ -89,14 +89,27 @@ def _cohort(folder: Path) -> None:
     (folder / "participants.tsv").write_text("\n".join(rows) + "\n")
 
 
-def test_site_subjects_split_a_site_into_calibration_and_held_out(tmp_path):
+def test_site_folds_evaluate_every_subject_once_never_with_its_own_scan_in_the_calibration(tmp_path):
     _cohort(tmp_path)
-    calibration, evaluation = G.site_subjects(tmp_path / "participants.tsv", "siteB", 2)
-    assert calibration == ["sub-08", "sub-09"] and evaluation == ["sub-06", "sub-07"]
+    participants = tmp_path / "participants.tsv"
+    site_b = ["sub-06", "sub-07", "sub-08", "sub-09", "sub-10"]
+    for n in (1, 2, 3, 4):
+        folds, unseen = G.site_folds(participants, "siteB", n)
+        assert unseen == ["sub-06", "sub-07"]  # the in-site models trained on siteB's train subjects
+        evaluated = [s for f in folds for s in f.evaluation]
+        assert sorted(evaluated) == site_b  # every subject once
+        for f in folds:
+            assert len(f.calibration) == n and not set(f.calibration) & set(f.evaluation)
+            assert set(f.calibration) <= set(site_b)
+    folds, _ = G.site_folds(participants, "siteB", 2)
+    assert folds == [
+        G.Fold(["sub-09", "sub-10"], ["sub-06", "sub-07", "sub-08"]),
+        G.Fold(["sub-06", "sub-07"], ["sub-09", "sub-10"]),
+    ]
     with pytest.raises(MriqaInputError, match="unknown site 'siteZ'"):
-        G.site_subjects(tmp_path / "participants.tsv", "siteZ", 2)
+        G.site_folds(participants, "siteZ", 2)
     with pytest.raises(MriqaInputError, match="n_calibration"):
-        G.site_subjects(tmp_path / "participants.tsv", "siteB", 4)
+        G.site_folds(participants, "siteB", 5)
 
 
 def test_no_subject_of_the_held_out_site_reaches_a_method_s_training(toygen, tmp_path):
@@ -152,7 +165,14 @@ def test_the_stage_scores_the_held_out_site_three_ways(toygen, tmp_path, monkeyp
 
     scores = pd.read_csv("results/generalisation/scores.tsv", sep="\t")
     summary = pd.read_csv("results/generalisation/summary.tsv", sep="\t")
-    assert list(summary.way) == list(G.WAYS) and set(scores.subject) == {"sub-06", "sub-07"}
+    assert list(summary.way) == list(G.WAYS)
+    site_b = {"sub-06", "sub-07", "sub-08", "sub-09", "sub-10"}
+    subjects = scores.groupby("way").subject.apply(set)
+    assert subjects["site-out"] == subjects["site-out + calibration"] == site_b
+    assert subjects["in-site"] == {"sub-06", "sub-07"}  # the in-site model trained on the others
+    for _, rows in scores[scores.artifact != "clean"].groupby("subject"):  # the same corrupted volumes
+        by_way = rows.groupby("way").toygen_std.apply(list)
+        assert by_way["site-out"] == by_way["site-out + calibration"]
     for way, rows in scores.groupby("way"):
         clean = rows[rows.artifact == "clean"].set_index("subject").toygen_std
         corrupted = rows[rows.artifact != "clean"]

@@ -27,9 +27,12 @@ PATHS = MethodPaths("generalisation")
 def score_site(settings: Settings, site: str) -> tuple[list, list]:
     """Train every method without ``site`` (in a throwaway workspace) and score the site three ways;
     returns (score frames, pair-table rows)."""
+    import pandas as pd
+
     p, bench = settings.generalisation, settings.benchmark
-    scans, subjects = G.site_subjects(EMBEDDED / "participants.tsv", site, p.n_calibration)
-    calibration = [EMBEDDED / s / "anat" / f"{s}_T1w.nii.gz" for s in scans]
+    folds, unseen = G.site_folds(EMBEDDED / "participants.tsv", site, p.n_calibration)
+    subjects = [s for fold in folds for s in fold.evaluation]
+    scans = [([EMBEDDED / s / "anat" / f"{s}_T1w.nii.gz" for s in f.calibration], f.evaluation) for f in folds]
     jobs = benchmark_jobs(subjects, artifact_names(bench.artifacts), bench.levels, bench.design)
     methods, frames, rows = G.method_names(p.methods), [], []
     site_out = G.site_out_settings(settings, methods)
@@ -37,11 +40,15 @@ def score_site(settings: Settings, site: str) -> tuple[list, list]:
         workspace = Path(tmp)
         G.site_out_view(EMBEDDED, workspace / "data" / "embedded", site)
         G.train_site_out(site_out, workspace, methods)
-        for way, run in G.scorer_runs(settings, site_out, workspace, methods, calibration):
-            print(f"generalisation: {site}, {way}: scoring {len(jobs)} volumes of {len(subjects)} subjects")
-            scores = score_jobs(jobs, run.scorers, clean_scan, p.seed, progress=False)
-            frames.append(scores.assign(site=site, way=way))
-            rows += G.pair_table(scores, list(run.scorers), way, site)
+        by_way: dict[str, list] = {}
+        for way, run, only in G.scorer_runs(settings, site_out, workspace, methods, scans, unseen):
+            print(f"generalisation: {site}, {way}: scoring the volumes of {len(only)} subjects")
+            scores = score_jobs(jobs, run.scorers, clean_scan, p.seed, progress=False, subjects=set(only))
+            by_way.setdefault(way, []).append(scores.assign(site=site, way=way))
+        for way, parts in by_way.items():
+            scores = pd.concat(parts, ignore_index=True)
+            frames.append(scores)
+            rows += G.pair_table(scores, methods, way, site)
     return frames, rows
 
 
