@@ -95,7 +95,8 @@ def _fmt(v: Any) -> str:
         return "not measured"
     if isinstance(v, bool):
         return "yes" if v else "no"
-    return f"{v:.3f}"
+    # three decimals, unless they would round a nonzero value to 0 (a slope of -4e-7 is not "-0.000")
+    return f"{v:.3f}" if v == 0 or abs(v) >= 5e-4 else f"{v:.2g}"
 
 
 def claims_table(metrics_dir: str | Path = "metrics") -> str:

@@ -364,3 +364,17 @@ def test_mriqa_stage_runs_the_toy_step_from_its_stage_module(toy, capsys):
     assert len(STAGE_CALLS) == 1 and isinstance(STAGE_CALLS[0].toy, ToyParams)
     assert main(["stage", "toy", "train", "--params", str(ROOT / "params.yaml")]) == 2  # not one of its steps
     assert "unknown stage 'toy train'" in capsys.readouterr().err and len(STAGE_CALLS) == 1
+
+
+def test_claims_table_values_keep_their_sign_and_size_below_three_decimals():
+    from mriqa_lib.claims import _fmt
+
+    assert [_fmt(v) for v in (0.7861, -0.328, 0.0, 0.00049, -3.7e-7)] == [
+        "0.786",
+        "-0.328",
+        "0.000",
+        "0.00049",
+        "-3.7e-07",
+    ]
+    assert float(_fmt(-3.7e-7)) < 0 and float(_fmt(2e-9)) > 0
+    assert [_fmt(v) for v in (True, False, None)] == ["yes", "no", "not measured"]

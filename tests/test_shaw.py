@@ -410,23 +410,79 @@ def test_exp2_pairs_totals_and_fraction_from_the_sigma_maps(tmp_path, monkeypatc
     assert len(list((tmp_path / "maps").glob("*_sigma.nii.gz"))) == 6  # max(map_cases, 4) pairs: all 3
 
 
-def test_exp3_rise_of_reconstruction_sigma_only(tmp_path, monkeypatch):
-    """Noise in a box raises sigma = 1 + |x| and leaves the constant segmentation sigma: rises > 0 and 0."""
+def _upsampled(volumes: np.ndarray) -> np.ndarray:
+    """Volumes on a twice finer grid whose 2 x 2 x 2 block means are ``volumes`` (2 mm references of 4 mm scans)."""
+    return volumes.repeat(2, axis=1).repeat(2, axis=2).repeat(2, axis=3)
+
+
+def test_exp1_draws_its_noise_on_the_2mm_grid_as_training_does(monkeypatch):
+    """The working-grid input keeps about 1/sqrt(8) of the noise a 2 mm draw of the same SNR adds
+    (a 2 x 2 x 2 block mean of independent noise), not all of it as a draw on the 4 mm grid would."""
+    from mriqa_lib.artifacts import apply_artifact
+    from mriqa_lib.data.preprocess import normalise
     from mriqa_lib.methods.shaw import experiments as E
 
-    monkeypatch.setattr(E, "predict", _fake_predict)
+    seen = []
+    monkeypatch.setattr(E, "predict", lambda model, x, batch=4: seen.append(x) or {"recon": x, "sigma": x + 1})
+    z = np.linspace(1.0, 2.0, 16, dtype=np.float32)
+    clean = np.zeros((1, 24, 24, 24), np.float32)
+    clean[0, 4:20, 4:20, 4:20] = z[None, None, :]
+    clean = normalise(clean[0])[None]  # a ramp, normalised as a prepared test scan is
+    p = ShawParams(grid_mm=4.0, map_cases=0, snr_levels=3, snr_high_db=10.0, snr_low_db=10.0)
+    E.exp1_noise_levels(p, None, {"clean": clean, "reference": _upsampled(clean)}, ["a"], Path("."), np.eye(4))
+    fg = clean[0] > 0
+
+    def noise(x):  # residual std after the best affine match to the clean scan (normalisation rescales)
+        a, b = np.polyfit(clean[0][fg], x[fg], 1)
+        return float(np.std(x[fg] - a * clean[0][fg] - b))
+
+    kept = np.mean([noise(x) for x in seen[0]])
+    on_grid = np.mean(  # the same SNR drawn on the working grid, normalised as the input is
+        [noise(normalise(apply_artifact("rician_noise", clean[0], None, seed=k, snr_db=10.0)[0])) for k in range(3)]
+    )
+    assert (
+        0.2 < kept / on_grid < 0.6
+    )  # 1/sqrt(8) = 0.35 for Gaussian noise (Rician and normalisation: 0.44); 1 on the grid
+
+
+def _prepared_ramps(n: int, size: int) -> np.ndarray:
+    """``n`` test scans: an intensity ramp in a central box, normalised as a prepared scan is."""
+    from mriqa_lib.data.preprocess import normalise
+
+    clean = np.zeros((size,) * 3, np.float32)
+    inner = slice(size // 6, size - size // 6)
+    clean[inner, inner, inner] = np.linspace(1.0, 2.0, len(range(size)[inner]), dtype=np.float32)
+    return np.stack([normalise(clean)] * n)
+
+
+def test_exp3_rise_of_reconstruction_sigma_only(tmp_path, monkeypatch):
+    """Noise in a box raises a sigma that follows the input's deviation from the clean scan, inside
+    the box, and leaves the constant segmentation sigma: rises > 0 and 0."""
+    from mriqa_lib.methods.shaw import experiments as E
+
+    clean = _prepared_ramps(2, 12)
+
+    def predict(model, images, batch=4):  # sigma = 1 + 100 x the input's deviation from the clean scan
+        x = np.asarray(images, np.float32)
+        fit = [np.polyfit(clean[0][fg], xi[fg], 1) for xi in x]  # up to the scale the normalisation sets
+        sigma = np.stack([1.0 + 100.0 * np.abs(xi - a * clean[0] - b) for xi, (a, b) in zip(x, fit)])
+        return {"recon": x, "sigma": sigma, "seg_prob": np.full_like(x, 0.75), "seg_sigma": np.full_like(x, 2.0)}
+
     p = ShawParams(grid_mm=4.0, map_cases=0, regional_snr_db=0.0)
-    clean = np.zeros((2, 12, 12, 12), np.float32)
-    clean[:, 2:10, 2:10, 2:10] = 1.0
-    test = {"clean": clean, "gm": (clean > 0).astype(np.uint8)}
+    fg = clean[0] > p.fg_fraction * clean[0].max()
+    monkeypatch.setattr(E, "predict", predict)
+    test = {"clean": clean, "gm": fg[None].repeat(2, 0).astype(np.uint8), "reference": _upsampled(clean)}
     exp3, m = E.exp3_partial_noise(p, None, test, ["a", "b"], tmp_path, np.eye(4))
     assert len(exp3) == 4 and set(exp3["condition"]) == {"clean", "partial_noise"}
     assert m["exp3_recon_sigma_rise"] > 0 and m["exp3_seg_sigma_rise"] == 0.0
     assert m["exp3_frac_recon_rise_above_seg"] == 1.0
-    n_gm, n_all = int((clean[0] > 0).sum()), clean[0].size  # prob 0.75 everywhere: seg = whole grid
+    n_gm, n_all = int(fg.sum()), clean[0].size  # prob 0.75 everywhere: seg = whole grid
     assert m["exp3_gm_dice_clean"] == pytest.approx(2 * n_gm / (n_all + n_gm))
-    clean_rows = exp3[exp3.condition == "clean"]
-    assert np.allclose(clean_rows["recon_total_sigma"], (1 + clean[0])[clean[0] > 0.1].sum() * 4.0**3 / 1000)
+    clean_rows, noisy_rows = exp3[exp3.condition == "clean"], exp3[exp3.condition == "partial_noise"]
+    assert np.allclose(clean_rows["recon_total_sigma"], fg.sum() * 4.0**3 / 1000)  # sigma 1 on the clean scan
+    # the box drawn on the 2 mm grid is found on the 4 mm one: the noise raised sigma there most
+    mean_sigma = noisy_rows["recon_total_sigma"].to_numpy() / (fg.sum() * 4.0**3 / 1000)
+    assert (noisy_rows["recon_sigma_in_box"].to_numpy() > 2 * mean_sigma).all()
 
 
 def test_exp1_r2_is_one_when_sigma_tracks_the_error_linearly(tmp_path, monkeypatch):
@@ -443,7 +499,8 @@ def test_exp1_r2_is_one_when_sigma_tracks_the_error_linearly(tmp_path, monkeypat
 
     monkeypatch.setattr(E, "predict", predict)
     p = ShawParams(grid_mm=4.0, map_cases=1, snr_levels=5)
-    exp1, r2, m = E.exp1_noise_levels(p, None, {"clean": clean}, ["a"], tmp_path, np.eye(4))
+    test = {"clean": clean, "reference": _upsampled(clean)}
+    exp1, r2, m = E.exp1_noise_levels(p, None, test, ["a"], tmp_path, np.eye(4))
     assert len(exp1) == 5 and m["exp1_levels"] == 5
     assert m["exp1_r2_mean"] == pytest.approx(1.0, abs=1e-9)
     assert m["exp1_slope_min"] == pytest.approx(2.0, rel=1e-6)
@@ -455,7 +512,7 @@ def test_exp1_r2_is_one_when_sigma_tracks_the_error_linearly(tmp_path, monkeypat
         return {"recon": out["recon"], "sigma": 10.0 - out["sigma"]}
 
     monkeypatch.setattr(E, "predict", falling)
-    _, _, m = E.exp1_noise_levels(p, None, {"clean": clean}, ["a"], tmp_path / "falling", np.eye(4))
+    _, _, m = E.exp1_noise_levels(p, None, test, ["a"], tmp_path / "falling", np.eye(4))
     assert m["exp1_r2_mean"] == pytest.approx(1.0, abs=1e-9)
     assert m["exp1_slope_min"] == pytest.approx(-2.0, rel=1e-5)
 

@@ -267,6 +267,7 @@ def _exp3(p, test: dict, subjects: list[str], res: Path, affine: np.ndarray, dev
 
 def evaluate(settings: Settings) -> None:
     """Experiments 1-3 -> results/shaw (TSV, JSON, NIfTI maps) and metrics/shaw.json."""
+    from mriqa_lib.methods.shaw import synthesis as S
     from mriqa_lib.methods.shaw.experiments import claim_checks
     from mriqa_lib.methods.shaw.inference import load_model
     from mriqa_lib.training import inference_device
@@ -279,7 +280,9 @@ def evaluate(settings: Settings) -> None:
     res = _fresh_results()
     test = PATHS.load_split("test")
     n_test = len(test["clean"]) if not p.max_test else min(p.max_test, len(test["clean"]))
-    subjects = list(read_tsv(PATHS.synthetic / "test.tsv", required=("subject_id",))["subject_id"].iloc[:n_test])
+    table = read_tsv(PATHS.synthetic / "test.tsv", required=("subject_id", "prepared"))
+    subjects = list(table["subject_id"].iloc[:n_test])
+    test["reference"] = [S.reference_volume(table, i) for i in range(n_test)]  # 2 mm: experiments 1 and 3 draw there
     device = inference_device(trainer_for(settings, "shaw", "recon"))
     recon_model, _ = load_model(PATHS.models / "recon.pt", device)
     metrics: dict[str, Any] = {"data_source": grid["source"], "gm_source": grid.get("gm_source", ""), "n_test": n_test}

@@ -7,6 +7,11 @@
 3. :func:`exp3_partial_noise`: noise in a box of each test scan; relative rise of the total
    reconstruction sigma vs the segmentation sigma of the multi-task model.
 
+Experiments 1 and 3 draw their noise as the training inputs are made (:func:`.data.corrupt_as_scanned`):
+on the test scan's 2 mm reference grid (``test["reference"]``), then block-averaged to the working
+grid and normalised. Drawn on the working grid itself, noise of the same SNR is several times
+stronger than any the network trained on (a 4 mm block mean keeps about a third of it).
+
 Each returns its table(s) and its metrics; maps (NIfTI) of the first ``p.map_cases`` cases go
 below ``maps``. :func:`claim_checks` compares the metrics with the claims' targets.
 """
@@ -23,7 +28,7 @@ import torch
 
 from mriqa_lib import claims
 from mriqa_lib.io import load_nifti, read_tsv, save_nifti
-from mriqa_lib.methods.shaw.data import sample_seed
+from mriqa_lib.methods.shaw.data import corrupt_as_scanned, grid_factor, sample_seed
 from mriqa_lib.methods.shaw.inference import predict, summarise
 
 __all__ = ["foreground", "exp1_noise_levels", "exp2_pairs", "exp3_partial_noise", "claim_checks"]
@@ -44,16 +49,27 @@ def foreground(clean: np.ndarray, frac: float) -> np.ndarray:
     return clean > frac * float(clean.max())
 
 
+def as_scanned(p: Any, reference: np.ndarray, artefact: str, severity: float, seed: int, **kwargs: Any):
+    """``artefact`` drawn on a test scan's 2 mm ``reference`` and prepared on the working grid, as the
+    training inputs are: (input, the artefact's info)."""
+    spec = {"artefact": artefact, "severity": severity, "seed": seed, "kwargs": kwargs}
+    return corrupt_as_scanned(np.asarray(reference, np.float32), spec, p.grid_mm)
+
+
 def _exp1_volume(
-    p: Any, model: torch.nn.Module, clean: np.ndarray, t: int, levels: np.ndarray, voxel_ml: float
+    p: Any,
+    model: torch.nn.Module,
+    clean: np.ndarray,
+    reference: np.ndarray,
+    t: int,
+    levels: np.ndarray,
+    voxel_ml: float,
 ) -> tuple[np.ndarray, dict[str, np.ndarray], list[dict[str, Any]]]:
     """Test scan ``t`` at every noise level: (noisy inputs, predictions, one row per level)."""
-    from mriqa_lib.artifacts import apply_artifact
-
     fg = foreground(clean, p.fg_fraction)
     noisy = np.stack(
         [
-            apply_artifact("rician_noise", clean, None, seed=sample_seed(p.seed, _EXP1_KEY, t, k), snr_db=float(db))[0]
+            as_scanned(p, reference, "rician_noise", 0.0, sample_seed(p.seed, _EXP1_KEY, t, k), snr_db=float(db))[0]
             for k, db in enumerate(levels)
         ]
     )
@@ -100,7 +116,8 @@ def exp1_noise_levels(
     Args:
         p: ``ShawParams``.
         model: the reconstruction model.
-        test: the test set (``clean`` volumes, one per subject of ``subjects``, in order).
+        test: the test set: ``clean`` volumes on the working grid, one per subject of ``subjects``
+            in order, and ``reference``, the same scans on the 2 mm grid the noise is drawn on.
         subjects: subject id of each test volume to use (its length is the number of volumes).
         maps: folder of the NIfTI maps.
         affine: the working grid's affine.
@@ -116,7 +133,7 @@ def exp1_noise_levels(
     rows = []
     for t in _progress(range(len(subjects)), "exp1 noise levels", "vol"):
         clean = test["clean"][t].astype(np.float32)
-        noisy, pred, per_level = _exp1_volume(p, model, clean, t, levels, voxel_ml)
+        noisy, pred, per_level = _exp1_volume(p, model, clean, test["reference"][t], t, levels, voxel_ml)
         rows += [{"subject_id": subjects[t], **r} for r in per_level]
         if t < p.map_cases:
             _exp1_maps(maps, subjects[t], clean, noisy, pred, levels, affine)
@@ -207,19 +224,17 @@ def exp2_pairs(
 
 
 def _exp3_volume(
-    p: Any, model: torch.nn.Module, clean: np.ndarray, gm: np.ndarray, t: int, voxel_ml: float
+    p: Any, model: torch.nn.Module, clean: np.ndarray, reference: np.ndarray, gm: np.ndarray, t: int, voxel_ml: float
 ) -> tuple[np.ndarray, dict[str, np.ndarray], list[dict[str, Any]]]:
     """Test scan ``t`` clean and with noise in a box: (noisy input, predictions, one row per condition)."""
-    from mriqa_lib.artifacts import apply_artifact
-
     rel = 10.0 ** (-p.regional_snr_db / 20.0)
-    noisy, info = apply_artifact(
-        "regional_noise", clean, rel, seed=sample_seed(p.seed, _EXP3_KEY, t), box_fraction=p.regional_box_fraction
-    )
+    seed = sample_seed(p.seed, _EXP3_KEY, t)
+    noisy, info = as_scanned(p, reference, "regional_noise", rel, seed, box_fraction=p.regional_box_fraction)
     pred = predict(model, np.stack([clean, noisy]))
     fg = foreground(clean, p.fg_fraction)
+    f = grid_factor(p.grid_mm)  # the box is in 2 mm voxels: the working-grid blocks it touches
     region = np.zeros(clean.shape, bool)
-    region[tuple(slice(a, b) for a, b in info["box"])] = True
+    region[tuple(slice(a // f, -(-b // f)) for a, b in info["box"])] = True
     rows = []
     for j, cond in enumerate(("clean", "partial_noise")):
         seg = pred["seg_prob"][j] > 0.5
@@ -243,7 +258,7 @@ def exp3_partial_noise(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Experiment 3: noise in a box raises the reconstruction sigma more than the segmentation sigma.
 
-    Args: as :func:`exp1_noise_levels`, with the multi-task ``model`` (``test`` needs ``gm``).
+    Args: as :func:`exp1_noise_levels`, with the multi-task ``model`` (``test`` needs ``gm`` too).
 
     Returns:
         ``(two rows per volume, metrics exp3_*)``: mean relative rises of both total sigmas, the
@@ -253,7 +268,7 @@ def exp3_partial_noise(
     rows = []
     for t in _progress(range(len(subjects)), "exp3 partial noise", "vol"):
         clean, gm = test["clean"][t].astype(np.float32), test["gm"][t].astype(bool)
-        noisy, pred, per_cond = _exp3_volume(p, model, clean, gm, t, voxel_ml)
+        noisy, pred, per_cond = _exp3_volume(p, model, clean, test["reference"][t], gm, t, voxel_ml)
         rows += [{"subject_id": subjects[t], **r} for r in per_cond]
         for j, cond in enumerate(("clean", "partial_noise") if t < p.map_cases else ()):
             base = maps / "exp3" / f"{subjects[t]}_{cond}"
