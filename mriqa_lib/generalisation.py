@@ -51,9 +51,9 @@ def site_folds(participants: Path, site: str, n_calibration: int) -> tuple[list[
     The site-out models never see the site, so every subject of it is evaluated: the subjects, in
     the cohort's order, are cut into folds of at most ``len - n_calibration``; each fold is scored
     with a calibration made from the first ``n_calibration`` of the site's *other* subjects (clean
-    scans a site would hand over). More subjects than one split's few ``test``/``val`` ones keep a
-    single atypical clean scan from deciding a third of the pairs. The in-site models trained on
-    the site's ``train`` subjects, so their reference uses only its ``test``/``val`` ones.
+    scans a site would hand over). With only the split's ``test``/``val`` subjects (two per site in
+    the embedded cohort) one atypical clean scan decided half of the pairs. The in-site models
+    trained on the site's ``train`` subjects, so their reference uses only its ``test``/``val`` ones.
 
     Returns:
         (folds, in-site subjects).
