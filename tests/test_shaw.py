@@ -415,36 +415,6 @@ def _upsampled(volumes: np.ndarray) -> np.ndarray:
     return volumes.repeat(2, axis=1).repeat(2, axis=2).repeat(2, axis=3)
 
 
-def test_exp1_draws_its_noise_on_the_2mm_grid_as_training_does(monkeypatch):
-    """The working-grid input keeps about 1/sqrt(8) of the noise a 2 mm draw of the same SNR adds
-    (a 2 x 2 x 2 block mean of independent noise), not all of it as a draw on the 4 mm grid would."""
-    from mriqa_lib.artifacts import apply_artifact
-    from mriqa_lib.data.preprocess import normalise
-    from mriqa_lib.methods.shaw import experiments as E
-
-    seen = []
-    monkeypatch.setattr(E, "predict", lambda model, x, batch=4: seen.append(x) or {"recon": x, "sigma": x + 1})
-    z = np.linspace(1.0, 2.0, 16, dtype=np.float32)
-    clean = np.zeros((1, 24, 24, 24), np.float32)
-    clean[0, 4:20, 4:20, 4:20] = z[None, None, :]
-    clean = normalise(clean[0])[None]  # a ramp, normalised as a prepared test scan is
-    p = ShawParams(grid_mm=4.0, map_cases=0, snr_levels=3, snr_high_db=10.0, snr_low_db=10.0)
-    E.exp1_noise_levels(p, None, {"clean": clean, "reference": _upsampled(clean)}, ["a"], Path("."), np.eye(4))
-    fg = clean[0] > 0
-
-    def noise(x):  # residual std after the best affine match to the clean scan (normalisation rescales)
-        a, b = np.polyfit(clean[0][fg], x[fg], 1)
-        return float(np.std(x[fg] - a * clean[0][fg] - b))
-
-    kept = np.mean([noise(x) for x in seen[0]])
-    on_grid = np.mean(  # the same SNR drawn on the working grid, normalised as the input is
-        [noise(normalise(apply_artifact("rician_noise", clean[0], None, seed=k, snr_db=10.0)[0])) for k in range(3)]
-    )
-    assert (
-        0.2 < kept / on_grid < 0.6
-    )  # 1/sqrt(8) = 0.35 for Gaussian noise (Rician and normalisation: 0.44); 1 on the grid
-
-
 def _prepared_ramps(n: int, size: int) -> np.ndarray:
     """``n`` test scans: an intensity ramp in a central box, normalised as a prepared scan is."""
     from mriqa_lib.data.preprocess import normalise
@@ -453,6 +423,39 @@ def _prepared_ramps(n: int, size: int) -> np.ndarray:
     inner = slice(size // 6, size - size // 6)
     clean[inner, inner, inner] = np.linspace(1.0, 2.0, len(range(size)[inner]), dtype=np.float32)
     return np.stack([normalise(clean)] * n)
+
+
+def _deviation(x: np.ndarray, clean: np.ndarray, fg: np.ndarray) -> np.ndarray:
+    """``x`` minus its best affine match to ``clean`` over ``fg``: what is left once the scale the
+    normalisation sets is taken out."""
+    a, b = np.polyfit(clean[fg], x[fg], 1)
+    return x - a * clean - b
+
+
+def test_exp1_draws_its_noise_on_the_2mm_grid_as_training_does(tmp_path, monkeypatch):
+    """The working-grid input keeps about 1/sqrt(8) of the noise a 2 mm draw of the same SNR adds
+    (a 2 x 2 x 2 block mean of independent noise), not all of it as a draw on the 4 mm grid would."""
+    from mriqa_lib.artifacts import apply_artifact
+    from mriqa_lib.data.preprocess import normalise
+    from mriqa_lib.methods.shaw import experiments as E
+
+    seen = []
+    monkeypatch.setattr(E, "predict", lambda model, x, batch=4: seen.append(x) or {"recon": x, "sigma": x + 1})
+    clean = _prepared_ramps(1, 24)
+    p = ShawParams(grid_mm=4.0, map_cases=0, snr_levels=3, snr_high_db=10.0, snr_low_db=10.0)
+    E.exp1_noise_levels(p, None, {"clean": clean, "reference": _upsampled(clean)}, ["a"], tmp_path, np.eye(4))
+    fg = clean[0] > 0
+
+    def noise(x):
+        return float(np.std(_deviation(x, clean[0], fg)[fg]))
+
+    kept = np.mean([noise(x) for x in seen[0]])
+    on_grid = np.mean(  # the same SNR drawn on the working grid, normalised as the input is
+        [noise(normalise(apply_artifact("rician_noise", clean[0], None, seed=k, snr_db=10.0)[0])) for k in range(3)]
+    )
+    assert (
+        0.2 < kept / on_grid < 0.6
+    )  # 1/sqrt(8) = 0.35 for Gaussian noise (Rician and normalisation: 0.44); 1 on the grid
 
 
 def test_exp3_rise_of_reconstruction_sigma_only(tmp_path, monkeypatch):
@@ -464,8 +467,7 @@ def test_exp3_rise_of_reconstruction_sigma_only(tmp_path, monkeypatch):
 
     def predict(model, images, batch=4):  # sigma = 1 + 100 x the input's deviation from the clean scan
         x = np.asarray(images, np.float32)
-        fit = [np.polyfit(clean[0][fg], xi[fg], 1) for xi in x]  # up to the scale the normalisation sets
-        sigma = np.stack([1.0 + 100.0 * np.abs(xi - a * clean[0] - b) for xi, (a, b) in zip(x, fit)])
+        sigma = np.stack([1.0 + 100.0 * np.abs(_deviation(xi, clean[0], fg)) for xi in x])
         return {"recon": x, "sigma": sigma, "seg_prob": np.full_like(x, 0.75), "seg_sigma": np.full_like(x, 2.0)}
 
     p = ShawParams(grid_mm=4.0, map_cases=0, regional_snr_db=0.0)
