@@ -76,8 +76,18 @@ def show_slice(
         ax.set_title(title)
 
 
+def flat_columns(frame):
+    """``frame`` with multi-level column names joined by ", " (empty levels dropped), so a pivot
+    table's header reads "pairs_right, site-out" rather than a Python tuple."""
+    if frame.columns.nlevels == 1:
+        return frame
+    names = [", ".join(str(level) for level in col if str(level)) for col in frame.columns]
+    return frame.set_axis(names, axis=1)
+
+
 def save_table(frame, out_dir: str | os.PathLike, name: str) -> list[Path]:
-    """Write a pandas table as CSV and Markdown (atomically)."""
+    """Write a pandas table as CSV and Markdown (atomically; multi-level column names flattened)."""
+    frame = flat_columns(frame)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv, md = out_dir / f"{name}.csv", out_dir / f"{name}.md"
