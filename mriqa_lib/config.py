@@ -197,7 +197,10 @@ class GeneralisationParams(Section):
         "own `badness_only` ones (which skip the training no badness score reads); the in-site "
         "models are the pipeline's own",
     )
-    seed: int = Field(0, ge=0, description="corruption seed of the scored copies")
+    seed: int = Field(0, ge=0, description="corruption seed of the scored copies and of the bootstrap")
+    n_boot: int = Field(
+        2000, ge=100, le=100000, description="bootstrap resamples (over subjects) of the 95 % CIs of the pair tables"
+    )
 
     @field_validator("train_overrides")
     @classmethod

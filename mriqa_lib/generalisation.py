@@ -20,7 +20,7 @@ import numpy as np
 
 from mriqa_lib.io import MriqaInputError, read_tsv, write_tsv
 from mriqa_lib.methods import registry
-from mriqa_lib.metrics import auroc
+from mriqa_lib.metrics import auroc, bootstrap_ci
 
 #: the three ways a held-out site is scored, in the order the tables show them
 WAYS = ("site-out", "site-out + calibration", "in-site")
@@ -164,10 +164,51 @@ def scorer_runs(
     yield WAYS[2], load_scorers(methods, Path("models"), settings, log), unseen
 
 
-def pair_table(scores: Any, methods: list[str], way: str, site: str, specs: Any = None) -> list[dict[str, Any]]:
-    """Per method: pairs ranked right (a corrupted copy scored worse than its subject's clean scan;
-    ties count half) and AUROC clean vs corrupted, from the benchmark's score rows (``specs``: the
-    registry's method specs, or any mapping of name -> object with ``badness`` and ``badness_sign``)."""
+#: what identifies a pair across ways: the same subject, artifact and severity (the same volume)
+PAIR_KEY = ("subject", "artifact", "severity_level")
+
+
+def pair_outcomes(scores: Any, spec: Any) -> Any:
+    """One row per (clean, corrupted) pair of a subject, from the benchmark's score rows: the
+    :data:`PAIR_KEY` columns present and ``right`` = 1 when the corrupted copy scores worse than its
+    subject's clean scan by the method's ``spec.badness`` column and ``spec.badness_sign``, 1/2 for a
+    tie, NaN when either score is missing."""
+    import pandas as pd
+
+    bad = spec.badness_sign * pd.to_numeric(scores[spec.badness], errors="coerce")
+    is_clean = scores.artifact == "clean"
+    clean = dict(zip(scores.subject[is_clean], bad[is_clean]))
+    pairs = scores.loc[~is_clean, [c for c in PAIR_KEY if c in scores]].reset_index(drop=True)
+    diff = bad[~is_clean].to_numpy() - pairs.subject.map(clean).to_numpy(dtype=float)
+    right = np.where(np.isfinite(diff), (diff > 0) + 0.5 * (diff == 0), np.nan)
+    return pairs.assign(right=right)
+
+
+#: fewer subjects than this give no interval: resampling two or three of them spans only their few mixtures
+MIN_SUBJECTS_CI = 5
+
+
+def subject_bootstrap(right: Any, subject: Any, n_boot: int, seed: int) -> tuple[float, float, float]:
+    """Mean of pair outcomes (or of paired differences) and its 95 % CI from resampling *subjects*:
+    a subject's pairs share its clean scan, so they are not independent draws. (value, low, high);
+    the interval is NaN below :data:`MIN_SUBJECTS_CI` subjects, everything NaN without a finite outcome."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"subject": np.asarray(subject), "right": np.asarray(right, dtype=float)}).dropna()
+    if frame.empty:
+        return float("nan"), float("nan"), float("nan")
+    per_subject = frame.groupby("subject").right.agg(["sum", "count"]).to_numpy(dtype=float)
+    if len(per_subject) < MIN_SUBJECTS_CI:
+        return float(per_subject[:, 0].sum() / per_subject[:, 1].sum()), float("nan"), float("nan")
+    return bootstrap_ci(per_subject, lambda v: v[:, 0].sum() / v[:, 1].sum(), n_boot=n_boot, seed=seed)
+
+
+def pair_table(
+    scores: Any, methods: list[str], way: str, site: str, specs: Any = None, n_boot: int = 2000, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Per method: pairs ranked right (:func:`pair_outcomes`; ties count half) with its subject-bootstrap
+    95 % CI, and AUROC clean vs corrupted, from the benchmark's score rows (``specs``: the registry's
+    method specs, or any mapping of name -> object with ``badness`` and ``badness_sign``)."""
     import pandas as pd
 
     specs = specs or registry.methods()
@@ -177,32 +218,57 @@ def pair_table(scores: Any, methods: list[str], way: str, site: str, specs: Any 
         if col not in scores:
             continue
         bad = specs[m].badness_sign * pd.to_numeric(scores[col], errors="coerce")
-        clean = dict(zip(scores.subject[scores.artifact == "clean"], bad[scores.artifact == "clean"]))
+        pairs = pair_outcomes(scores, specs[m])
+        value, low, high = subject_bootstrap(pairs.right, pairs.subject, n_boot, seed)
         corrupted = scores.artifact != "clean"
-        diff = bad[corrupted].to_numpy() - scores.subject[corrupted].map(clean).to_numpy(dtype=float)
-        ok = np.isfinite(diff)
         rows.append(
             {
                 "site": site,
                 "method": m,
                 "way": way,
-                "pairs_right": float(np.mean((diff[ok] > 0) + 0.5 * (diff[ok] == 0))) if ok.any() else float("nan"),
+                "pairs_right": value,
+                "pairs_right_low": low,
+                "pairs_right_high": high,
                 "auroc": auroc(corrupted[bad.notna()], bad[bad.notna()]),
-                "n_pairs": int(ok.sum()),
+                "n_pairs": int(pairs.right.notna().sum()),
             }
         )
     return rows
 
 
-def generalisation_metrics(table: Any) -> dict[str, Any]:
-    """metrics/generalisation.json: ``<site>_<method>_<way>_{pairs_right,auroc}`` and the mean over
-    sites of each method and way (way names with spaces and ``+`` written as ``_``)."""
+def calibration_effect(
+    scores: Any, methods: list[str], site: str, specs: Any = None, n_boot: int = 2000, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Per method: pairs ranked right with calibration minus without, over the pairs both ways scored
+    (the same volumes), with a subject-bootstrap 95 % CI of that paired difference."""
+    specs = specs or registry.methods()
+    raw, calibrated = (scores[scores.way == w] for w in WAYS[:2])
+    rows = []
+    for m in methods:
+        if specs[m].badness not in scores:
+            continue
+        key = [c for c in PAIR_KEY if c in scores]
+        both = pair_outcomes(raw, specs[m]).merge(pair_outcomes(calibrated, specs[m]), on=key, suffixes=("", "_cal"))
+        diff = both.right_cal - both.right
+        value, low, high = subject_bootstrap(diff, both.subject, n_boot, seed)
+        n = int(diff.notna().sum())
+        rows.append({"site": site, "method": m, "effect": value, "effect_low": low, "effect_high": high, "n_pairs": n})
+    return rows
+
+
+def generalisation_metrics(table: Any, effects: Any = None) -> dict[str, Any]:
+    """metrics/generalisation.json: ``<site>_<method>_<way>_{pairs_right[_low,_high],auroc}``, the mean
+    over sites of each method and way (way names with spaces and ``+`` written as ``_``), and from
+    ``effects`` (:func:`calibration_effect` rows) ``<site>_<method>_calibration_effect[_low,_high]``."""
     out: dict[str, Any] = {}
     key = {w: w.replace(" + ", "_").replace("-", "_") for w in WAYS}
     for r in table.itertuples():
-        for stat in ("pairs_right", "auroc"):
+        for stat in ("pairs_right", "pairs_right_low", "pairs_right_high", "auroc"):
             out[f"{r.site}_{r.method}_{key[r.way]}_{stat}"] = round(float(getattr(r, stat)), 4)
     for (m, w), g in table.groupby(["method", "way"]):
         out[f"{m}_{key[w]}_pairs_right"] = round(float(g.pairs_right.mean()), 4)
         out[f"{m}_{key[w]}_auroc"] = round(float(g.auroc.mean()), 4)
+    for r in effects.itertuples() if effects is not None else ():
+        for stat in ("effect", "effect_low", "effect_high"):
+            out[f"{r.site}_{r.method}_calibration_{stat}"] = round(float(getattr(r, stat)), 4)
     return out

@@ -145,6 +145,57 @@ def test_pair_table_counts_pairs_by_hand_and_auroc_is_scikit_learn():
     # pairs: a/noise 2>1 right, a/blur tie (half), b/noise 4<5 wrong, b/blur 6>5 right -> 2.5 / 4
     assert row["pairs_right"] == pytest.approx(2.5 / 4) and row["n_pairs"] == 4
     assert row["auroc"] == pytest.approx(roc_auc_score(scores.artifact != "clean", scores.toy_x))
+    assert np.isnan(row["pairs_right_low"]) and np.isnan(row["pairs_right_high"])  # two subjects: no interval
+
+
+class _Toy:
+    badness, badness_sign = "toy_x", 1.0
+
+
+def test_subject_bootstrap_resamples_subjects_not_pairs_closed_form():
+    """Each subject's 10 pairs are all right or all wrong: the pairs are as correlated as can be, so the
+    interval must be that of n_subjects draws (width 2 * 1.96 * sd / sqrt(n_subjects)), not of all the pairs."""
+    rng = np.random.default_rng(3)
+    per_subject = rng.random(40) < 0.7
+    subject = np.repeat([f"s{i}" for i in range(40)], 10)
+    right = np.repeat(per_subject.astype(float), 10)
+    value, low, high = G.subject_bootstrap(right, subject, n_boot=20000, seed=0)
+    assert value == pytest.approx(per_subject.mean())
+    expected = 2 * 1.96 * per_subject.std() / np.sqrt(40)
+    assert (high - low) == pytest.approx(expected, rel=0.12)
+    assert (high - low) > 2.5 * 2 * 1.96 * per_subject.std() / np.sqrt(400)  # the pair-level width is sqrt(10) smaller
+    assert np.isnan(G.subject_bootstrap([np.nan], ["a"], 100, 0)[0])  # no finite outcome: no estimate
+
+
+def test_calibration_effect_is_the_paired_difference_over_the_same_volumes():
+    rows = []
+    others = [(s, 5.0, 6.0, 4.0) for s in "bcde"]  # right on noise, wrong on blur, in both ways
+    for way, noise_a in (("site-out", 0.5), ("site-out + calibration", 2.0)):  # calibration fixes a/noise
+        for subject, clean, noise, blur in [("a", 1.0, noise_a, 3.0), *others]:
+            for artifact, x in (("clean", clean), ("noise", noise), ("blur", blur)):
+                rows.append({"way": way, "subject": subject, "artifact": artifact, "severity_level": 1, "toy_x": x})
+    scores = pd.DataFrame(rows)
+    (row,) = G.calibration_effect(scores, ["toy"], "siteQ", {"toy": _Toy})
+    assert row["effect"] == pytest.approx(6 / 10 - 5 / 10) and row["n_pairs"] == 10
+    # only subject a changed (+1 of its 2 pairs): k draws of a among 5 give k / 10, k ~ Binomial(5, 1/5),
+    # whose 2.5 % and 97.5 % quantiles are 0 and 3
+    assert (row["effect_low"], row["effect_high"]) == pytest.approx((0.0, 0.3))
+    shuffled = scores.sample(frac=1.0, random_state=0)  # pairs are matched by key, not by row order
+    assert G.calibration_effect(shuffled, ["toy"], "siteQ", {"toy": _Toy})[0]["effect"] == pytest.approx(row["effect"])
+    same = scores.assign(toy_x=np.where(scores.way == "site-out", scores.toy_x, np.nan))
+    same.loc[same.way != "site-out", "toy_x"] = same.loc[same.way == "site-out", "toy_x"].to_numpy()
+    (zero,) = G.calibration_effect(same, ["toy"], "siteQ", {"toy": _Toy})
+    assert (zero["effect"], zero["effect_low"], zero["effect_high"]) == (0.0, 0.0, 0.0)
+
+
+def test_save_table_flattens_a_pivot_tables_column_levels(tmp_path):
+    from mriqa_lib.plots import save_table
+
+    summary = pd.DataFrame({"method": ["p", "p"], "way": ["raw", "cal"], "pairs_right": [0.5, 0.75]})
+    table = summary.pivot_table(index="method", columns="way", values=["pairs_right"]).reset_index()
+    csv, md = save_table(table, tmp_path, "t")
+    assert pd.read_csv(csv).columns.tolist() == ["method", "pairs_right, cal", "pairs_right, raw"]
+    assert "('" not in md.read_text() and "pairs_right, raw" in md.read_text()
 
 
 def test_the_stage_scores_the_held_out_site_three_ways(toygen, tmp_path, monkeypatch):
@@ -178,6 +229,11 @@ def test_the_stage_scores_the_held_out_site_three_ways(toygen, tmp_path, monkeyp
         corrupted = rows[rows.artifact != "clean"]
         right = np.mean(corrupted.toygen_std.to_numpy() > corrupted.subject.map(clean).to_numpy())
         assert summary.set_index("way").loc[way, "pairs_right"] == pytest.approx(right)
+    effect = pd.read_csv("results/generalisation/calibration_effect.tsv", sep="\t").set_index("method")
+    by_way = summary.set_index("way").pairs_right  # the same pairs in both ways: the paired mean is the difference
+    assert effect.loc["toygen", "effect"] == pytest.approx(by_way["site-out + calibration"] - by_way["site-out"])
+    metrics = json.loads(Path("metrics/generalisation.json").read_text())
+    assert metrics["siteB_toygen_calibration_effect"] == pytest.approx(effect.loc["toygen", "effect"], abs=1e-4)
     metrics = read_json("metrics/generalisation.json")
     assert metrics["toygen_site_out_calibration_pairs_right"] == pytest.approx(
         summary.set_index("way").loc["site-out + calibration", "pairs_right"]

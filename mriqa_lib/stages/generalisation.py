@@ -2,7 +2,7 @@
 
 Loads the cohort, calls :mod:`mriqa_lib.generalisation` (site-out view, training, the three ways of
 scoring, pair and AUROC tables) with the benchmark's corruption machinery, and writes
-``results/generalisation/{scores,summary}.tsv`` and ``metrics/generalisation.json``.
+``results/generalisation/{scores,summary,calibration_effect}.tsv`` and ``metrics/generalisation.json``.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 PATHS = MethodPaths("generalisation")
 
 
-def score_site(settings: Settings, site: str) -> tuple[list, list]:
+def score_site(settings: Settings, site: str) -> tuple[list, list, list]:
     """Train every method without ``site`` (in a throwaway workspace) and score the site three ways;
-    returns (score frames, pair-table rows)."""
+    returns (score frames, pair-table rows, calibration-effect rows)."""
     import pandas as pd
 
     p, bench = settings.generalisation, settings.benchmark
@@ -48,8 +48,9 @@ def score_site(settings: Settings, site: str) -> tuple[list, list]:
         for way, parts in by_way.items():
             scores = pd.concat(parts, ignore_index=True)
             frames.append(scores)
-            rows += G.pair_table(scores, methods, way, site)
-    return frames, rows
+            rows += G.pair_table(scores, methods, way, site, n_boot=p.n_boot, seed=p.seed)
+    effects = G.calibration_effect(pd.concat(frames), methods, site, n_boot=p.n_boot, seed=p.seed)
+    return frames, rows, effects
 
 
 def run(settings: Settings) -> None:
@@ -58,14 +59,15 @@ def run(settings: Settings) -> None:
 
     start = time.time()
     seed_everything(settings.generalisation.seed, settings.trainer.threads)
-    frames, rows = [], []
+    frames, rows, effects = [], [], []
     for site in settings.generalisation.sites:
-        f, r = score_site(settings, site)
-        frames, rows = frames + f, rows + r
-    table = pd.DataFrame(rows)
+        f, r, e = score_site(settings, site)
+        frames, rows, effects = frames + f, rows + r, effects + e
+    table, effect = pd.DataFrame(rows), pd.DataFrame(effects)
     PATHS.results.mkdir(parents=True, exist_ok=True)
     write_tsv(PATHS.results / "scores.tsv", pd.concat(frames, ignore_index=True))
     write_tsv(PATHS.results / "summary.tsv", table)
-    metrics = G.generalisation_metrics(table) | {"sites": list(settings.generalisation.sites)}
+    write_tsv(PATHS.results / "calibration_effect.tsv", effect)
+    metrics = G.generalisation_metrics(table, effect) | {"sites": list(settings.generalisation.sites)}
     write_metrics(PATHS.metrics, metrics | {"wall_seconds": round(time.time() - start, 1)})
     print(table.pivot_table(index="method", columns="way", values="pairs_right").round(2).to_string())
