@@ -9,7 +9,11 @@ Run after `dvc repro prepare` from the repository root, e.g.:
 
     python benchmarks/seeds.py METHOD --seeds 0 1 2 3 [--work /tmp/mriqa_seeds] [--threads 2]
 
-METHOD is a registered method with claims (`python benchmarks/seeds.py --help` lists them).
+METHOD is a registered method with claims (`python benchmarks/seeds.py --help` lists them), or
+``generalisation``: the held-out-site stage with every method's seed and ``generalisation.seed``
+changed (the site-out trainings and the corrupted copies), tabulating pairs ranked right per method
+and way and calibration's paired effect (after `dvc repro`: the in-site way reads ``models/``;
+about ten minutes per seed on 2 cores).
 
 A setting is better than another only if it wins over several seeds: on the embedded default
 single-seed differences of about 0.1 are common for papers 1 and 2.
@@ -31,13 +35,22 @@ from mriqa_lib.claims import claims
 from mriqa_lib.config import read_yaml
 from mriqa_lib.methods import registry
 
+#: the held-out-site evaluation: every method trained again, so every method's seed moves with it
+GENERALISATION = "generalisation"
+
+
+def seeded_sections(method: str) -> list[str]:
+    """The params sections whose ``seed`` a run of ``method`` changes."""
+    return [*registry.names(), GENERALISATION] if method == GENERALISATION else [method]
+
 
 def seed_params(raw: dict[str, Any], method: str, seed: int, threads: int | None = None) -> dict[str, Any]:
-    """``raw`` params with ``<method>.seed`` (and optionally ``trainer.threads``) replaced."""
+    """``raw`` params with the ``seed`` of :func:`seeded_sections` (and optionally ``trainer.threads``) replaced."""
     out = json.loads(json.dumps(raw))  # deep copy of plain YAML data
-    if method not in out:
-        raise KeyError(f"params have no section '{method}'")
-    out[method]["seed"] = int(seed)
+    for section in seeded_sections(method):
+        if section not in out:
+            raise KeyError(f"params have no section '{section}'")
+        out[section]["seed"] = int(seed)
     if threads:
         out.setdefault("trainer", {})["threads"] = int(threads)
     return out
@@ -52,6 +65,17 @@ def claim_values(method: str, metrics: dict[str, Any]) -> dict[str, float]:
             if v is not None:
                 out[c.metric] = float(v)
     return out
+
+
+def generalisation_values(metrics: dict[str, Any]) -> dict[str, float]:
+    """Pairs ranked right per method and way (mean over the held-out sites) and calibration's paired
+    effect per site, from ``metrics/generalisation.json``."""
+    sites = tuple(f"{s}_" for s in metrics.get("sites", []))
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if (k.endswith("_pairs_right") and not k.startswith(sites)) or k.endswith("_calibration_effect")
+    }
 
 
 def summarise(per_seed: dict[int, dict[str, float]]) -> pd.DataFrame:
@@ -69,17 +93,25 @@ def run_seed(
     threads: int | None,
     runner: Callable[[list[str], Path], None],
 ) -> dict[str, float]:
-    """One seed in ``work/seed-N``: write params, link the cohort, run the method's stage steps."""
+    """One seed in ``work/seed-N``: write params, link the cohort (and, for the held-out-site stage,
+    the in-site ``models``), run the method's stage steps."""
     import yaml
 
     folder = work / f"seed-{seed}"
     (folder / "data").mkdir(parents=True, exist_ok=True)
-    link = folder / "data" / "embedded"
-    if not link.is_symlink():
-        link.symlink_to(Path("data/embedded").resolve())
+    links = {folder / "data" / "embedded": Path("data/embedded")}
+    if method == GENERALISATION:
+        links[folder / "models"] = Path("models")
+    for link, target in links.items():
+        if not link.is_symlink():
+            link.symlink_to(target.resolve())
     (folder / "params.yaml").write_text(yaml.safe_dump(seed_params(raw, method, seed, threads), sort_keys=False))
+    cli = [sys.executable, "-m", "mriqa_lib.cli", "stage"]
+    if method == GENERALISATION:
+        runner([*cli, GENERALISATION], folder)
+        return generalisation_values(json.loads((folder / "metrics" / f"{GENERALISATION}.json").read_text()))
     for step in registry.get(method).stages:
-        runner([sys.executable, "-m", "mriqa_lib.cli", "stage", method, step], folder)
+        runner([*cli, method, step], folder)
     return claim_values(method, json.loads((folder / "metrics" / f"{method}.json").read_text()))
 
 
@@ -89,7 +121,7 @@ def _subprocess(cmd: list[str], cwd: Path) -> None:
 
 def main(argv: list[str] | None = None, runner: Callable[[list[str], Path], None] = _subprocess) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("method", choices=sorted({c.method for c in claims()}))
+    parser.add_argument("method", choices=sorted({c.method for c in claims()} | {GENERALISATION}))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--work", type=Path, default=Path("/tmp/mriqa_seeds"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -97,6 +129,8 @@ def main(argv: list[str] | None = None, runner: Callable[[list[str], Path], None
     args = parser.parse_args(argv)
     if not Path("data/embedded").is_dir():
         raise SystemExit("data/embedded not found: run `dvc repro prepare` from the repository root first")
+    if args.method == GENERALISATION and not Path("models").is_dir():
+        raise SystemExit("models/ not found: the held-out-site stage scores the in-site models; run `dvc repro` first")
     raw = read_yaml(args.params)
     per_seed = {}
     for seed in args.seeds:
