@@ -259,16 +259,23 @@ def calibration_effect(
 def generalisation_metrics(table: Any, effects: Any = None) -> dict[str, Any]:
     """metrics/generalisation.json: ``<site>_<method>_<way>_{pairs_right[_low,_high],auroc}``, the mean
     over sites of each method and way (way names with spaces and ``+`` written as ``_``), and from
-    ``effects`` (:func:`calibration_effect` rows) ``<site>_<method>_calibration_effect[_low,_high]``."""
+    ``effects`` (:func:`calibration_effect` rows) ``<site>_<method>_calibration_effect[_low,_high]``.
+    A value that is not a finite number (no interval below :data:`MIN_SUBJECTS_CI` subjects) is left
+    out: JSON has no NaN."""
     out: dict[str, Any] = {}
+
+    def put(name: str, value: Any) -> None:
+        if np.isfinite(float(value)):
+            out[name] = round(float(value), 4)
+
     key = {w: w.replace(" + ", "_").replace("-", "_") for w in WAYS}
     for r in table.itertuples():
         for stat in ("pairs_right", "pairs_right_low", "pairs_right_high", "auroc"):
-            out[f"{r.site}_{r.method}_{key[r.way]}_{stat}"] = round(float(getattr(r, stat)), 4)
+            put(f"{r.site}_{r.method}_{key[r.way]}_{stat}", getattr(r, stat))
     for (m, w), g in table.groupby(["method", "way"]):
-        out[f"{m}_{key[w]}_pairs_right"] = round(float(g.pairs_right.mean()), 4)
-        out[f"{m}_{key[w]}_auroc"] = round(float(g.auroc.mean()), 4)
+        put(f"{m}_{key[w]}_pairs_right", g.pairs_right.mean())
+        put(f"{m}_{key[w]}_auroc", g.auroc.mean())
     for r in effects.itertuples() if effects is not None else ():
         for stat in ("effect", "effect_low", "effect_high"):
-            out[f"{r.site}_{r.method}_calibration_{stat}"] = round(float(getattr(r, stat)), 4)
+            put(f"{r.site}_{r.method}_calibration_{stat}", getattr(r, stat))
     return out

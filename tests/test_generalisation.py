@@ -232,8 +232,9 @@ def test_the_stage_scores_the_held_out_site_three_ways(toygen, tmp_path, monkeyp
     effect = pd.read_csv("results/generalisation/calibration_effect.tsv", sep="\t").set_index("method")
     by_way = summary.set_index("way").pairs_right  # the same pairs in both ways: the paired mean is the difference
     assert effect.loc["toygen", "effect"] == pytest.approx(by_way["site-out + calibration"] - by_way["site-out"])
-    metrics = json.loads(Path("metrics/generalisation.json").read_text())
+    metrics = json.loads(Path("metrics/generalisation.json").read_text(), parse_constant=pytest.fail)  # no NaN
     assert metrics["siteB_toygen_calibration_effect"] == pytest.approx(effect.loc["toygen", "effect"], abs=1e-4)
+    assert "siteB_toygen_in_site_pairs_right_low" not in metrics  # two in-site subjects: no interval
     metrics = read_json("metrics/generalisation.json")
     assert metrics["toygen_site_out_calibration_pairs_right"] == pytest.approx(
         summary.set_index("way").loc["site-out + calibration", "pairs_right"]
@@ -263,3 +264,17 @@ def test_site_out_settings_apply_each_method_s_badness_only_then_the_user_s():
     assert only_ecker.shaw.multitask_iterations == settings.shaw.multitask_iterations
     for spec in registry.methods().values():  # every method's own overrides name real settings
         G.site_out_settings(load_settings(ROOT / "params.yaml"), [spec.name])
+
+
+def test_metrics_keep_finite_intervals_and_leave_out_missing_ones():
+    nan = float("nan")
+    table = pd.DataFrame(
+        [
+            {"site": "s", "method": "m", "way": "site-out", "pairs_right": 0.8, "pairs_right_low": 0.7},
+            {"site": "s", "method": "m", "way": "in-site", "pairs_right": 0.6, "pairs_right_low": nan},
+        ]
+    ).assign(pairs_right_high=[0.9, nan], auroc=[0.75, 0.5])
+    metrics = G.generalisation_metrics(table)
+    assert metrics["s_m_site_out_pairs_right_low"] == 0.7 and metrics["s_m_site_out_pairs_right_high"] == 0.9
+    assert "s_m_in_site_pairs_right_low" not in metrics and metrics["s_m_in_site_pairs_right"] == 0.6
+    json.loads(json.dumps(metrics, allow_nan=False))  # strict JSON
