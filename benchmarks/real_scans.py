@@ -214,27 +214,12 @@ def copies_table(scan_name: str, folder: Path, copies: Sequence[Copy], p5_defini
 
 
 # ------------------------------------------------------------------- statistics (pure functions)
-def pair_outcomes(frame: pd.DataFrame, col: str, sign: float) -> pd.DataFrame:
-    """Each corrupted copy against its scan's clean copy: ``right`` = 1 when ``sign * score`` of the
-    corrupted copy is larger (worse), 0 when smaller, 0.5 on a tie (the AUROC convention), NaN when
-    either score is missing. ``frame`` needs ``scan``, ``artifact`` ("clean" for the clean copy) and
-    ``col``; returns its corrupted rows with ``right`` added."""
-    if col not in frame:
-        return frame.iloc[0:0].assign(right=pd.Series(dtype=float))
-    bad = sign * pd.to_numeric(frame[col], errors="coerce")
-    clean = bad[frame.artifact == "clean"].groupby(frame.scan[frame.artifact == "clean"]).first()
-    out = frame[frame.artifact != "clean"].copy()
-    base = out.scan.map(clean).astype(float)
-    mine = bad[out.index].astype(float)
-    right = np.where(mine > base, 1.0, np.where(mine < base, 0.0, 0.5))
-    out["right"] = np.where(mine.isna() | base.isna(), np.nan, right)
-    return out
-
-
 def pairs_right(frame: pd.DataFrame, col: str, sign: float, artifact: str | None = None) -> tuple[float, int]:
     """(fraction of pairs ranked right, number of pairs with both scores); ``artifact`` selects one
     artifact's pairs (None: all). The fraction is NaN when there is no pair."""
-    out = pair_outcomes(frame, col, sign)
+    from mriqa_lib.generalisation import pair_outcomes  # one pair rule for held-out sites and real scans
+
+    out = pair_outcomes(frame, col, sign, by="scan")
     if artifact is not None:
         out = out[out.artifact == artifact]
     right = out["right"].dropna()

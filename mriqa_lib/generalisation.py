@@ -168,20 +168,24 @@ def scorer_runs(
 PAIR_KEY = ("subject", "artifact", "severity_level")
 
 
-def pair_outcomes(scores: Any, spec: Any) -> Any:
-    """One row per (clean, corrupted) pair of a subject, from the benchmark's score rows: the
-    :data:`PAIR_KEY` columns present and ``right`` = 1 when the corrupted copy scores worse than its
-    subject's clean scan by the method's ``spec.badness`` column and ``spec.badness_sign``, 1/2 for a
-    tie, NaN when either score is missing."""
+def pair_outcomes(frame: Any, col: str, sign: float, by: str = "subject") -> Any:
+    """Each corrupted row of ``frame`` against the clean row (``artifact`` "clean") of its ``by`` group
+    (a subject, or a real scan): ``right`` = 1 when ``sign * frame[col]`` is larger (worse), 0 when
+    smaller, 0.5 on a tie (the AUROC convention), NaN when either score is missing. Returns the
+    corrupted rows with ``right`` added (none when ``col`` is absent)."""
     import pandas as pd
 
-    bad = spec.badness_sign * pd.to_numeric(scores[spec.badness], errors="coerce")
-    is_clean = scores.artifact == "clean"
-    clean = dict(zip(scores.subject[is_clean], bad[is_clean]))
-    pairs = scores.loc[~is_clean, [c for c in PAIR_KEY if c in scores]].reset_index(drop=True)
-    diff = bad[~is_clean].to_numpy() - pairs.subject.map(clean).to_numpy(dtype=float)
-    right = np.where(np.isfinite(diff), (diff > 0) + 0.5 * (diff == 0), np.nan)
-    return pairs.assign(right=right)
+    is_clean = frame.artifact == "clean"
+    out = frame[~is_clean].copy()
+    if col not in frame:
+        return out.iloc[0:0].assign(right=pd.Series(dtype=float))
+    bad = sign * pd.to_numeric(frame[col], errors="coerce")
+    clean = bad[is_clean].groupby(frame[by][is_clean]).first()
+    base = out[by].map(clean).astype(float)
+    mine = bad[out.index].astype(float)
+    right = np.where(mine > base, 1.0, np.where(mine < base, 0.0, 0.5))
+    out["right"] = np.where(mine.isna() | base.isna(), np.nan, right)
+    return out
 
 
 #: fewer subjects than this give no interval: resampling two or three of them spans only their few mixtures
@@ -198,9 +202,13 @@ def subject_bootstrap(right: Any, subject: Any, n_boot: int, seed: int) -> tuple
     if frame.empty:
         return float("nan"), float("nan"), float("nan")
     per_subject = frame.groupby("subject").right.agg(["sum", "count"]).to_numpy(dtype=float)
+
+    def pooled(v: np.ndarray) -> float:  # all pairs of the drawn subjects together
+        return float(v[:, 0].sum() / v[:, 1].sum())
+
     if len(per_subject) < MIN_SUBJECTS_CI:
-        return float(per_subject[:, 0].sum() / per_subject[:, 1].sum()), float("nan"), float("nan")
-    return bootstrap_ci(per_subject, lambda v: v[:, 0].sum() / v[:, 1].sum(), n_boot=n_boot, seed=seed)
+        return pooled(per_subject), float("nan"), float("nan")
+    return bootstrap_ci(per_subject, pooled, n_boot=n_boot, seed=seed)
 
 
 def pair_table(
@@ -218,7 +226,7 @@ def pair_table(
         if col not in scores:
             continue
         bad = specs[m].badness_sign * pd.to_numeric(scores[col], errors="coerce")
-        pairs = pair_outcomes(scores, specs[m])
+        pairs = pair_outcomes(scores, col, specs[m].badness_sign)
         value, low, high = subject_bootstrap(pairs.right, pairs.subject, n_boot, seed)
         corrupted = scores.artifact != "clean"
         rows.append(
@@ -243,12 +251,14 @@ def calibration_effect(
     (the same volumes), with a subject-bootstrap 95 % CI of that paired difference."""
     specs = specs or registry.methods()
     raw, calibrated = (scores[scores.way == w] for w in WAYS[:2])
+    key = [c for c in PAIR_KEY if c in scores]
     rows = []
     for m in methods:
-        if specs[m].badness not in scores:
+        col, sign = specs[m].badness, specs[m].badness_sign
+        if col not in scores:
             continue
-        key = [c for c in PAIR_KEY if c in scores]
-        both = pair_outcomes(raw, specs[m]).merge(pair_outcomes(calibrated, specs[m]), on=key, suffixes=("", "_cal"))
+        before, after = (pair_outcomes(s, col, sign)[[*key, "right"]] for s in (raw, calibrated))
+        both = before.merge(after, on=key, suffixes=("", "_cal"))
         diff = both.right_cal - both.right
         value, low, high = subject_bootstrap(diff, both.subject, n_boot, seed)
         n = int(diff.notna().sum())

@@ -96,7 +96,7 @@ specs = registry.methods()
 
 
 def pairs_by_artifact(rows: pd.DataFrame, method: str) -> pd.Series:
-    return pair_outcomes(rows, specs[method]).groupby("artifact").right.mean()
+    return pair_outcomes(rows, specs[method].badness, specs[method].badness_sign).groupby("artifact").right.mean()
 
 
 artifacts = sorted(a for a in scores.artifact.unique() if a != "clean")
